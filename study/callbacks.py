@@ -1,0 +1,244 @@
+"""Driver-side Ray Tune callbacks: the store writer and the live progress display.
+
+`StoreCallback` is the only writer of the service's own tables (zs_*). It runs in the driver,
+so workers never need database credentials.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from study.searcher import STUDY_KEY, OptunaSearcher
+from study.store import Store
+
+__all__ = ["ProgressCallback", "StoreCallback", "error_reason"]
+
+
+def error_reason(trial: Any) -> str:
+    """The last exception line of a Ray trial's error file (e.g. 'TrialDiverged: ...')."""
+    path = getattr(trial, "error_file", None)
+    text = ""
+    if path and Path(path).exists():
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if ":" in line and not line.startswith(("File ", "Failure #", "^", "~")):
+            # Ray prefixes the worker's exception with its own wrapper lines; keep the cause.
+            return line[:500]
+    return "the trial raised an error (no error file)"
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class StoreCallback(Callback):
+    """Writes every trial and every epoch into the store, idempotently."""
+
+    def __init__(self, store: Store, searcher: OptunaSearcher, study_name: str) -> None:
+        self._store = store
+        self._searcher = searcher
+        self._study = study_name
+        self._started: dict[int, float] = {}
+        self.epochs_written = 0
+        self.write_seconds = 0.0
+
+    # Tune pickles its configuration (callbacks included) into the experiment directory; keep
+    # the database URL, not the live engine.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_store"] = self._store.url
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if isinstance(self._store, str):
+            self._store = Store(self._store)
+
+    def _slot(self, trial: Any) -> tuple[int, int] | None:
+        info = trial.config.get(STUDY_KEY) if isinstance(trial.config, dict) else None
+        if info and info.get("name") == self._study:
+            return int(info["number"]), int(info["seed_index"])
+        return self._searcher.slot_of(trial.trial_id)
+
+    def _timed(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.write_seconds += time.perf_counter() - started
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        slot = self._slot(trial)
+        if slot is None:
+            return
+        number, _seed_index = slot
+        self._started.setdefault(number, time.time())
+        configuration = self._searcher.configuration(number)
+        self._timed(
+            self._store.upsert_trial,
+            self._study,
+            number,
+            ray_trial_id=",".join(configuration.ray_trial_ids),
+            params=configuration.params,
+            seed=configuration.seeds[0],
+            state="RUNNING",
+            config=trial.config.get("trial"),
+            started_at=datetime.fromtimestamp(self._started[number], tz=timezone.utc),
+        )
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        slot = self._slot(trial)
+        if slot is None or "epoch" not in result:
+            return
+        number, seed_index = slot
+        configuration = self._searcher.configuration(number)
+        self._timed(
+            self._store.record_epoch,
+            self._study,
+            number,
+            int(result["epoch"]),
+            seed=configuration.seeds[seed_index],
+            train_loss=_finite(result.get("train_loss")),
+            valid_loss=_finite(result.get("valid_loss")),
+            valid_metric=_finite(result.get("valid_metric")),
+            tokens_per_second=_finite(result.get("tokens_per_second")),
+            seconds=_finite(result.get("seconds")),
+        )
+        self.epochs_written += 1
+        self._timed(
+            self._store.upsert_trial,
+            self._study,
+            number,
+            best_value=_finite(configuration.best_value),
+            epochs=configuration.max_epoch,
+            node=",".join(configuration.nodes) or None,
+        )
+
+    def _finish(self, trial: Any) -> None:
+        slot = self._slot(trial)
+        if slot is None:
+            return
+        number, _ = slot
+        if trial.checkpoint is not None:
+            self._searcher.record_location(trial.trial_id, checkpoint=trial.checkpoint.path)
+        outcome = self._searcher.outcome(number)
+        if outcome is None:  # other seeds of this configuration are still running
+            return
+        started = self._started.get(number)
+        self._timed(
+            self._store.upsert_trial,
+            self._study,
+            number,
+            state=outcome["state"],
+            final_value=_finite(outcome["value"]),
+            best_value=_finite(outcome["best_value"]),
+            epochs=outcome["epochs"],
+            error=outcome["error"],
+            node=",".join(outcome["nodes"]) or None,
+            checkpoint=",".join(c for c in outcome["checkpoints"] if c) or None,
+            wall_seconds=(time.time() - started) if started else None,
+            finished_at=datetime.now(timezone.utc),
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._searcher.set_error_reason(trial.trial_id, error_reason(trial))
+        self._finish(trial)
+
+
+class ProgressCallback(Callback):
+    """A live table: trials done / running / pruned / failed and the best value so far."""
+
+    def __init__(
+        self,
+        searcher: OptunaSearcher,
+        *,
+        metric: str,
+        console: Console | None = None,
+        heartbeat: Any = None,
+    ) -> None:
+        self._searcher = searcher
+        self._metric = metric
+        self._console = console or Console()
+        self._live: Live | None = None
+        self._heartbeat = heartbeat
+        self._last_beat = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_console=None, _live=None, _heartbeat=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._console = Console()
+
+    def _table(self) -> Table:
+        counts = self._searcher.counts()
+        table = Table(title="zoneout-study", expand=False)
+        for column in ("running", "complete", "pruned", "failed", f"best {self._metric}"):
+            table.add_column(column, justify="right")
+        best = self._searcher.best_value()
+        table.add_row(
+            str(counts["RUNNING"]),
+            str(counts["COMPLETE"]),
+            str(counts["PRUNED"]),
+            str(counts["FAIL"]),
+            f"{best:.4f}" if best is not None else "-",
+        )
+        return table
+
+    def setup(self, **info: Any) -> None:
+        if self._console.is_terminal:
+            self._live = Live(self._table(), console=self._console, refresh_per_second=2)
+            self._live.start()
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._heartbeat is not None and now - self._last_beat > 10:
+            self._last_beat = now
+            self._heartbeat()
+        if self._live is not None:
+            self._live.update(self._table())
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._refresh()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._refresh()
+        if self._live is None:
+            counts = self._searcher.counts()
+            best = self._searcher.best_value()
+            best_text = f"{best:.4f}" if best is not None else "-"
+            self._console.print(
+                f"trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
+                f"{counts['FAIL']} failed, {counts['RUNNING']} running; best {self._metric} "
+                f"{best_text}"
+            )
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.stop()
+            self._live = None

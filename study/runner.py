@@ -1,0 +1,246 @@
+"""Run a study: store + Optuna study on one URL, Ray Tune schedules, the searcher asks and tells.
+
+`run_study()` is the whole data flow of DESIGN.md in one function, top to bottom.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import optuna
+from rich.console import Console
+
+from study.callbacks import ProgressCallback, StoreCallback
+from study.reaper import DRIVER_LOST, beat, reap_lost_trials
+from study.searcher import OptunaSearcher, counted_trials, new_driver_id
+from study.space import build_sampler
+from study.spec import StudySpec
+from study.store import Store, StoreError, default_storage_url, mask_url, scrub_secrets
+
+__all__ = ["StudyOutcome", "StudyRunError", "open_optuna_study", "package_versions", "run_study"]
+
+INTERRUPTED = "interrupted: the driver stopped before the trial finished"
+
+
+class StudyRunError(RuntimeError):
+    """A study that cannot start (e.g. its stored direction differs from this spec's)."""
+
+
+@dataclass
+class StudyOutcome:
+    name: str
+    storage: str  # masked
+    status: str  # finished | interrupted
+    counts: dict[str, int] = field(default_factory=dict)
+    best_value: float | None = None
+    best_params: dict[str, Any] | None = None
+    best_number: int | None = None
+    reaped: list[int] = field(default_factory=list)
+    epochs_written: int = 0
+    store_write_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("zoneout-study", "torch", "optuna", "ray", "sqlalchemy", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def open_optuna_study(
+    url: str, name: str, sampler: optuna.samplers.BaseSampler | None = None
+) -> optuna.Study:
+    """The Optuna study on the SAME database as the store (created if missing)."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 30}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        direction="minimize",
+        load_if_exists=True,
+    )
+
+
+def _ray_init(address: str | None, spec: StudySpec) -> bool:
+    """Connect to (or start) Ray; returns whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": "WARNING",
+        "configure_logging": True,
+    }
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(**kwargs)
+    return True
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    storage: str | None = None,
+    ray_address: str | None = None,
+    n_trials: int | None = None,
+    console: Console | None = None,
+) -> StudyOutcome:
+    import time
+
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from trials.trainable import run_trial
+
+    started = time.perf_counter()
+    console = console or Console()
+    if n_trials is not None:
+        spec = spec.model_copy(update={"n_trials": n_trials})
+    url = (
+        storage or os.environ.get("ZONEOUT_STUDY_STORAGE") or spec.storage or default_storage_url()
+    )
+    if storage or os.environ.get("ZONEOUT_STUDY_STORAGE"):
+        spec = spec.model_copy(update={"storage": url})
+
+    # 1. Schema (Alembic) and the study row, with a password-free spec snapshot.
+    store = Store.open(url)
+    study = open_optuna_study(url, spec.name, build_sampler(spec))
+    if study.direction != optuna.study.StudyDirection.MINIMIZE:
+        raise StudyRunError(
+            f"study {spec.name!r} in {mask_url(url)} maximizes; this service minimizes the "
+            "validation metric: use another study name"
+        )
+    study.set_user_attr("metric", spec.metric)
+    study.set_user_attr("max_epochs", spec.max_epochs)
+    if spec.scheduler.name == "asha":
+        study.set_user_attr("grace_period", spec.scheduler.grace_period)
+        study.set_user_attr("reduction_factor", spec.scheduler.reduction_factor)
+    store.register_study(
+        spec.name,
+        spec=scrub_secrets(spec.model_dump(mode="json")),
+        versions=package_versions(),
+        direction="minimize",
+        metric=spec.metric,
+        optuna_study_id=study._study_id,
+    )
+
+    # 2. Trials a dead driver left RUNNING: FAIL ('driver lost') and re-enqueued.
+    driver_id = new_driver_id()
+    beat(study, driver_id)
+    reaped = reap_lost_trials(study, current_driver=driver_id)
+    for number in reaped:
+        store.upsert_trial(spec.name, number, state="FAIL", error=DRIVER_LOST)
+    if reaped:
+        console.print(f"re-running {len(reaped)} trial(s) left running by a lost driver: {reaped}")
+
+    outcome = StudyOutcome(name=spec.name, storage=mask_url(url), status="finished", reaped=reaped)
+    if counted_trials(study) >= spec.n_trials:
+        console.print(f"study {spec.name!r} already has {spec.n_trials} trials; nothing to run")
+        _summarize(study, outcome)
+        store.finish_study(spec.name, "finished")
+        return outcome
+
+    # 3. Ray Tune: our searcher (ask/tell), ASHA, the store and progress callbacks.
+    started_ray = _ray_init(ray_address or spec.ray_address, spec)
+    searcher = OptunaSearcher(study, spec, driver_id=driver_id)
+    store_callback = StoreCallback(store, searcher, spec.name)
+    progress = ProgressCallback(
+        searcher, metric=spec.metric, console=console, heartbeat=lambda: beat(study, driver_id)
+    )
+    if spec.scheduler.name == "asha":
+        scheduler: Any = ASHAScheduler(
+            time_attr="epoch",
+            max_t=spec.max_epochs,
+            grace_period=min(spec.scheduler.grace_period, spec.max_epochs),
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    storage_path = Path(spec.checkpoint_path or Path.cwd() / "runs").expanduser()
+    if "://" not in str(storage_path):
+        storage_path = storage_path.resolve()
+        storage_path.mkdir(parents=True, exist_ok=True)
+    trainable = tune.with_resources(
+        run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric="valid_metric",
+            mode="min",
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=-1,
+            max_concurrent_trials=spec.max_concurrent_trials,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-{driver_id.rsplit(':', 1)[-1]}",
+            storage_path=str(storage_path),
+            callbacks=[store_callback, progress],
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=0,
+        ),
+    )
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        outcome.status = "interrupted"
+    finally:
+        progress.close()
+        # Anything still open was cut short: FAIL now, parameters queued for the next run.
+        retired = searcher.finalize(INTERRUPTED)
+        for number in retired:
+            store.upsert_trial(spec.name, number, state="FAIL", error=INTERRUPTED)
+        if retired:
+            outcome.status = "interrupted"
+        store.finish_study(spec.name, outcome.status)
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+    _summarize(study, outcome)
+    outcome.epochs_written = store_callback.epochs_written
+    outcome.store_write_seconds = store_callback.write_seconds
+    outcome.wall_seconds = time.perf_counter() - started
+    store.close()
+    return outcome
+
+
+def _summarize(study: optuna.Study, outcome: StudyOutcome) -> None:
+    counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    outcome.counts = counts
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if complete:
+        best = min(complete, key=lambda trial: trial.value)  # type: ignore[arg-type,return-value]
+        outcome.best_value = best.value
+        outcome.best_params = dict(best.params)
+        outcome.best_number = best.number
+
+
+def default_ray_tmpdir() -> str:
+    return os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+
+
+_ = StoreError  # re-exported for callers catching store problems from run_study

@@ -1,0 +1,41 @@
+"""The SQL store of zoneout-study (SQLAlchemy 2.0 + Alembic).
+
+Optuna (``RDBStorage``) and this store share one database URL. The store's tables are
+prefixed ``zs_`` (``zs_studies``, ``zs_trials``, ``zs_epochs``) and its Alembic version lives
+in ``zs_alembic_version``, so Optuna's tables and ``alembic_version`` are never touched.
+
+The Ray Tune driver-side callback is the only writer; dashboards read through
+:meth:`Store.studies_frame`, :meth:`Store.trials_frame` and :meth:`Store.epochs_frame`.
+
+A new migration, from code (no alembic.ini)::
+
+    from alembic import command
+    from study.store import alembic_config
+    command.revision(alembic_config(url), message="...", autogenerate=True)
+"""
+
+from __future__ import annotations
+
+from ._engine import create_engine_for, normalize_url
+from ._errors import StoreError
+from ._migrate import alembic_config, current_revision, head_revision, upgrade
+from ._models import VERSION_TABLE
+from ._secrets import default_storage_url, mask_url, scrub_secrets
+from ._store import TRIAL_FIELDS, TRIAL_STATES, Store
+
+__all__ = [
+    "TRIAL_FIELDS",
+    "TRIAL_STATES",
+    "VERSION_TABLE",
+    "Store",
+    "StoreError",
+    "alembic_config",
+    "create_engine_for",
+    "current_revision",
+    "default_storage_url",
+    "head_revision",
+    "mask_url",
+    "normalize_url",
+    "scrub_secrets",
+    "upgrade",
+]

@@ -1,0 +1,177 @@
+"""Engine construction for SQLite and PostgreSQL, connection checks and a small retry helper."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from ._errors import StoreError
+from ._secrets import mask_url, to_json_safe
+
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_engine_for", "normalize_url", "run_with_retry"]
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 10
+_LOCKED_RETRIES = 5
+
+T = TypeVar("T")
+
+
+def _parse(url: str) -> URL:
+    text = url.strip() if isinstance(url, str) else url
+    if not isinstance(text, str) or not text:
+        raise StoreError(f"invalid storage URL {mask_url(str(url))!r}: expected an SQLAlchemy URL")
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text[len("postgres://") :]
+    try:
+        parsed = make_url(text)
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(
+            f"invalid storage URL {mask_url(text)!r}: {_first_line(exc)} "
+            "(expected e.g. sqlite:///studies.db or postgresql+psycopg://user@host/db)"
+        ) from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def normalize_url(url: str) -> str:
+    """The URL the store actually connects to, as a string (password kept).
+
+    ``postgres://`` and ``postgresql://`` without a driver become ``postgresql+psycopg://``
+    (psycopg 3). Pass the same string to Optuna so both use the same driver.
+    """
+    return _parse(url).render_as_string(hide_password=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return line
+
+
+def _redact(message: str, url: URL) -> str:
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    return message
+
+
+def _json_serializer(value: Any) -> str:
+    # strict JSON: NaN / inf become null (PostgreSQL rejects NaN in json / jsonb)
+    return json.dumps(to_json_safe(value), allow_nan=False, separators=(",", ":"))
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
+    finally:
+        cursor.close()
+
+
+def _hint(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return "check that the directory exists and is writable"
+    host = url.host or "localhost"
+    port = url.port or 5432
+    return (
+        f"check that the server is running and reachable at {host}:{port}, that database "
+        f"{url.database!r} exists and that the user and password are right "
+        "(--storage / ZONEOUT_STUDY_STORAGE)"
+    )
+
+
+def create_engine_for(url: str, *, check: bool = True) -> sa.Engine:
+    """Create an engine configured for the store and (by default) check that it connects.
+
+    SQLite: WAL journal, ``busy_timeout`` of 30 s, foreign keys on (set on every connection).
+    PostgreSQL: psycopg 3 driver, ``pool_pre_ping=True``, 10 s connect timeout.
+    An unreachable database raises :class:`StoreError` naming the masked URL and what to check.
+    """
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {"json_serializer": _json_serializer}
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+    elif backend == "postgresql":
+        kwargs["pool_pre_ping"] = True
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        if "application_name" not in parsed.query:
+            connect_args["application_name"] = "zoneout-study"
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+    except (ArgumentError, ImportError, ModuleNotFoundError) as exc:
+        raise StoreError(
+            f"cannot create an engine for {mask_url(str(parsed))}: "
+            f"{_redact(_first_line(exc), parsed)} (check the driver in the URL is installed)"
+        ) from None
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+    if check:
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except DBAPIError as exc:
+            engine.dispose()
+            reason = _redact(_first_line(exc), parsed)
+            raise StoreError(
+                f"cannot connect to database {mask_url(str(parsed))}: {reason}; {_hint(parsed)}"
+            ) from None
+    return engine
+
+
+def _is_locked(exc: DBAPIError) -> bool:
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def run_with_retry(engine: sa.Engine, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
+    """Run ``fn(connection)`` in a transaction (``write``) or a plain connection.
+
+    Retried once when the connection turned out to be dead (e.g. a PostgreSQL restart that
+    ``pool_pre_ping`` could not catch) and a few times on SQLite's ``database is locked``
+    (the 30 s busy timeout already waits inside SQLite; this is a last resort).
+    The store's writes are idempotent upserts, so re-running one is safe. An
+    ``OperationalError`` that persists is raised as :class:`StoreError`.
+    """
+    invalidated_retry = True
+    locked_retries = _LOCKED_RETRIES
+    while True:
+        try:
+            if write:
+                with engine.begin() as conn:
+                    return fn(conn)
+            with engine.connect() as conn:
+                return fn(conn)
+        except DBAPIError as exc:
+            if exc.connection_invalidated and invalidated_retry:
+                invalidated_retry = False
+                log.warning("store: database connection was lost; retrying once")
+                continue
+            if _is_locked(exc) and locked_retries > 0:
+                locked_retries -= 1
+                time.sleep(0.05 * (_LOCKED_RETRIES - locked_retries))
+                continue
+            if isinstance(exc, OperationalError):
+                raise StoreError(
+                    f"database error on {mask_url(str(engine.url))}: "
+                    f"{_redact(_first_line(exc), engine.url)}"
+                ) from exc
+            raise

@@ -1,0 +1,551 @@
+"""The store: written by the Ray Tune driver callback, read by dashboards as DataFrames."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ._engine import create_engine_for, normalize_url, run_with_retry
+from ._errors import StoreError
+from ._migrate import upgrade_engine
+from ._models import EpochRow, StudyRow, TrialRow, utcnow
+from ._secrets import mask_url, scrub_secrets, to_json_safe
+
+__all__ = ["DIRECTIONS", "STUDY_STATUSES", "TRIAL_FIELDS", "TRIAL_STATES", "Store"]
+
+T = TypeVar("T")
+
+DIRECTIONS = ("minimize", "maximize")
+STUDY_STATUSES = ("running", "finished", "interrupted", "failed")
+FINAL_STUDY_STATUSES = ("finished", "interrupted", "failed")
+TRIAL_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL")
+
+_STR_FIELDS = ("ray_trial_id", "node", "error", "checkpoint")
+_INT_FIELDS = ("seed", "epochs")
+_FLOAT_FIELDS = ("best_value", "final_value", "wall_seconds")
+_TIME_FIELDS = ("started_at", "finished_at")
+_JSON_FIELDS = ("params", "config")
+TRIAL_FIELDS = (
+    "ray_trial_id",
+    "params",
+    "seed",
+    "state",
+    "best_value",
+    "final_value",
+    "epochs",
+    "wall_seconds",
+    "node",
+    "error",
+    "checkpoint",
+    "config",
+    "started_at",
+    "finished_at",
+)
+_EPOCH_METRICS = ("train_loss", "valid_loss", "valid_metric", "tokens_per_second", "seconds")
+
+_TRIAL_COLUMNS = [
+    "study",
+    "number",
+    "state",
+    "ray_trial_id",
+    "seed",
+    "best_value",
+    "final_value",
+    "epochs",
+    "wall_seconds",
+    "node",
+    "error",
+    "checkpoint",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "params",
+    "config",
+]
+_EPOCH_COLUMNS = ["study", "number", "seed", "epoch", *_EPOCH_METRICS, "recorded_at"]
+_STUDY_COLUMNS = [
+    "name",
+    "direction",
+    "metric",
+    "status",
+    "created_at",
+    "finished_at",
+    "optuna_study_id",
+    "n_trials",
+    *(f"n_{s.lower()}" for s in TRIAL_STATES),
+]
+
+
+# ---------------------------------------------------------------- value coercion
+def _enum_name(value: Any) -> str:
+    name = getattr(value, "name", None)  # optuna StudyDirection / TrialState
+    return str(name if isinstance(name, str) else value)
+
+
+def _direction(value: Any) -> str:
+    d = _enum_name(value).strip().lower()
+    if d not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {value!r}")
+    return d
+
+
+def _state(value: Any) -> str:
+    s = _enum_name(value).strip().upper()
+    if s not in TRIAL_STATES:
+        raise ValueError(f"trial state must be one of {TRIAL_STATES}, got {value!r}")
+    return s
+
+
+def _float(value: Any) -> float | None:
+    # NaN / inf are kept: PostgreSQL stores them; SQLite stores NaN as NULL.
+    return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(value)
+
+
+def _time(value: Any) -> _dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        result = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            return None
+        result = _dt.datetime.fromtimestamp(float(value), _dt.timezone.utc)
+    elif isinstance(value, str):
+        result = _dt.datetime.fromisoformat(value)
+    else:
+        raise TypeError(f"expected a datetime, POSIX timestamp or ISO string, got {value!r}")
+    if result.tzinfo is None:
+        return result.replace(tzinfo=_dt.timezone.utc)
+    return result.astimezone(_dt.timezone.utc)
+
+
+def _json_object(value: Any, *, scrub: bool) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a mapping, got {type(value).__name__}")
+    out = to_json_safe(scrub_secrets(value) if scrub else value)
+    assert isinstance(out, dict)
+    return out
+
+
+def _trial_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(fields) - set(TRIAL_FIELDS))
+    if unknown:
+        raise TypeError(f"upsert_trial() got unknown field(s) {unknown}; known: {TRIAL_FIELDS}")
+    values: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key == "state":
+            values[key] = _state(value)
+        elif key in _STR_FIELDS:
+            if key == "checkpoint" and value is not None:
+                value = getattr(value, "path", value)  # a ray.train.Checkpoint
+            values[key] = None if value is None else str(value)
+        elif key in _INT_FIELDS:
+            values[key] = _int(value)
+        elif key in _FLOAT_FIELDS:
+            values[key] = _float(value)
+        elif key in _TIME_FIELDS:
+            values[key] = _time(value)
+        else:  # params, config
+            values[key] = _json_object(value, scrub=key == "config")
+    return values
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+    else:
+        out[prefix] = value
+
+
+def _typed_frame(
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    *,
+    ints: tuple[str, ...] = (),
+    floats: tuple[str, ...] = (),
+    times: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    for c in ints:
+        frame[c] = frame[c].astype("Int64")
+    for c in floats:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    for c in times:
+        frame[c] = pd.to_datetime(frame[c], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+# ---------------------------------------------------------------- the store
+class Store:
+    """The service's tables (``zs_studies``, ``zs_trials``, ``zs_epochs``) in one database.
+
+    ``Store(url)`` connects but does not create the schema; :meth:`Store.open` upgrades it
+    first. Thread-safe (one engine, a connection per call). Use as a context manager or call
+    :meth:`close`.
+    """
+
+    url: str
+    engine: sa.Engine
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.engine = create_engine_for(self.url)
+        dialect = self.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            self.engine.dispose()
+            raise StoreError(
+                f"unsupported database {mask_url(self.url)}: the store supports SQLite and "
+                "PostgreSQL"
+            )
+        self._insert: Callable[..., Any] = (
+            sqlite.insert if dialect == "sqlite" else postgresql.insert
+        )
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect, create or upgrade the schema to head, and return the store."""
+        store = cls(url)
+        try:
+            upgrade_engine(store.engine)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def __repr__(self) -> str:
+        return f"Store({mask_url(self.url)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------ plumbing
+    def _write(self, fn: Callable[[sa.Connection], T]) -> T:
+        return run_with_retry(self.engine, fn, write=True)
+
+    def _read(self, fn: Callable[[sa.Connection], T]) -> T:
+        return run_with_retry(self.engine, fn, write=False)
+
+    @staticmethod
+    def _study_id(conn: sa.Connection, study: str) -> int:
+        sid = conn.execute(sa.select(StudyRow.id).where(StudyRow.name == study)).scalar()
+        if sid is None:
+            raise StoreError(f"unknown study {study!r}: register_study() it first")
+        return int(sid)
+
+    def _trial_id(self, conn: sa.Connection, study: str, number: int) -> int:
+        """The trial's row id; the row is created (state RUNNING) if it does not exist."""
+        stmt = (
+            sa.select(TrialRow.id)
+            .join(StudyRow, StudyRow.id == TrialRow.study_id)
+            .where(StudyRow.name == study, TrialRow.number == number)
+        )
+        tid = conn.execute(stmt).scalar()
+        if tid is not None:
+            return int(tid)
+        study_id = self._study_id(conn, study)
+        ins = self._insert(TrialRow).values(
+            study_id=study_id, number=number, state="RUNNING", updated_at=utcnow()
+        )
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["study_id", "number"]))
+        return int(conn.execute(stmt).scalar_one())
+
+    # ------------------------------------------------------------ writes
+    def register_study(
+        self,
+        name: str,
+        *,
+        spec: dict[str, Any],
+        versions: dict[str, str],
+        direction: str,
+        metric: str,
+        optuna_study_id: int | None = None,
+    ) -> None:
+        """Insert the study, or refresh an existing one's spec snapshot and versions.
+
+        The spec snapshot is stored through :func:`scrub_secrets`. An existing study's status
+        becomes ``running`` again (and ``finished_at`` is cleared). A direction different from
+        the stored one raises :class:`StoreError`.
+        """
+        direction = _direction(direction)
+        spec_json = _json_object(spec, scrub=True) or {}
+        versions_json = {str(k): str(v) for k, v in (versions or {}).items()}
+        metric = str(metric)
+
+        def _run(conn: sa.Connection) -> None:
+            now = utcnow()
+            ins = self._insert(StudyRow).values(
+                name=name,
+                direction=direction,
+                metric=metric,
+                spec=spec_json,
+                versions=versions_json,
+                status="running",
+                created_at=now,
+                updated_at=now,
+                finished_at=None,
+                optuna_study_id=optuna_study_id,
+            )
+            inserted = conn.execute(
+                ins.on_conflict_do_nothing(index_elements=["name"]).returning(StudyRow.id)
+            ).first()
+            if inserted is not None:
+                return
+            stored = conn.execute(
+                sa.select(StudyRow.direction).where(StudyRow.name == name)
+            ).scalar_one()
+            if stored != direction:
+                raise StoreError(
+                    f"study {name!r} exists with direction {stored!r}; it cannot be resumed "
+                    f"with direction {direction!r} (use a new study name)"
+                )
+            changes: dict[str, Any] = {
+                "metric": metric,
+                "spec": spec_json,
+                "versions": versions_json,
+                "status": "running",
+                "finished_at": None,
+                "updated_at": now,
+            }
+            if optuna_study_id is not None:
+                changes["optuna_study_id"] = optuna_study_id
+            conn.execute(sa.update(StudyRow).where(StudyRow.name == name).values(**changes))
+
+        self._write(_run)
+
+    def finish_study(self, name: str, status: str) -> None:
+        """Mark the study ``finished`` / ``interrupted`` / ``failed`` and set ``finished_at``."""
+        status = str(status).strip().lower()
+        if status not in FINAL_STUDY_STATUSES:
+            raise ValueError(f"status must be one of {FINAL_STUDY_STATUSES}, got {status!r}")
+
+        def _run(conn: sa.Connection) -> None:
+            now = utcnow()
+            result = conn.execute(
+                sa.update(StudyRow)
+                .where(StudyRow.name == name)
+                .values(status=status, finished_at=now, updated_at=now)
+            )
+            if result.rowcount == 0:
+                raise StoreError(f"unknown study {name!r}: register_study() it first")
+
+        self._write(_run)
+
+    def upsert_trial(self, study: str, number: int, **fields: Any) -> None:
+        """Insert or update trial ``number`` of ``study``; only the given fields change.
+
+        Fields: see :data:`TRIAL_FIELDS`. A new trial without ``state`` is ``RUNNING``.
+        Timestamps may be datetimes (naive = UTC), POSIX seconds or ISO strings. ``config`` is
+        stored through :func:`scrub_secrets`; JSON values lose non-finite floats (-> null).
+        Passing ``None`` sets a field to NULL. Unknown fields raise ``TypeError``.
+        """
+        values = _trial_values(fields)
+        number = int(number)
+
+        def _run(conn: sa.Connection) -> None:
+            now = utcnow()
+            study_id = self._study_id(conn, study)
+            row = {"state": "RUNNING", **values}
+            ins = self._insert(TrialRow).values(
+                study_id=study_id, number=number, updated_at=now, **row
+            )
+            set_ = {key: ins.excluded[key] for key in values}
+            set_["updated_at"] = ins.excluded["updated_at"]
+            conn.execute(
+                ins.on_conflict_do_update(index_elements=["study_id", "number"], set_=set_)
+            )
+
+        self._write(_run)
+
+    def record_epoch(
+        self,
+        study: str,
+        number: int,
+        epoch: int,
+        *,
+        train_loss: float | None,
+        valid_loss: float | None,
+        valid_metric: float | None,
+        tokens_per_second: float | None,
+        seconds: float | None,
+        seed: int | None = None,
+    ) -> bool:
+        """Record one epoch of trial ``number``; returns ``True`` if the row is new.
+
+        Keyed by (study, trial number, seed, epoch): a re-sent result updates the row in place
+        (no duplicate). ``seed=None`` is stored as seed ``0``. The trial row is created
+        (state ``RUNNING``) if the driver has not upserted it yet. Non-finite metrics are kept
+        on PostgreSQL; SQLite stores NaN as NULL.
+        """
+        key_seed = 0 if seed is None else int(seed)
+        number, epoch = int(number), int(epoch)
+        metrics = {
+            "train_loss": _float(train_loss),
+            "valid_loss": _float(valid_loss),
+            "valid_metric": _float(valid_metric),
+            "tokens_per_second": _float(tokens_per_second),
+            "seconds": _float(seconds),
+        }
+
+        def _run(conn: sa.Connection) -> bool:
+            now = utcnow()
+            trial_id = self._trial_id(conn, study, number)
+            ins = self._insert(EpochRow).values(
+                trial_id=trial_id, seed=key_seed, epoch=epoch, recorded_at=now, **metrics
+            )
+            # RETURNING tells "inserted" from "conflicted" on both backends (rowcount is -1
+            # on PostgreSQL when the statement returns rows).
+            inserted = conn.execute(
+                ins.on_conflict_do_nothing(index_elements=["trial_id", "seed", "epoch"]).returning(
+                    EpochRow.id
+                )
+            ).first()
+            if inserted is not None:
+                return True
+            conn.execute(
+                sa.update(EpochRow)
+                .where(
+                    EpochRow.trial_id == trial_id,
+                    EpochRow.seed == key_seed,
+                    EpochRow.epoch == epoch,
+                )
+                .values(recorded_at=now, **metrics)
+            )
+            return False
+
+        return self._write(_run)
+
+    # ------------------------------------------------------------ reads
+    def study_spec(self, study: str) -> dict[str, Any]:
+        """The (scrubbed) spec snapshot stored by the last :meth:`register_study`."""
+
+        def _run(conn: sa.Connection) -> dict[str, Any]:
+            spec = conn.execute(sa.select(StudyRow.spec).where(StudyRow.name == study)).first()
+            if spec is None:
+                raise StoreError(f"unknown study {study!r}")
+            return dict(spec[0] or {})
+
+        return self._read(_run)
+
+    def studies_frame(self) -> pd.DataFrame:
+        """One row per study: name, direction, metric, status, created_at, finished_at,
+        optuna_study_id, n_trials and n_running / n_complete / n_pruned / n_fail."""
+
+        def _run(conn: sa.Connection) -> pd.DataFrame:
+            studies = conn.execute(
+                sa.select(
+                    StudyRow.id,
+                    StudyRow.name,
+                    StudyRow.direction,
+                    StudyRow.metric,
+                    StudyRow.status,
+                    StudyRow.created_at,
+                    StudyRow.finished_at,
+                    StudyRow.optuna_study_id,
+                ).order_by(StudyRow.created_at, StudyRow.id)
+            ).all()
+            counts = conn.execute(
+                sa.select(TrialRow.study_id, TrialRow.state, sa.func.count()).group_by(
+                    TrialRow.study_id, TrialRow.state
+                )
+            ).all()
+            per: dict[int, dict[str, int]] = {}
+            for study_id, state, n in counts:
+                per.setdefault(study_id, {})[state] = int(n)
+            rows = []
+            for s in studies:
+                c = per.get(s.id, {})
+                row = {k: getattr(s, k) for k in _STUDY_COLUMNS[:7]}
+                row["n_trials"] = sum(c.values())
+                for state in TRIAL_STATES:
+                    row[f"n_{state.lower()}"] = c.get(state, 0)
+                rows.append(row)
+            return _typed_frame(
+                rows,
+                _STUDY_COLUMNS,
+                ints=("optuna_study_id", *_STUDY_COLUMNS[7:]),
+                times=("created_at", "finished_at"),
+            )
+
+        return self._read(_run)
+
+    def trials_frame(self, study: str) -> pd.DataFrame:
+        """One row per trial of ``study`` (ordered by number): every trial field, plus
+        ``params`` expanded into ``param_<name>`` columns (nested keys joined with ``.``)."""
+
+        def _run(conn: sa.Connection) -> pd.DataFrame:
+            study_id = self._study_id(conn, study)
+            table = TrialRow.__table__
+            result = conn.execute(
+                sa.select(table).where(table.c.study_id == study_id).order_by(table.c.number)
+            ).mappings()
+            rows: list[dict[str, Any]] = []
+            param_columns: dict[str, None] = {}
+            for t in result:
+                row = {c: t[c] for c in _TRIAL_COLUMNS[1:]}
+                row["study"] = study
+                flat: dict[str, Any] = {}
+                for k, v in (t["params"] or {}).items():
+                    _flatten(f"param_{k}", v, flat)
+                param_columns.update(dict.fromkeys(flat))
+                row.update(flat)
+                rows.append(row)
+            return _typed_frame(
+                rows,
+                _TRIAL_COLUMNS + sorted(param_columns),
+                ints=("number", "seed", "epochs"),
+                floats=_FLOAT_FIELDS,
+                times=("started_at", "finished_at", "updated_at"),
+            )
+
+        return self._read(_run)
+
+    def epochs_frame(self, study: str) -> pd.DataFrame:
+        """One row per (trial number, seed, epoch) of ``study``, ordered that way."""
+
+        def _run(conn: sa.Connection) -> pd.DataFrame:
+            study_id = self._study_id(conn, study)
+            result = conn.execute(
+                sa.select(
+                    TrialRow.number,
+                    EpochRow.seed,
+                    EpochRow.epoch,
+                    *(getattr(EpochRow, m) for m in _EPOCH_METRICS),
+                    EpochRow.recorded_at,
+                )
+                .join(TrialRow, TrialRow.id == EpochRow.trial_id)
+                .where(TrialRow.study_id == study_id)
+                .order_by(TrialRow.number, EpochRow.seed, EpochRow.epoch)
+            ).all()
+            rows = [{"study": study, **r._asdict()} for r in result]
+            return _typed_frame(
+                rows,
+                _EPOCH_COLUMNS,
+                ints=("number", "seed", "epoch"),
+                floats=_EPOCH_METRICS,
+                times=("recorded_at",),
+            )
+
+        return self._read(_run)

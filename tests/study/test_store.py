@@ -1,0 +1,638 @@
+"""Tests of study.store on SQLite and PostgreSQL (see conftest.py for ``store_url``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from study.store import (
+    VERSION_TABLE,
+    Store,
+    StoreError,
+    create_engine_for,
+    current_revision,
+    default_storage_url,
+    head_revision,
+    mask_url,
+    normalize_url,
+    scrub_secrets,
+    upgrade,
+)
+from study.store._models import Base
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SPEC = {"name": "s", "storage": "sqlite:///x.db", "search": {"zoneout_cell": [0.0, 0.5]}}
+VERSIONS = {"zoneout-study": "0.1.0", "torch": "2.2"}
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _open(url: str, name: str = "s", direction: str = "minimize") -> Store:
+    store = Store.open(url)
+    store.register_study(
+        name, spec=SPEC, versions=VERSIONS, direction=direction, metric="valid_loss"
+    )
+    return store
+
+
+def _epoch(store: Store, number: int, epoch: int, seed: int | None = None, loss: float = 1.0):
+    return store.record_epoch(
+        "s",
+        number,
+        epoch,
+        train_loss=loss,
+        valid_loss=loss + 0.1,
+        valid_metric=loss + 0.2,
+        tokens_per_second=1000.0,
+        seconds=2.5,
+        seed=seed,
+    )
+
+
+def _table_names(url: str) -> set[str]:
+    engine = create_engine_for(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- schema / Alembic
+def test_upgrade_idempotent_and_head(store_url: str) -> None:
+    assert current_revision(store_url) is None
+    upgrade(store_url)
+    assert current_revision(store_url) == head_revision()
+    upgrade(store_url)  # second run is a no-op
+    Store.open(store_url).close()
+    assert current_revision(store_url) == head_revision()
+    tables = _table_names(store_url)
+    assert {"zs_studies", "zs_trials", "zs_epochs", VERSION_TABLE} <= tables
+    assert "alembic_version" not in tables  # Optuna's version table is left alone
+
+
+def test_store_init_does_not_create_schema(store_url: str) -> None:
+    Store(store_url).close()
+    assert current_revision(store_url) is None
+    assert not {t for t in _table_names(store_url) if t.startswith("zs_")}
+
+
+def test_migration_matches_models(store_url: str) -> None:
+    upgrade(store_url)
+    engine = create_engine_for(store_url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_name": lambda name, type_, _parents: (
+                        type_ != "table" or (name.startswith("zs_") and name != VERSION_TABLE)
+                    ),
+                },
+            )
+            assert compare_metadata(ctx, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("store_first", [True, False], ids=["store-first", "optuna-first"])
+def test_optuna_coexistence(store_url: str, store_first: bool) -> None:
+    url = normalize_url(store_url)
+    if store_first:
+        store = _open(url)
+        optuna_study = optuna.create_study(study_name="s", storage=url, direction="minimize")
+    else:
+        optuna_study = optuna.create_study(study_name="s", storage=url, direction="minimize")
+        store = _open(url)
+    try:
+        optuna_study.optimize(lambda t: t.suggest_float("zoneout_cell", 0.0, 0.5), n_trials=2)
+        store.register_study(
+            "s",
+            spec=SPEC,
+            versions=VERSIONS,
+            direction="minimize",
+            metric="valid_loss",
+            optuna_study_id=optuna_study._study_id,
+        )
+        store.upsert_trial("s", 0, params=optuna_study.trials[0].params, state="COMPLETE")
+        # both sides still work, each with its own version table
+        upgrade(url)
+        assert current_revision(url) == head_revision()
+        loaded = optuna.load_study(study_name="s", storage=url)
+        assert len(loaded.trials) == 2
+        tables = _table_names(url)
+        assert {"studies", "trials", "alembic_version", VERSION_TABLE} <= tables
+        frame = store.studies_frame()
+        assert frame.loc[0, "optuna_study_id"] == optuna_study._study_id
+        assert store.trials_frame("s")["param_zoneout_cell"].notna().all()
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- studies
+def test_register_and_finish(store_url: str) -> None:
+    with _open(store_url) as store:
+        frame = store.studies_frame()
+        assert list(frame["name"]) == ["s"]
+        row = frame.iloc[0]
+        assert (row["direction"], row["metric"], row["status"]) == (
+            "minimize",
+            "valid_loss",
+            "running",
+        )
+        assert pd.isna(row["finished_at"])
+        assert row["n_trials"] == 0
+        assert row["created_at"].tzinfo is not None
+
+        store.finish_study("s", "finished")
+        row = store.studies_frame().iloc[0]
+        assert row["status"] == "finished"
+        assert not pd.isna(row["finished_at"])
+
+        # re-registering resumes the study and refreshes the snapshot
+        store.register_study(
+            "s",
+            spec={**SPEC, "extra": 1},
+            versions={"torch": "2.3"},
+            direction="minimize",
+            metric="valid_loss",
+        )
+        row = store.studies_frame().iloc[0]
+        assert row["status"] == "running"
+        assert pd.isna(row["finished_at"])
+        assert store.study_spec("s")["extra"] == 1
+        assert len(store.studies_frame()) == 1
+
+        for status in ("interrupted", "failed"):
+            store.finish_study("s", status)
+            assert store.studies_frame().iloc[0]["status"] == status
+        with pytest.raises(ValueError):
+            store.finish_study("s", "done")
+        with pytest.raises(StoreError, match="unknown study"):
+            store.finish_study("nope", "finished")
+        with pytest.raises(StoreError, match="unknown study"):
+            store.study_spec("nope")
+        with pytest.raises(StoreError, match="unknown study"):
+            store.upsert_trial("nope", 0, state="RUNNING")
+
+
+def test_direction_mismatch(store_url: str) -> None:
+    with _open(store_url) as store:
+        with pytest.raises(StoreError, match="direction"):
+            store.register_study(
+                "s", spec=SPEC, versions=VERSIONS, direction="maximize", metric="valid_loss"
+            )
+        assert store.studies_frame().iloc[0]["direction"] == "minimize"
+        # the same direction (any case, or an Optuna enum) is fine
+        store.register_study(
+            "s",
+            spec=SPEC,
+            versions=VERSIONS,
+            direction=optuna.study.StudyDirection.MINIMIZE,
+            metric="valid_loss",
+        )
+        with pytest.raises(ValueError):
+            store.register_study("t", spec={}, versions={}, direction="up", metric="m")
+
+
+def test_spec_snapshot_is_scrubbed(store_url: str) -> None:
+    spec = {
+        "storage": "postgresql+psycopg://alice:hunter2pw@db.example/studies",
+        "ray": {"address": "auto", "auth_token": "tok-123456"},
+        "nested": [{"password": "pw-abcdef"}],
+        "data": {"unk_token": "<unk>", "tokens_per_second": 5},
+    }
+    with Store.open(store_url) as store:
+        store.register_study("s", spec=spec, versions={}, direction="minimize", metric="m")
+        got = store.study_spec("s")
+        with store.engine.connect() as conn:
+            raw = conn.execute(sa.text("SELECT CAST(spec AS TEXT) FROM zs_studies")).scalar_one()
+    for secret in ("hunter2pw", "tok-123456", "pw-abcdef"):
+        assert secret not in json.dumps(got)
+        assert secret not in raw
+    assert got["storage"] == "postgresql+psycopg://alice:***@db.example/studies"
+    assert got["data"] == {"unk_token": "<unk>", "tokens_per_second": 5}
+
+
+# ---------------------------------------------------------------- trials and epochs
+def test_upsert_trial_partial_updates(store_url: str) -> None:
+    with _open(store_url) as store:
+        started = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+        store.upsert_trial(
+            "s",
+            3,
+            ray_trial_id="abc_00003",
+            params={"zoneout_cell": 0.25, "zoneout_hidden": 0.05},
+            seed=7,
+            node="10.0.0.5",
+            config={"lr": 0.001, "storage": "postgresql://u:secretpw@h/db"},
+            started_at=started,
+        )
+        row = store.trials_frame("s").iloc[0]
+        assert row["state"] == "RUNNING"  # default for a new trial
+        assert row["ray_trial_id"] == "abc_00003"
+        assert row["started_at"] == pd.Timestamp("2024-05-01 10:00", tz="UTC")
+        assert "secretpw" not in json.dumps(row["config"])
+
+        store.upsert_trial("s", 3, state="COMPLETE", best_value=1.25, epochs=4, wall_seconds=9.5)
+        store.upsert_trial("s", 3, final_value=1.3, finished_at=1_700_000_000.0)
+        frame = store.trials_frame("s")
+        assert len(frame) == 1
+        row = frame.iloc[0]
+        assert row["state"] == "COMPLETE"
+        assert row["ray_trial_id"] == "abc_00003"  # untouched by later partial updates
+        assert row["seed"] == 7
+        assert row["node"] == "10.0.0.5"
+        assert (row["best_value"], row["final_value"], row["epochs"]) == (1.25, 1.3, 4)
+        assert row["param_zoneout_cell"] == 0.25
+        assert row["finished_at"] == pd.Timestamp(1_700_000_000, unit="s", tz="UTC")
+
+        store.upsert_trial("s", 3, node=None, state="fail", error="CUDA out of memory")
+        row = store.trials_frame("s").iloc[0]
+        assert row["node"] is None
+        assert (row["state"], row["error"]) == ("FAIL", "CUDA out of memory")
+
+        with pytest.raises(TypeError, match="unknown field"):
+            store.upsert_trial("s", 3, colour="red")
+        with pytest.raises(ValueError):
+            store.upsert_trial("s", 3, state="DONE")
+        assert store.studies_frame().iloc[0]["n_fail"] == 1
+
+
+def test_record_epoch_idempotent(store_url: str) -> None:
+    with _open(store_url) as store:
+        store.upsert_trial("s", 0, seed=11)
+        assert _epoch(store, 0, 1, loss=2.0) is True
+        assert _epoch(store, 0, 1, loss=1.5) is False  # re-sent: updated in place
+        assert _epoch(store, 0, 1, seed=11, loss=1.7) is True  # another seed, another row
+        assert _epoch(store, 0, 1, seed=11, loss=1.6) is False
+        assert _epoch(store, 0, 2) is True
+        assert _epoch(store, 5, 1) is True  # creates trial 5 (RUNNING) on the fly
+        frame = store.epochs_frame("s")
+        assert len(frame) == 4
+        first = frame[(frame["number"] == 0) & (frame["seed"] == 0) & (frame["epoch"] == 1)]
+        assert len(first) == 1
+        assert first.iloc[0]["train_loss"] == 1.5
+        seeded = frame[(frame["seed"] == 11)]
+        assert seeded["train_loss"].tolist() == [1.6]
+        assert store.trials_frame("s")["number"].tolist() == [0, 5]
+        assert store.trials_frame("s").iloc[1]["state"] == "RUNNING"
+
+
+def test_frames_shape_and_param_columns(store_url: str) -> None:
+    with _open(store_url) as store:
+        _open(store_url, name="other", direction="maximize").close()
+        for n in range(3):
+            store.upsert_trial(
+                "s",
+                n,
+                params={"zoneout_cell": 0.1 * n, "zoneout_hidden": 0.05, "cell": "lstm"},
+                state="COMPLETE" if n < 2 else "PRUNED",
+            )
+            for e in range(1, 4):
+                _epoch(store, n, e, loss=3.0 - e)
+        studies = store.studies_frame()
+        assert list(studies.columns) == [
+            "name",
+            "direction",
+            "metric",
+            "status",
+            "created_at",
+            "finished_at",
+            "optuna_study_id",
+            "n_trials",
+            "n_running",
+            "n_complete",
+            "n_pruned",
+            "n_fail",
+        ]
+        s = studies.set_index("name")
+        assert s.loc["s", "n_trials"] == 3
+        assert (s.loc["s", "n_complete"], s.loc["s", "n_pruned"]) == (2, 1)
+        assert s.loc["other", "n_trials"] == 0
+        assert s.loc["other", "direction"] == "maximize"
+
+        trials = store.trials_frame("s")
+        assert trials.shape[0] == 3
+        assert {"param_zoneout_cell", "param_zoneout_hidden", "param_cell"} <= set(trials.columns)
+        for field in (
+            "number",
+            "ray_trial_id",
+            "params",
+            "seed",
+            "state",
+            "best_value",
+            "final_value",
+            "epochs",
+            "wall_seconds",
+            "node",
+            "error",
+            "checkpoint",
+            "config",
+            "started_at",
+            "finished_at",
+        ):
+            assert field in trials.columns
+        assert trials["param_zoneout_cell"].tolist() == pytest.approx([0.0, 0.1, 0.2])
+        assert trials["number"].tolist() == [0, 1, 2]
+
+        epochs = store.epochs_frame("s")
+        assert epochs.shape[0] == 9
+        assert list(epochs.columns) == [
+            "study",
+            "number",
+            "seed",
+            "epoch",
+            "train_loss",
+            "valid_loss",
+            "valid_metric",
+            "tokens_per_second",
+            "seconds",
+            "recorded_at",
+        ]
+        assert str(epochs["recorded_at"].dtype) == "datetime64[us, UTC]"
+        assert store.epochs_frame("other").empty
+        assert store.trials_frame("other").empty
+        with pytest.raises(StoreError):
+            store.trials_frame("nope")
+
+
+def test_nan_handling(store_url: str) -> None:
+    nan, inf = float("nan"), float("inf")
+    with Store.open(store_url) as store:
+        store.register_study(
+            "s",
+            spec={"lr": nan, "clip": [inf, 1.0], "ok": 2.0},
+            versions={},
+            direction="minimize",
+            metric="valid_loss",
+        )
+        assert store.study_spec("s") == {"lr": None, "clip": [None, 1.0], "ok": 2.0}
+        store.upsert_trial(
+            "s",
+            0,
+            params={"zoneout_cell": nan},
+            config={"x": -inf},
+            best_value=nan,
+            final_value=inf,
+            wall_seconds=-inf,
+        )
+        row = store.trials_frame("s").iloc[0]
+        assert pd.isna(row["best_value"])
+        assert row["final_value"] == inf
+        assert row["wall_seconds"] == -inf
+        assert row["config"] == {"x": None}
+        assert pd.isna(row["param_zoneout_cell"])
+        store.record_epoch(
+            "s",
+            0,
+            1,
+            train_loss=nan,
+            valid_loss=inf,
+            valid_metric=None,
+            tokens_per_second=nan,
+            seconds=1.0,
+        )
+        ep = store.epochs_frame("s").iloc[0]
+        assert pd.isna(ep["train_loss"]) and pd.isna(ep["valid_metric"])
+        assert ep["valid_loss"] == inf
+
+
+def test_timestamps_are_utc_aware(store_url: str) -> None:
+    with _open(store_url) as store:
+        before = pd.Timestamp.now(tz="UTC")
+        store.upsert_trial("s", 0, started_at=dt.datetime(2024, 1, 1, 12, 0))  # naive = UTC
+        row = store.trials_frame("s").iloc[0]
+        assert row["started_at"] == pd.Timestamp("2024-01-01 12:00", tz="UTC")
+        assert row["updated_at"] >= before - pd.Timedelta(seconds=5)
+        assert str(row["updated_at"].tz) == "UTC"
+
+
+# ---------------------------------------------------------------- engines
+def test_sqlite_pragmas(sqlite_url: str) -> None:
+    engine = create_engine_for(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_engine_options(postgres_url: str) -> None:
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    legacy = postgres_url.replace("postgresql+psycopg://", "postgres://")
+    for url in (plain, legacy):
+        engine = create_engine_for(url)
+        try:
+            assert engine.dialect.driver == "psycopg"
+            assert engine.pool._pre_ping
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_connection_loss_is_survived(
+    postgres_url: str, pg_admin_engine: sa.Engine
+) -> None:
+    db = sa.engine.make_url(postgres_url).database
+    with _open(postgres_url) as store:
+        assert _epoch(store, 0, 1)
+        # what a server restart does to pooled connections
+        with pg_admin_engine.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid()"
+                ),
+                {"db": db},
+            )
+        assert _epoch(store, 0, 2)
+        assert len(store.epochs_frame("s")) == 2
+
+
+def test_unreachable_postgres_raises_store_error() -> None:
+    url = "postgresql://alice:Sup3rSecretPw@127.0.0.1:1/studies"
+    for call in (Store, Store.open, upgrade, current_revision, create_engine_for):
+        with pytest.raises(StoreError) as info:
+            call(url)
+        message = str(info.value)
+        assert "Sup3rSecretPw" not in message
+        assert "\n" not in message
+        assert "alice:***@127.0.0.1:1/studies" in message
+        assert "check" in message
+
+
+def test_bad_sqlite_path_raises_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="directory"):
+        Store(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
+
+
+def test_invalid_url_raises_store_error() -> None:
+    with pytest.raises(StoreError):
+        create_engine_for("not a url :: pw")
+    with pytest.raises(StoreError):
+        create_engine_for("")
+
+
+# ---------------------------------------------------------------- concurrency
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from study.store import Store
+    url, number, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    store = Store(url)
+    for e in range(n):
+        store.record_epoch("s", number, e, train_loss=1.0, valid_loss=1.0, valid_metric=None,
+                           tokens_per_second=10.0, seconds=0.01)
+        store.upsert_trial("s", number, epochs=e + 1, best_value=1.0 / (e + 1))
+    store.close()
+    """
+)
+
+
+def test_concurrent_writers_and_reader(store_url: str) -> None:
+    n_epochs = 40
+    _open(store_url).close()
+    # two writer processes (separate connections and locks, like two drivers) and two
+    # writer threads, while this process keeps reading frames
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, store_url, str(number), str(n_epochs)],
+            cwd=REPO_ROOT,
+            env={**__import__("os").environ, "PYTHONPATH": str(REPO_ROOT)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for number in (0, 1)
+    ]
+    errors: list[BaseException] = []
+
+    def thread_writer(number: int) -> None:
+        try:
+            with Store(store_url) as store:
+                for e in range(n_epochs):
+                    _epoch(store, number, e)
+                    store.upsert_trial("s", number, epochs=e + 1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread_writer, args=(n,)) for n in (2, 3)]
+    for t in threads:
+        t.start()
+    reads = 0
+    with Store(store_url) as reader:
+        deadline = time.monotonic() + 120
+        while any(p.poll() is None for p in procs) or any(t.is_alive() for t in threads):
+            assert time.monotonic() < deadline, "writers did not finish"
+            reader.epochs_frame("s")
+            reader.trials_frame("s")
+            reader.studies_frame()
+            reads += 1
+        for t in threads:
+            t.join()
+        for p in procs:
+            _, stderr = p.communicate()
+            assert p.returncode == 0, stderr
+            assert "database is locked" not in stderr
+        assert not errors, errors
+        epochs = reader.epochs_frame("s")
+        assert len(epochs) == 4 * n_epochs
+        assert not epochs.duplicated(["number", "seed", "epoch"]).any()
+        assert reader.trials_frame("s")["epochs"].tolist() == [n_epochs] * 4
+    assert reads > 0
+
+
+# ---------------------------------------------------------------- pure helpers
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+psycopg://alice:s3cret@db:5432/x", "postgresql+psycopg://alice:***@db:5432/x"),
+        ("postgresql://alice@db/x", "postgresql://alice@db/x"),
+        ("sqlite:///zoneout-studies.db", "sqlite:///zoneout-studies.db"),
+        ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db?password=hunter2", "postgresql://u@h/db?password=***"),
+        ("not a url", "not a url"),
+        ("weird://u:pw@host:notaport/db", "weird://u:***@host:notaport/db"),
+        ("", ""),
+    ],
+)
+def test_mask_url(url: str, expected: str) -> None:
+    assert mask_url(url) == expected
+
+
+def test_mask_url_never_raises_on_odd_input() -> None:
+    for odd in (None, 123, b"postgresql://u:pw@h/db", object()):
+        assert isinstance(mask_url(odd), str)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(max_size=60),
+    st.from_regex(r"[A-Za-z][A-Za-z0-9]{3,10}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9]{6,16}", fullmatch=True),
+)
+def test_mask_url_property(garbage: str, user: str, password: str) -> None:
+    assert isinstance(mask_url(garbage), str)
+    secret = "PW" + password
+    masked = mask_url(f"postgresql+psycopg://{user}:{secret}@db.example:5432/studies")
+    assert secret not in masked
+    assert user in masked
+
+
+def test_scrub_secrets_nested() -> None:
+    obj = {
+        "storage": "postgresql://bob:pa55word@h/db",
+        "db": {"password": "x1", "user": "bob", "DB_PASSWORD": "x2"},
+        "cloud": [{"apiKey": "k1"}, {"aws_secret_access_key": "k2"}, ("auth_token", "keep")],
+        "clientSecret": "k3",
+        "model": {"hidden": 1000, "tokens_per_second": 3, "pad_token": "<pad>"},
+        "dsn": "postgresql://bob:pw@h/db",
+        "note": "see redis://:redispw@cache:6379/0",
+        "empty_password": "",
+    }
+    before = json.dumps(obj, default=str)
+    out = scrub_secrets(obj)
+    assert json.dumps(obj, default=str) == before  # not mutated
+    assert out["storage"] == "postgresql://bob:***@h/db"
+    assert out["db"] == {"password": "***", "user": "bob", "DB_PASSWORD": "***"}
+    assert out["cloud"][0] == {"apiKey": "***"}
+    assert out["cloud"][1] == {"aws_secret_access_key": "***"}
+    assert out["cloud"][2] == ("auth_token", "keep")  # a tuple of values, not a key
+    assert out["clientSecret"] == "***"
+    assert out["model"] == {"hidden": 1000, "tokens_per_second": 3, "pad_token": "<pad>"}
+    assert out["dsn"] == "postgresql://bob:***@h/db"
+    assert out["empty_password"] == ""
+    assert scrub_secrets(5) == 5
+    assert scrub_secrets(None) is None
+
+
+def test_default_storage_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ZONEOUT_STUDY_STORAGE", raising=False)
+    assert default_storage_url() == "sqlite:///zoneout-studies.db"
+    monkeypatch.setenv("ZONEOUT_STUDY_STORAGE", "postgresql://u@h/db")
+    assert default_storage_url() == "postgresql://u@h/db"
+
+
+def test_normalize_url() -> None:
+    assert normalize_url("postgres://u:pw@h/db") == "postgresql+psycopg://u:pw@h/db"
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///a.db") == "sqlite:///a.db"

@@ -1,0 +1,99 @@
+"""The Ray Tune trainable: one Ray trial = one `train()` call on a worker.
+
+The worker needs no database credentials: every epoch's metrics and checkpoint travel back to
+the driver through ``ray.tune.report``; the driver's callbacks write the store.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trials.config import TrialConfig
+from trials.train import EpochResult, train
+
+__all__ = ["DIVERGED_KEY", "TRIAL_CONFIG_KEY", "report_keys", "run_trial"]
+
+TRIAL_CONFIG_KEY = "trial"
+DIVERGED_KEY = "diverged"
+
+
+def report_keys() -> tuple[str, ...]:
+    """The metric keys each report carries (besides Ray's own)."""
+    return (
+        "epoch",
+        "train_loss",
+        "valid_loss",
+        "valid_metric",
+        "best_valid_metric",
+        "tokens_per_second",
+        "seconds",
+        "learning_rate",
+        "node",
+    )
+
+
+class TrialDiverged(RuntimeError):
+    """Raised on the worker so that Ray marks the trial ERROR with the reason."""
+
+
+def _threads_for_trial() -> int:
+    # Torch threads follow the CPUs Ray gave this trial, not the machine's core count:
+    # oversubscribed threads make concurrent trials slower than serial ones.
+    try:
+        from ray import tune
+
+        resources = tune.get_context().get_trial_resources()
+        cpus = resources.required_resources.get("CPU", 1)
+        return max(1, math.floor(cpus))
+    except Exception:
+        return max(1, torch.get_num_threads())
+
+
+def run_trial(ray_config: dict[str, Any]) -> None:
+    """Function trainable: ``ray_config[TRIAL_CONFIG_KEY]`` is a TrialConfig as a dict."""
+    from ray import tune
+    from ray.tune import Checkpoint
+
+    config = TrialConfig.model_validate(ray_config[TRIAL_CONFIG_KEY])
+    if config.threads is None:
+        config = config.model_copy(update={"threads": _threads_for_trial()})
+    if config.device == "auto":
+        config = config.model_copy(
+            update={"device": "cuda" if torch.cuda.is_available() else "cpu"}
+        )
+    node = platform.node()
+    work_dir = Path(tempfile.mkdtemp(prefix="zoneout-trial-"))
+    try:
+        # A trial that Ray restarts (a killed worker, a resumed study) continues from its last
+        # reported epoch rather than from scratch.
+        restored = tune.get_checkpoint()
+        if restored is not None:
+            with restored.as_directory() as directory:
+                shutil.copytree(directory, work_dir, dirs_exist_ok=True)
+
+        def report(result: EpochResult, checkpoint_dir: Path | None) -> None:
+            metrics = result.as_dict()
+            metrics["node"] = node
+            metrics["node_ip"] = os.environ.get("RAY_NODE_IP_ADDRESS", "")
+            checkpoint = (
+                Checkpoint.from_directory(str(checkpoint_dir))
+                if checkpoint_dir is not None
+                else None
+            )
+            tune.report(metrics, checkpoint=checkpoint)
+
+        outcome = train(
+            config, report=report, checkpoint_dir=work_dir, resume=True, evaluate_test=False
+        )
+        if outcome.status == "diverged":
+            raise TrialDiverged(outcome.reason or "the loss became non-finite")
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
