@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from study.searcher import STUDY_KEY, OptunaSearcher
-from study.store import Store
+from study.store import Store, mask_url
 
 __all__ = ["ProgressCallback", "StoreCallback", "error_reason"]
 
@@ -56,17 +56,16 @@ class StoreCallback(Callback):
         self.epochs_written = 0
         self.write_seconds = 0.0
 
-    # Tune pickles its configuration (callbacks included) into the experiment directory; keep
-    # the database URL, not the live engine.
+    # Tune pickles its configuration (callbacks included) into the experiment directory. Keep
+    # neither the live engine nor the password there: a study resumes by running its spec
+    # again, never by restoring a Tune experiment, so the pickled copy never writes.
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_store"] = self._store.url
+        state["_store"] = mask_url(self._store.url)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if isinstance(self._store, str):
-            self._store = Store(self._store)
 
     def _slot(self, trial: Any) -> tuple[int, int] | None:
         info = trial.config.get(STUDY_KEY) if isinstance(trial.config, dict) else None
@@ -130,13 +129,17 @@ class StoreCallback(Callback):
             node=",".join(configuration.nodes) or None,
         )
 
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        # Before the searcher tells Optuna, so the trial's user_attrs name its checkpoint.
+        self._searcher.record_location(trial.trial_id, checkpoint=getattr(checkpoint, "path", None))
+
     def _finish(self, trial: Any) -> None:
         slot = self._slot(trial)
         if slot is None:
             return
         number, _ = slot
-        if trial.checkpoint is not None:
-            self._searcher.record_location(trial.trial_id, checkpoint=trial.checkpoint.path)
         outcome = self._searcher.outcome(number)
         if outcome is None:  # other seeds of this configuration are still running
             return

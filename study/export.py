@@ -48,6 +48,11 @@ def best_configs(
     for rank, trial in enumerate(complete[:top], start=1):
         seeds = trial.user_attrs.get("seeds") or [base.get("seed", 0)]
         config = TrialConfig.model_validate({**base, **trial.params, "seed": seeds[0]})
+        if config.threads is None:
+            # The trial ran with torch threads = the CPUs Ray gave it; the same thread count
+            # makes the floating-point reductions, and so the numbers, the same.
+            cpus = float((spec.get("resources") or {}).get("cpu", 1))
+            config = config.model_copy(update={"threads": max(1, int(cpus))})
         provenance: dict[str, Any] = {
             "study": study_name,
             "rank": rank,

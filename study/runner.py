@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -21,9 +20,23 @@ from study.reaper import DRIVER_LOST, beat, reap_lost_trials
 from study.searcher import OptunaSearcher, counted_trials, new_driver_id
 from study.space import build_sampler
 from study.spec import StudySpec
-from study.store import Store, StoreError, default_storage_url, mask_url, scrub_secrets
+from study.store import (
+    Store,
+    StoreError,
+    default_storage_url,
+    mask_url,
+    normalize_url,
+    scrub_secrets,
+)
 
-__all__ = ["StudyOutcome", "StudyRunError", "open_optuna_study", "package_versions", "run_study"]
+__all__ = [
+    "StoreError",
+    "StudyOutcome",
+    "StudyRunError",
+    "open_optuna_study",
+    "package_versions",
+    "run_study",
+]
 
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
 
@@ -61,6 +74,7 @@ def open_optuna_study(
     url: str, name: str, sampler: optuna.samplers.BaseSampler | None = None
 ) -> optuna.Study:
     """The Optuna study on the SAME database as the store (created if missing)."""
+    url = normalize_url(url)  # 'postgresql://' means psycopg 3 here, as in the store
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 30}
@@ -237,10 +251,3 @@ def _summarize(study: optuna.Study, outcome: StudyOutcome) -> None:
         outcome.best_value = best.value
         outcome.best_params = dict(best.params)
         outcome.best_number = best.number
-
-
-def default_ray_tmpdir() -> str:
-    return os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
-
-
-_ = StoreError  # re-exported for callers catching store problems from run_study

@@ -112,7 +112,7 @@ SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimi
 
 class SamplerSpec(_Strict):
     name: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid"] = "tpe"
-    seed: int | None = 0
+    seed: int | None = Field(default=0, ge=0, le=2**32 - 1)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -194,6 +194,12 @@ class StudySpec(_Strict):
                         f"sampler 'grid' needs a finite grid: give search.{key} a 'step' "
                         "(float/int without log) or make it categorical"
                     )
+        from study.space import build_sampler  # the space module builds on this one
+
+        try:
+            build_sampler(self)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"sampler.options: {error}") from None
         if self.resources.gpu == 0 and self.base.device == "cuda":
             raise ValueError("base.device is 'cuda' but resources.gpu is 0: give trials a GPU")
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -18,6 +19,8 @@ __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Serialises concurrent upgrades of one PostgreSQL database (two drivers starting at once).
 _PG_LOCK_KEY = 0x7A5F5354  # "zs_ST"
+# Alembic's ``context`` / ``op`` are module-level proxies: one migration at a time per process.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -48,11 +51,16 @@ def upgrade_engine(engine: sa.Engine, revision: str = "head") -> None:
     def _run(conn: sa.Connection) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-        cfg.attributes["connection"] = conn
-        try:
-            command.upgrade(cfg, revision)
-        finally:
-            cfg.attributes.pop("connection", None)
+        elif conn.dialect.name == "sqlite":
+            # pysqlite runs DDL outside transactions; take the write lock up front so the
+            # migration is atomic and concurrent upgraders wait (busy_timeout) in turn.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        with _ALEMBIC_LOCK:
+            cfg.attributes["connection"] = conn
+            try:
+                command.upgrade(cfg, revision)
+            finally:
+                cfg.attributes.pop("connection", None)
 
     run_with_retry(engine, _run, write=True)
 

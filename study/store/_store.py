@@ -77,6 +77,7 @@ _STUDY_COLUMNS = [
     "created_at",
     "finished_at",
     "optuna_study_id",
+    "versions",
     "n_trials",
     *(f"n_{s.lower()}" for s in TRIAL_STATES),
 ]
@@ -451,7 +452,8 @@ class Store:
 
     def studies_frame(self) -> pd.DataFrame:
         """One row per study: name, direction, metric, status, created_at, finished_at,
-        optuna_study_id, n_trials and n_running / n_complete / n_pruned / n_fail."""
+        optuna_study_id, versions (dict), n_trials and n_running / n_complete / n_pruned /
+        n_fail."""
 
         def _run(conn: sa.Connection) -> pd.DataFrame:
             studies = conn.execute(
@@ -464,6 +466,7 @@ class Store:
                     StudyRow.created_at,
                     StudyRow.finished_at,
                     StudyRow.optuna_study_id,
+                    StudyRow.versions,
                 ).order_by(StudyRow.created_at, StudyRow.id)
             ).all()
             counts = conn.execute(
@@ -477,7 +480,7 @@ class Store:
             rows = []
             for s in studies:
                 c = per.get(s.id, {})
-                row = {k: getattr(s, k) for k in _STUDY_COLUMNS[:7]}
+                row = {k: getattr(s, k) for k in _STUDY_COLUMNS[:8]}
                 row["n_trials"] = sum(c.values())
                 for state in TRIAL_STATES:
                     row[f"n_{state.lower()}"] = c.get(state, 0)
@@ -485,7 +488,7 @@ class Store:
             return _typed_frame(
                 rows,
                 _STUDY_COLUMNS,
-                ints=("optuna_study_id", *_STUDY_COLUMNS[7:]),
+                ints=("optuna_study_id", *_STUDY_COLUMNS[8:]),
                 times=("created_at", "finished_at"),
             )
 

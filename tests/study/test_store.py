@@ -85,6 +85,24 @@ def test_upgrade_idempotent_and_head(store_url: str) -> None:
     assert "alembic_version" not in tables  # Optuna's version table is left alone
 
 
+def test_concurrent_upgrades(store_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            upgrade(store_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert current_revision(store_url) == head_revision()
+
+
 def test_store_init_does_not_create_schema(store_url: str) -> None:
     Store(store_url).close()
     assert current_revision(store_url) is None
@@ -113,11 +131,22 @@ def test_migration_matches_models(store_url: str) -> None:
 @pytest.mark.parametrize("store_first", [True, False], ids=["store-first", "optuna-first"])
 def test_optuna_coexistence(store_url: str, store_first: bool) -> None:
     url = normalize_url(store_url)
+
+    def optuna_storage() -> optuna.storages.RDBStorage:
+        storage = optuna.storages.RDBStorage(url)
+        storages.append(storage)
+        return storage
+
+    storages: list[optuna.storages.RDBStorage] = []
     if store_first:
         store = _open(url)
-        optuna_study = optuna.create_study(study_name="s", storage=url, direction="minimize")
+        optuna_study = optuna.create_study(
+            study_name="s", storage=optuna_storage(), direction="minimize"
+        )
     else:
-        optuna_study = optuna.create_study(study_name="s", storage=url, direction="minimize")
+        optuna_study = optuna.create_study(
+            study_name="s", storage=optuna_storage(), direction="minimize"
+        )
         store = _open(url)
     try:
         optuna_study.optimize(lambda t: t.suggest_float("zoneout_cell", 0.0, 0.5), n_trials=2)
@@ -133,7 +162,7 @@ def test_optuna_coexistence(store_url: str, store_first: bool) -> None:
         # both sides still work, each with its own version table
         upgrade(url)
         assert current_revision(url) == head_revision()
-        loaded = optuna.load_study(study_name="s", storage=url)
+        loaded = optuna.load_study(study_name="s", storage=optuna_storage())
         assert len(loaded.trials) == 2
         tables = _table_names(url)
         assert {"studies", "trials", "alembic_version", VERSION_TABLE} <= tables
@@ -142,6 +171,9 @@ def test_optuna_coexistence(store_url: str, store_first: bool) -> None:
         assert store.trials_frame("s")["param_zoneout_cell"].notna().all()
     finally:
         store.close()
+        for storage in storages:
+            storage.remove_session()
+            storage.engine.dispose()
 
 
 # ---------------------------------------------------------------- studies
@@ -315,6 +347,7 @@ def test_frames_shape_and_param_columns(store_url: str) -> None:
             "created_at",
             "finished_at",
             "optuna_study_id",
+            "versions",
             "n_trials",
             "n_running",
             "n_complete",
@@ -326,6 +359,7 @@ def test_frames_shape_and_param_columns(store_url: str) -> None:
         assert (s.loc["s", "n_complete"], s.loc["s", "n_pruned"]) == (2, 1)
         assert s.loc["other", "n_trials"] == 0
         assert s.loc["other", "direction"] == "maximize"
+        assert s.loc["s", "versions"] == VERSIONS
 
         trials = store.trials_frame("s")
         assert trials.shape[0] == 3

@@ -1,0 +1,200 @@
+"""The searcher's state mapping, driven the way Ray Tune's controller drives it.
+
+The calls mirror `ray.tune.execution.tune_controller`: ``suggest`` per new trial,
+``on_trial_result`` per report, ``on_trial_complete(result=...)`` when the scheduler or the
+budget stops a trial, ``on_trial_complete(error=True)`` before the callbacks' ``on_trial_error``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from study.reaper import DRIVER_LOST, reap_lost_trials
+from study.runner import open_optuna_study
+from study.searcher import FAIL_REASON_ATTR, OptunaSearcher, counted_trials
+from study.space import build_sampler
+from study.spec import validate_spec
+
+
+def _spec(**overrides: Any) -> Any:
+    data: dict[str, Any] = {
+        "name": "searcher",
+        "base": {"task": "digits", "hidden_size": 8, "epochs": 4, "seed": 10},
+        "search": {
+            "zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5},
+            "zoneout_hidden": {"type": "float", "low": 0.0, "high": 0.3},
+        },
+        "n_trials": 3,
+        "sampler": {"name": "random", "seed": 0},
+    }
+    data.update(overrides)
+    return validate_spec(data)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'searcher.db'}"
+
+
+def _report(searcher: OptunaSearcher, trial_id: str, values: list[float]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for epoch, value in enumerate(values, start=1):
+        result = {"epoch": epoch, "valid_metric": value, "node": "node-a"}
+        searcher.on_trial_result(trial_id, result)
+    return result
+
+
+def test_full_budget_is_complete_scheduler_stop_is_pruned_error_is_fail(sqlite_url: str) -> None:
+    spec = _spec()
+    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
+
+    configs = [searcher.suggest(f"ray-{index}") for index in range(3)]
+    assert searcher.suggest("ray-3") is Searcher.FINISHED
+    for config in configs:
+        assert config is not None
+        trial = config["trial"]
+        assert trial["task"] == "digits" and trial["seed"] == 10
+        assert 0.0 <= trial["zoneout_cell"] <= 0.5
+
+    # ray-0 runs its 4 epochs; ray-1 is stopped by ASHA after 2; ray-2 raises in epoch 2.
+    last = _report(searcher, "ray-0", [0.9, 0.7, 0.6, 0.5])
+    searcher.on_trial_complete("ray-0", result=last)
+    last = _report(searcher, "ray-1", [0.95, 0.9])
+    searcher.on_trial_complete("ray-1", result=last)
+    _report(searcher, "ray-2", [0.8])
+    searcher.on_trial_complete("ray-2", error=True)
+    assert searcher.outcome(2) is None  # waits for the reason from the error callback
+    searcher.set_error_reason("ray-2", "TrialDiverged: training loss became nan")
+
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[0].state == TrialState.COMPLETE
+    assert trials[0].value == pytest.approx(0.5)
+    assert trials[0].intermediate_values == {1: 0.9, 2: 0.7, 3: 0.6, 4: 0.5}
+    assert trials[0].user_attrs["ray_trial_ids"] == ["ray-0"]
+    assert trials[0].user_attrs["nodes"] == ["node-a"]
+    assert trials[0].user_attrs["epochs"] == [4]
+    # The ASHA-stopped trial is PRUNED, not COMPLETE with its partial loss.
+    assert trials[1].state == TrialState.PRUNED
+    assert trials[1].intermediate_values == {1: 0.95, 2: 0.9}
+    assert trials[2].state == TrialState.FAIL
+    assert trials[2].user_attrs[FAIL_REASON_ATTR] == "TrialDiverged: training loss became nan"
+    assert searcher.counts() == {"RUNNING": 0, "COMPLETE": 1, "PRUNED": 1, "FAIL": 1}
+    assert searcher.best_value() == pytest.approx(0.5)
+
+
+def test_repeats_report_the_mean_and_keep_per_seed_values(sqlite_url: str) -> None:
+    spec = _spec(repeats=3, n_trials=1)
+    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
+    configs = [searcher.suggest(f"ray-{index}") for index in range(3)]
+    assert searcher.suggest("ray-x") is Searcher.FINISHED
+    assert [c["trial"]["seed"] for c in configs] == [10, 11, 12]  # type: ignore[index]
+    params = [{k: c["trial"][k] for k in ("zoneout_cell", "zoneout_hidden")} for c in configs]  # type: ignore[index]
+    assert params[0] == params[1] == params[2]
+
+    curves = {"ray-0": [0.9, 0.8, 0.7, 0.6], "ray-1": [0.8, 0.7, 0.6, 0.5], "ray-2": [1.0] * 4}
+    for trial_id, values in curves.items():
+        last = _report(searcher, trial_id, values)
+        searcher.on_trial_complete(trial_id, result=last)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.COMPLETE
+    assert trial.value == pytest.approx((0.6 + 0.5 + 1.0) / 3)
+    assert trial.user_attrs["seed_values"] == [0.6, 0.5, 1.0]
+    assert trial.intermediate_values[1] == pytest.approx((0.9 + 0.8 + 1.0) / 3)
+
+
+def test_one_pruned_seed_prunes_the_configuration(sqlite_url: str) -> None:
+    spec = _spec(repeats=2, n_trials=1)
+    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", result=_report(searcher, "a", [0.5, 0.4, 0.3, 0.2]))
+    assert study.get_trials()[0].state == TrialState.RUNNING  # waits for the other seed
+    searcher.on_trial_complete("b", result=_report(searcher, "b", [0.6]))
+    assert study.get_trials()[0].state == TrialState.PRUNED
+
+
+def test_finalize_fails_open_trials_and_requeues_their_parameters(sqlite_url: str) -> None:
+    spec = _spec(n_trials=2)
+    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
+    first = searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", result=_report(searcher, "a", [0.5, 0.4, 0.3, 0.2]))
+    _report(searcher, "b", [0.7])
+    assert searcher.finalize("interrupted") == [1]
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    # The retired trial does not count; the study still owes one trial, and a new searcher
+    # (the next run) picks up the re-enqueued parameters first.
+    assert counted_trials(study) == 1
+    again = OptunaSearcher(study, spec, driver_id="test:2:2")
+    config = again.suggest("c")
+    assert config is not None and first is not None
+    failed = study.get_trials()[1]
+    assert config["trial"]["zoneout_cell"] == failed.params["zoneout_cell"]
+    assert again.suggest("d") is Searcher.FINISHED
+
+
+def test_reaper_fails_trials_of_a_dead_driver_and_spares_live_ones(sqlite_url: str) -> None:
+    spec = _spec(n_trials=3)
+    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    import os
+    import socket
+
+    dead = OptunaSearcher(study, spec, driver_id=f"{socket.gethostname()}:999999999:1")
+    dead.suggest("a")
+    alive = OptunaSearcher(study, spec, driver_id=f"{socket.gethostname()}:{os.getppid()}:1")
+    alive.suggest("b")
+    reaped = reap_lost_trials(study, current_driver="me:1:1")
+    assert reaped == [0]
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs[FAIL_REASON_ATTR] == DRIVER_LOST
+    assert trials[1].state == TrialState.RUNNING
+    assert trials[2].state == TrialState.WAITING
+    assert trials[2].system_attrs["fixed_params"] == trials[0].params
+    assert trials[2].user_attrs["requeued_from"] == 0
+
+
+def test_two_searchers_share_the_budget(sqlite_url: str) -> None:
+    spec = _spec(n_trials=3)
+    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    first = OptunaSearcher(study, spec, driver_id="h:1:1")
+    second = OptunaSearcher(study, spec, driver_id="h:2:2")
+    handed = 0
+    for index in range(5):
+        for searcher in (first, second):
+            if searcher.suggest(f"{id(searcher)}-{index}") not in (None, Searcher.FINISHED):
+                handed += 1
+    assert handed == 3
+    assert counted_trials(study) == 3
+    assert sorted(t.number for t in study.get_trials()) == [0, 1, 2]
+
+
+def test_searcher_state_round_trips(tmp_path: Path, sqlite_url: str) -> None:
+    spec = _spec()
+    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="h:1:1")
+    searcher.suggest("a")
+    path = tmp_path / "searcher.pkl"
+    searcher.save(str(path))
+    other = OptunaSearcher(study, spec, driver_id="h:1:1")
+    other.restore(str(path))
+    assert other.get_state()["ray_trials"] == {"a": (0, 0)}
+
+
+def test_optuna_study_on_the_url_is_shared(sqlite_url: str) -> None:
+    spec = _spec()
+    first = open_optuna_study(sqlite_url, spec.name)
+    second = open_optuna_study(sqlite_url, spec.name)
+    assert first._study_id == second._study_id
+    assert optuna.get_all_study_names(sqlite_url) == [spec.name]
