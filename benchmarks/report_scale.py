@@ -1,0 +1,150 @@
+"""Scale check of the dashboards: analysis + HTML report for 10,000 trials x 20 epochs.
+
+Compares, in the same run, with Optuna's ``plot_slice`` + ``plot_contour`` on an in-memory
+study holding the same 10,000 trials. Prints the times and the ratio.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/report_scale.py [--trials 10000] [--epochs 20] [--png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import optuna
+import pandas as pd
+
+import dashboards as d
+
+T = TypeVar("T")
+
+
+def synthetic(n: int, max_epochs: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """loss = 1.3 + (z_c-0.5)^2 + 0.3 (z_h-0.1)^2 + noise; ASHA(grace 1, rf 3) stops 60%."""
+    rng = np.random.default_rng(seed)
+    zc, zh = rng.uniform(0, 1, n), rng.uniform(0, 0.5, n)
+    lr = 10 ** rng.uniform(-4, -2, n)
+    final = 1.3 + (zc - 0.5) ** 2 + 0.3 * (zh - 0.1) ** 2 + rng.normal(0, 0.01, n)
+    rungs = d.asha_rungs(max_epochs, 1, 3)
+    reached = np.full(n, max_epochs)
+    order = np.argsort(final)
+    worst = order[int(0.4 * n) :]
+    reached[worst] = rng.choice(rungs, size=len(worst))
+    state = np.where(reached < max_epochs, "PRUNED", "COMPLETE")
+    ep = np.arange(1, max_epochs + 1)
+    curves = (
+        final[:, None] + 0.8 * np.exp(-(ep[None, :] - 1) / 4) - 0.8 * np.exp(-(max_epochs - 1) / 4)
+    )
+    alive = ep[None, :] <= reached[:, None]
+    best = np.where(alive, curves, np.inf).min(axis=1)
+    last = curves[np.arange(n), reached - 1]
+    trials = pd.DataFrame(
+        {
+            "number": np.arange(n),
+            "state": state,
+            "param_zoneout_cell": zc,
+            "param_zoneout_hidden": zh,
+            "param_learning_rate": lr,
+            "seed": np.zeros(n, dtype=int),
+            "best_value": best,
+            "final_value": last,
+            "epochs": reached,
+            "error": None,
+        }
+    )
+    num, e = np.nonzero(alive)
+    v = curves[num, e]
+    epochs = pd.DataFrame(
+        {
+            "number": num,
+            "seed": 0,
+            "epoch": e + 1,
+            "train_loss": v * 0.69,
+            "valid_loss": v * 0.69,
+            "valid_metric": v,
+            "tokens_per_second": 1e4,
+            "seconds": (e + 1) * 30.0,
+        }
+    )
+    return trials, epochs
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def timed(label: str, fn: Callable[[], T]) -> tuple[T, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    dt = time.perf_counter() - t0
+    print(f"  {label:<46s} {dt:8.2f} s")
+    return out, dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=10_000)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--png", action="store_true", help="also time the PNG export (kaleido)")
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("kaleido").setLevel(logging.WARNING)
+    print(f"{args.trials} trials x {args.epochs} epochs, {os.cpu_count()} CPUs")
+    (trials, epochs), _ = timed("synthetic frames", lambda: synthetic(args.trials, args.epochs))
+    print(f"  ({len(epochs)} epoch rows, {(trials['state'] == 'PRUNED').sum()} pruned)")
+
+    print("dashboards:")
+    a, t_analysis = timed(
+        "analyze (marginals, surface, curves, importance)",
+        lambda: d.analyze(
+            trials, epochs, metric="bpc", max_epochs=args.epochs, grace_period=1,
+            reduction_factor=3, study_name="scale",
+        ),
+    )  # fmt: skip
+    figs, t_figs = timed("report_figures (plotly figures)", lambda: d.report_figures(a))
+    with tempfile.TemporaryDirectory() as tmp:
+        html, t_html = timed(
+            "render + write HTML (plotly.js inlined)",
+            lambda: _write(
+                Path(tmp) / "scale-report.html", d.render_html("scale", a.summary_markdown, figs)
+            ),
+        )
+        ours = t_analysis + t_figs + t_html
+        total = "TOTAL analysis + report (no PNG)"
+        print(f"  {total:<46s} {ours:8.2f} s   HTML {len(html) / 1e6:.1f} MB")
+        for name, m in a.marginals.items():
+            print(f"    marginal {name}: {m.method}, {m.n_fit} fitted points")
+        if a.surface is not None:
+            print(f"    surface: {a.surface.method}, {a.surface.n_fit} fitted points")
+        if args.png:
+            timed(
+                f"PNG export of {len(figs)} figures (kaleido)",
+                lambda: d.write_pngs(figs, Path(tmp), "scale"),
+            )
+
+    print("optuna.visualization baseline:")
+    study, _ = timed(
+        "build in-memory study (not in the ratio)",
+        lambda: d.build_optuna_study(trials, study_name="scale"),
+    )
+    params = ["zoneout_cell", "zoneout_hidden"]
+    _, t_slice = timed("plot_slice", lambda: optuna.visualization.plot_slice(study))
+    _, t_contour = timed(
+        "plot_contour(zoneout_cell, zoneout_hidden)",
+        lambda: optuna.visualization.plot_contour(study, params=params),
+    )
+    base = t_slice + t_contour
+    print(f"  {'TOTAL plot_slice + plot_contour':<46s} {base:8.2f} s")
+    print(f"ratio (dashboards analysis+report) / (optuna slice+contour): {ours / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()

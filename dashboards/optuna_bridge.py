@@ -1,0 +1,136 @@
+"""The bridge into optuna-dashboard: figures and the summary saved into the study, and a server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import optuna
+import plotly.graph_objects as go
+
+__all__ = ["DashboardServer", "graph_object_id", "save_figures_to_study", "serve_dashboard"]
+
+_log = logging.getLogger(__name__)
+_STORAGE_ENV = "ZONEOUT_DASHBOARD_STORAGE"
+# The storage URL travels through the environment, not argv, so a password never shows in `ps`.
+_CHILD = (
+    "import os, sys\n"
+    "from optuna_dashboard import run_server\n"
+    f"url = os.environ.pop({_STORAGE_ENV!r})\n"
+    "run_server(url, host=sys.argv[1], port=int(sys.argv[2]))\n"
+)
+
+
+def graph_object_id(name: str) -> str:
+    """A stable optuna-dashboard graph-object id for a figure name (letters, digits, - _ : .)."""
+    gid = re.sub(r"[^A-Za-z0-9_:.-]+", "-", name).strip("-")
+    return gid if gid[:1].isalpha() else f"fig-{gid or 'figure'}"
+
+
+def save_figures_to_study(
+    study: optuna.Study, figures: dict[str, go.Figure], summary_markdown: str
+) -> list[str]:
+    """Save each figure with ``optuna_dashboard.save_plotly_graph_object`` (a stable id per name,
+    so saving again overwrites) and the Markdown summary as the study note. Returns the ids."""
+    from optuna_dashboard import save_note, save_plotly_graph_object
+
+    ids = []
+    for name, fig in figures.items():
+        ids.append(save_plotly_graph_object(study, fig, graph_object_id=graph_object_id(name)))
+    save_note(study, summary_markdown)
+    return ids
+
+
+@dataclass
+class DashboardServer:
+    """A running optuna-dashboard subprocess; ``stop()`` (or leaving the ``with`` block) ends it."""
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until ``/api/meta`` answers; raise if the process dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"optuna-dashboard exited with code {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/meta", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"optuna-dashboard did not answer on {self.url} in {timeout:.0f} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.running():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+    def __enter__(self) -> DashboardServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_dashboard(
+    storage_url: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    background: bool = True,
+    wait: bool = True,
+    timeout: float = 30.0,
+    quiet: bool = True,
+) -> DashboardServer | None:
+    """Start optuna-dashboard on ``storage_url`` bound to ``host`` (loopback by default: the
+    dashboard has no authentication, so bind elsewhere only on a trusted network).
+
+    ``background=True``: a subprocess (``optuna_dashboard.run_server``) is started and a
+    :class:`DashboardServer` returned, ready when ``wait``. ``background=False``: serve in this
+    process until interrupted, return None.
+    """
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        _log.warning("optuna-dashboard bound to %s: it has no authentication", host)
+    if not background:
+        from optuna_dashboard import run_server
+
+        run_server(storage_url, host=host, port=port)
+        return None
+    env = dict(os.environ)
+    env[_STORAGE_ENV] = storage_url
+    out = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, host, str(port)], env=env, stdout=out, stderr=out
+    )
+    server = DashboardServer(proc, host, port)
+    if wait:
+        try:
+            server.wait_ready(timeout)
+        except BaseException:
+            server.stop()
+            raise
+    return server
