@@ -63,6 +63,7 @@ from .report import (
     render_html,
     write_pngs,
 )
+from .study_report import per_seed_trials, write_study_report
 
 __all__ = [
     "BINS_1D",
@@ -102,6 +103,7 @@ __all__ = [
     "numeric_params",
     "param_columns",
     "parameter_importance",
+    "per_seed_trials",
     "plot_importance",
     "plot_learning_curves",
     "plot_marginal",
@@ -116,4 +118,5 @@ __all__ = [
     "stop_rung",
     "summarize",
     "write_pngs",
+    "write_study_report",
 ]

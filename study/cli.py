@@ -209,12 +209,10 @@ def _check_data(config: Any) -> None:
         fail(str(error))
 
 
-def _write_report(url: str, study_name: str, out_dir: Path) -> None:
-    try:
-        from dashboards import write_study_report
-    except ImportError:  # the dashboards package is optional for the runner
-        return
-    result = write_study_report(url, study_name, out_dir)
+def _write_report(url: str, study_name: str, out_dir: Path, *, png: bool = True) -> None:
+    from dashboards import write_study_report
+
+    result = write_study_report(url, study_name, out_dir, png=png)
     console.print(f"report: {result.html_path}")
     for message in result.messages:
         console.print(message)
@@ -298,6 +296,42 @@ def export(
         fail(str(error))
     for path in paths:
         console.print(str(path))
+
+
+@app.command()
+def report(
+    study_name: Annotated[str, typer.Argument(metavar="STUDY")],
+    storage: Annotated[str | None, _storage_option()] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="PNG per figure (Chromium)")] = True,
+) -> None:
+    """Sensitivity report: one offline HTML file, a PNG per figure, figures saved for
+    optuna-dashboard."""
+    from study.store import StoreError
+
+    store = _open_store(storage)
+    try:
+        store.trials_frame(study_name)
+    except StoreError as error:
+        fail(str(error))
+    _write_report(store.url, study_name, out or Path("reports") / study_name, png=png)
+
+
+@app.command()
+def dashboard(
+    storage: Annotated[str | None, _storage_option()] = None,
+    host: Annotated[str, typer.Option("--host", help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the study database (bound to 127.0.0.1 unless told otherwise)."""
+    from dashboards import serve_dashboard
+    from study.store import mask_url
+
+    store = _open_store(storage)
+    console.print(
+        f"optuna-dashboard on http://{host}:{port} for {mask_url(store.url)} (Ctrl-C stops)"
+    )
+    serve_dashboard(store.url, host=host, port=port, background=False)
 
 
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
