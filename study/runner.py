@@ -102,11 +102,39 @@ def _ray_init(address: str | None, spec: StudySpec) -> bool:
         "logging_level": "WARNING",
         "configure_logging": True,
     }
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(**kwargs)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise StudyRunError(
+            f"cannot connect to Ray at {address or 'a new local instance'}: {first_line}; "
+            "check --ray-address (and that every node uses the same RAY_AUTH_MODE)"
+        ) from None
     return True
+
+
+def _check_resources(spec: StudySpec) -> None:
+    """A trial asking for more than any node of the cluster has would wait forever."""
+    import ray
+
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    largest_cpu = max((node["Resources"].get("CPU", 0.0) for node in nodes), default=0.0)
+    largest_gpu = max((node["Resources"].get("GPU", 0.0) for node in nodes), default=0.0)
+    if spec.resources.cpu > largest_cpu:
+        raise StudyRunError(
+            f"resources.cpu is {spec.resources.cpu:g} per trial but the largest Ray node has "
+            f"{largest_cpu:g} CPUs: lower resources.cpu or add bigger nodes"
+        )
+    if spec.resources.gpu > largest_gpu:
+        raise StudyRunError(
+            f"resources.gpu is {spec.resources.gpu:g} per trial but the largest Ray node has "
+            f"{largest_gpu:g} GPUs: set resources.gpu to 0 here or run on a GPU cluster"
+        )
 
 
 def run_study(
@@ -119,12 +147,15 @@ def run_study(
 ) -> StudyOutcome:
     import time
 
+    # The legacy reporter honours verbose=0: the study draws its own progress display.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from trials.trainable import run_trial
 
     started = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = console or Console()
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
@@ -133,6 +164,18 @@ def run_study(
     )
     if storage or os.environ.get("ZONEOUT_STUDY_STORAGE"):
         spec = spec.model_copy(update={"storage": url})
+
+    # 0. Ray first: a spec whose trials can never be scheduled must fail before anything is
+    #    written to the store.
+    started_ray = _ray_init(ray_address or spec.ray_address, spec)
+    try:
+        _check_resources(spec)
+    except StudyRunError:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        raise
 
     # 1. Schema (Alembic) and the study row, with a password-free spec snapshot.
     store = Store.open(url)
@@ -170,10 +213,13 @@ def run_study(
         console.print(f"study {spec.name!r} already has {spec.n_trials} trials; nothing to run")
         _summarize(study, outcome)
         store.finish_study(spec.name, "finished")
+        if started_ray:
+            import ray
+
+            ray.shutdown()
         return outcome
 
     # 3. Ray Tune: our searcher (ask/tell), ASHA, the store and progress callbacks.
-    started_ray = _ray_init(ray_address or spec.ray_address, spec)
     searcher = OptunaSearcher(study, spec, driver_id=driver_id)
     store_callback = StoreCallback(store, searcher, spec.name)
     progress = ProgressCallback(

@@ -6,6 +6,9 @@ promises of the study service, not mocks of them.
 
 from __future__ import annotations
 
+import json
+import socket
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from dashboards import serve_dashboard, write_study_report
 from study.cli import app
 from study.export import export_best
 from study.runner import run_study
@@ -23,6 +27,18 @@ from trials.config import load_config
 from trials.train import train
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
 
 MAX_EPOCHS = 3
 
@@ -105,6 +121,23 @@ def test_study_end_to_end(store_url: str, ray_local: None, tmp_path: Path) -> No
     best = min(complete, key=lambda t: t.value)  # type: ignore[arg-type,return-value]
     retrained = train(config, evaluate_test=False)
     assert retrained.epochs[-1].valid_metric == pytest.approx(best.value, rel=1e-9)
+
+    # The report's figures go into the Optuna study; optuna-dashboard serves all of it.
+    report = write_study_report(store_url, spec.name, tmp_path / "report", png=False)
+    assert report.html_path.is_file()
+    with serve_dashboard(store_url, port=_free_port(), timeout=90) as server:  # type: ignore[union-attr]
+        summaries = _get_json(f"{server.url}/api/studies")["study_summaries"]
+        (summary,) = [s for s in summaries if s["study_name"] == spec.name]
+        detail = _get_json(f"{server.url}/api/studies/{summary['study_id']}")
+        assert len(detail["trials"]) == spec.n_trials
+        by_number = {t["number"]: t for t in detail["trials"]}
+        for trial in trials:
+            steps = [v["step"] for v in by_number[trial.number]["intermediate_values"]]
+            assert steps == sorted(trial.intermediate_values)
+        assert {t["state"] for t in detail["trials"]} == {"Complete", "Pruned"}
+        saved = {g["id"] for g in detail["plotly_graph_objects"]}
+        assert {"surface", "marginal-zoneout_cell", "marginal-zoneout_hidden"} <= saved
+        assert detail["note"]["body"].strip()
 
     # Running the same spec again has nothing left to do.
     again = run_study(spec, storage=store_url)

@@ -79,7 +79,9 @@ def test_unknown_key_without_close_match_still_names_it(tmp_path: Path) -> None:
 
 
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.yaml", "task: digits\nhidden_size: 16\nzoneout_cell: [0.5\nseed: 1\n")
+    path = write(
+        tmp_path / "c.yaml", "task: digits\nhidden_size: 16\nzoneout_cell: [0.5\nseed: 1\n"
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
@@ -198,9 +200,7 @@ def test_set_override_with_unknown_key_is_a_config_error(tmp_path: Path) -> None
         load_config(path, ["hiden_size=4"])
 
 
-@pytest.mark.parametrize(
-    ("text", "fragment"), [("", "empty"), ("- 1\n- 2\n", "mapping")]
-)
+@pytest.mark.parametrize(("text", "fragment"), [("", "empty"), ("- 1\n- 2\n", "mapping")])
 def test_empty_or_non_mapping_file(tmp_path: Path, text: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         load_config(write(tmp_path / "c.yaml", text))

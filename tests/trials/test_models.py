@@ -160,7 +160,9 @@ def test_stepwise_lstm_eval_uses_expected_rates() -> None:
 # ---------------------------------------------------------------- recurrent dropout
 
 
-def _one_step_gates(layer: nn.Module, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _one_step_gates(
+    layer: nn.Module, x: torch.Tensor, h0: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     gates = x @ layer.weight_ih.t() + h0 @ layer.weight_hh.t() + layer.bias
     i, f, g, o = gates.chunk(4, dim=1)
     return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)

@@ -82,7 +82,10 @@ def draw_masks(module: nn.Module, seed: int, steps: int, batch: int) -> tuple[li
     d_c: list[Tensor | float] = []
     d_h: list[Tensor | float] = []
     for _ in range(module.num_layers):
-        for rate, out in ((getattr(module, "zoneout_cell", 0.0), d_c), (module.zoneout_hidden, d_h)):
+        for rate, out in (
+            (getattr(module, "zoneout_cell", 0.0), d_c),
+            (module.zoneout_hidden, d_h),
+        ):
             out.append(torch.empty(shape, dtype=DT).bernoulli_(rate) if 0 < rate < 1 else rate)
     return d_c, d_h
 
@@ -371,7 +374,9 @@ def test_gradcheck_eval_and_seeded_training():
 
     for mode in (False, True):
         m.train(mode)
-        assert torch.autograd.gradcheck(fn, (x, h0, c0, *params), eps=1e-6, atol=1e-7, fast_mode=True)
+        assert torch.autograd.gradcheck(
+            fn, (x, h0, c0, *params), eps=1e-6, atol=1e-7, fast_mode=True
+        )
     gru = ZoneoutGRU(3, 4, zoneout_hidden=0.3).to(DT).eval()
     xg, hg, _ = _inputs(4, 2, gru)
     assert torch.autograd.gradcheck(lambda a, b: gru(a, b)[0], (xg, hg))
