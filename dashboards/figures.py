@@ -12,7 +12,7 @@ from ._common import MetricInfo
 from ._curves import LearningCurves
 from ._importance import ParamImportance
 from ._marginal import MarginalEffect, SeedSpread
-from ._surface import ResponseSurface
+from ._surface import SURFACE_MIN_POINTS, ResponseSurface
 from .analysis import StudyAnalysis
 
 __all__ = [
@@ -170,11 +170,18 @@ def plot_surface(s: ResponseSurface, metric: MetricInfo) -> go.Figure:
     fig.update_yaxes(title_text=_label(s.y_param), type="log" if s.log_y else "linear")
     fig.update_layout(
         title=dict(text=f"{_cap(metric.title)} over {_label(s.x_param)} and "
-                        f"{_label(s.y_param)} ({s.method})"),
+                        f"{_label(s.y_param)} ({_surface_note(s)})"),
         legend=dict(orientation="h", y=-0.18),
         **_LAYOUT,
     )  # fmt: skip
     return fig
+
+
+def _surface_note(surface: ResponseSurface) -> str:
+    if surface.available:
+        return surface.method
+    # Say why the panels are empty rather than invent a surface from too few points.
+    return f"observed points only: a surface needs {SURFACE_MIN_POINTS} full-budget trials"
 
 
 def plot_learning_curves(

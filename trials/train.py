@@ -39,6 +39,10 @@ __all__ = [
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
+# An epoch whose mean loss exceeds this many times the loss of a uniform guess (ln of the number
+# of classes) has diverged even if every number is still finite: with a huge learning rate the
+# LSTM saturates and the loss explodes to ~1e6 nats without ever becoming inf or NaN.
+DIVERGED_LOSS_FACTOR = 100.0
 
 
 @dataclass
@@ -284,6 +288,7 @@ def train(
     metric: MetricName = data.metric
     if data.corpus is not None:
         corpus = data.corpus
+        classes = corpus.vocab_size
         model = build_model(config, vocab_size=corpus.vocab_size).to(device)
         train_streams = _batchify(corpus.train, config.batch_size).to(device)
         valid_streams = _batchify(corpus.valid, config.eval_batch_size).to(device)
@@ -292,6 +297,7 @@ def train(
         sequences = data.sequences
         assert sequences is not None
         steps, features = sequences.train_x.shape[1], sequences.train_x.shape[2]
+        classes = sequences.num_classes
         model = build_model(
             config, input_size=features, steps=steps, num_classes=sequences.num_classes
         ).to(device)
@@ -315,7 +321,9 @@ def train(
     start_epoch = 1
     checkpoint_path = directory / CHECKPOINT_FILE if directory is not None else None
     if resume and checkpoint_path is not None and checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        # Load on the CPU: the RNG states must stay CPU ByteTensors (torch.set_rng_state rejects
+        # a CUDA tensor); the model and optimizer copy their tensors onto the device themselves.
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None and saved["scheduler"] is not None:
@@ -348,9 +356,15 @@ def train(
                     epoch,
                 )
             train_seconds = time.perf_counter() - started
+            loss_limit = DIVERGED_LOSS_FACTOR * math.log(max(classes, 2))
+            if train_loss > loss_limit:
+                raise _Diverged(
+                    f"training loss {train_loss:.4g} nats is over {DIVERGED_LOSS_FACTOR:g} times "
+                    f"that of a uniform guess ({math.log(max(classes, 2)):.3g})"
+                )
             valid_loss, valid_metric = evaluate("valid")
-            if not math.isfinite(valid_loss):
-                raise _Diverged(f"validation loss became {valid_loss}")
+            if not math.isfinite(valid_loss) or valid_loss > loss_limit:
+                raise _Diverged(f"validation loss became {valid_loss:.4g}")
         except _Diverged as diverged:
             # Keep the last good epoch's metrics and checkpoint; the caller decides what to do.
             result.status = "diverged"
