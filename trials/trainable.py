@@ -7,7 +7,6 @@ the driver through ``ray.tune.report``; the driver's callbacks write the store.
 from __future__ import annotations
 
 import math
-import os
 import platform
 import shutil
 import tempfile
@@ -57,6 +56,17 @@ def _threads_for_trial() -> int:
         return max(1, torch.get_num_threads())
 
 
+def _node_name() -> str:
+    """host/ray-node-id: several Ray nodes can share one host (and one hostname)."""
+    try:
+        import ray
+
+        node_id = ray.get_runtime_context().get_node_id()
+    except Exception:
+        return platform.node()
+    return f"{platform.node()}/{node_id[:8]}"
+
+
 def run_trial(ray_config: dict[str, Any]) -> None:
     """Function trainable: ``ray_config[TRIAL_CONFIG_KEY]`` is a TrialConfig as a dict."""
     from ray import tune
@@ -69,7 +79,7 @@ def run_trial(ray_config: dict[str, Any]) -> None:
         config = config.model_copy(
             update={"device": "cuda" if torch.cuda.is_available() else "cpu"}
         )
-    node = platform.node()
+    node = _node_name()
     work_dir = Path(tempfile.mkdtemp(prefix="zoneout-trial-"))
     try:
         # A trial that Ray restarts (a killed worker, a resumed study) continues from its last
@@ -82,7 +92,6 @@ def run_trial(ray_config: dict[str, Any]) -> None:
         def report(result: EpochResult, checkpoint_dir: Path | None) -> None:
             metrics = result.as_dict()
             metrics["node"] = node
-            metrics["node_ip"] = os.environ.get("RAY_NODE_IP_ADDRESS", "")
             checkpoint = (
                 Checkpoint.from_directory(str(checkpoint_dir))
                 if checkpoint_dir is not None
