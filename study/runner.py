@@ -144,7 +144,9 @@ def run_study(
     ray_address: str | None = None,
     n_trials: int | None = None,
     console: Console | None = None,
+    trainable: Any = None,
 ) -> StudyOutcome:
+    """Run or resume ``spec``; ``trainable`` replaces the training trainable (benchmarks)."""
     import time
 
     # The legacy reporter honours verbose=0: the study draws its own progress display.
