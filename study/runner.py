@@ -240,11 +240,11 @@ def run_study(
     if "://" not in str(storage_path):
         storage_path = storage_path.resolve()
         storage_path.mkdir(parents=True, exist_ok=True)
-    trainable = tune.with_resources(
-        run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    trial_function = tune.with_resources(
+        trainable or run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     )
     tuner = tune.Tuner(
-        trainable,
+        trial_function,
         tune_config=tune.TuneConfig(
             metric="valid_metric",
             mode="min",
