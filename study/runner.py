@@ -252,6 +252,9 @@ def run_study(
             scheduler=scheduler,
             num_samples=-1,
             max_concurrent_trials=spec.max_concurrent_trials,
+            # A new worker process per trial costs seconds (imports, torch start-up); the
+            # trainable keeps no state between trials, so workers are reused.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=f"{spec.name}-{driver_id.rsplit(':', 1)[-1]}",
