@@ -336,7 +336,8 @@ def test_batch_first_equals_time_major_with_the_same_masks(cls, state_is_tuple):
     torch.manual_seed(2)
     out_b, state_b = mb(x.transpose(0, 1), hx)
     torch.testing.assert_close(out_b, out.transpose(0, 1), **TIGHT)
-    for a, b in zip(state if state_is_tuple else [state], state_b if state_is_tuple else [state_b]):
+    states = (state, state_b) if state_is_tuple else ([state], [state_b])
+    for a, b in zip(*states, strict=True):
         torch.testing.assert_close(a, b, **TIGHT)
 
 
@@ -420,5 +421,21 @@ def test_unsupported_inputs_raise_clear_errors():
         m(torch.randn(5, 2, 7))
     with pytest.raises(ValueError, match="h_0"):
         m(x, (torch.zeros(2, 2, 4), torch.zeros(1, 2, 4)))
-    with pytest.raises(TypeError, match="dtype|float64"):
+    with pytest.raises(TypeError, match=r"dtype|float64"):
         m(x.double())
+
+
+def test_float32_fused_matches_reference_and_biases_get_separate_grads():
+    m = ZoneoutLSTM(4, 8, zoneout_cell=0.5, zoneout_hidden=0.05).train()
+    x = torch.randn(10, 3, 4)
+    results = []
+    for impl in IMPLEMENTATIONS:
+        m.implementation = impl
+        m.zero_grad(set_to_none=True)
+        torch.manual_seed(4)
+        out, (h, c) = m(x)
+        (out.sum() + c.sum()).backward()
+        results.append([out, h, c, *(p.grad for p in m.parameters())])
+        # Two parameters sharing one .grad tensor would corrupt each other on accumulation.
+        assert m.bias_ih_l0.grad.data_ptr() != m.bias_hh_l0.grad.data_ptr()
+    _assert_all_close(results[0], results[1], rtol=1e-5, atol=1e-6)

@@ -249,9 +249,7 @@ class ZoneoutLSTM(_ZoneoutBase):
         h0 = self._prepare_state(h0, x, unbatched, "h_0")
         c0 = self._prepare_state(c0, x, unbatched, "c_0")
         run = (
-            FusedZoneoutLSTMLayer.apply
-            if self.implementation == "fused"
-            else lstm_layer_reference
+            FusedZoneoutLSTMLayer.apply if self.implementation == "fused" else lstm_layer_reference
         )
         h_n: list[Tensor] = []
         c_n: list[Tensor] = []
@@ -323,7 +321,7 @@ class ZoneoutGRU(_ZoneoutSingleState):
 
 
 class ZoneoutRNN(_ZoneoutSingleState):
-    """torch.nn.RNN (tanh) with zoneout on h: h_t = d*h_{t-1} + (1-d)*tanh(W x_t + U h_{t-1} + b)."""
+    """torch.nn.RNN (tanh) zoneout: h_t = d*h_{t-1} + (1-d)*tanh(W x_t + U h_{t-1} + b)."""
 
     _gates = 1
 
