@@ -273,7 +273,7 @@ class OptunaSearcher(Searcher):
             )
             if trial.number in running[:over]:
                 trial.set_user_attr(SURPLUS_ATTR, True)
-                self._study.tell(trial, state=TrialState.FAIL)
+                _tell(self._study, trial, state=TrialState.FAIL)
                 return False
         trial.set_user_attr(DRIVER_ATTR, self._driver_id)
         base_seed = self._spec.base.seed
@@ -310,14 +310,14 @@ class OptunaSearcher(Searcher):
             ]
             error = "; ".join(dict.fromkeys(reasons))
             trial.set_user_attr(FAIL_REASON_ATTR, error)
-            self._study.tell(trial, state=TrialState.FAIL)
+            _tell(self._study, trial, state=TrialState.FAIL)
             state = "FAIL"
         elif TrialState.PRUNED in states:
-            self._study.tell(trial, state=TrialState.PRUNED)
+            _tell(self._study, trial, state=TrialState.PRUNED)
             state = "PRUNED"
         else:
             value = statistics.fmean(v for v in finals if v is not None)
-            self._study.tell(trial, value)
+            _tell(self._study, trial, value)
             state = "COMPLETE"
         configuration.outcome = {
             "state": state,
@@ -349,6 +349,23 @@ class OptunaSearcher(Searcher):
 
         with open(checkpoint_path, "rb") as handle:
             self.set_state(pickle.load(handle))
+
+
+def _tell(
+    study: optuna.Study,
+    trial: optuna.trial.Trial,
+    value: float | None = None,
+    *,
+    state: TrialState | None = None,
+) -> None:
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as error:
+        # GridSampler calls Study.stop() once its grid is used up, which only works inside
+        # optimize(); with ask/tell the state is already stored (Optuna sets it in a finally),
+        # and the searcher stops asking on its own budget.
+        if "Study.stop" not in str(error):
+            raise
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
