@@ -233,21 +233,18 @@ def status(
         fail(f"no trials for study {study_name!r}; `zoneout-study list` shows the studies")
     table = Table(title=f"study {study_name}")
     param_columns = [c for c in frame.columns if c.startswith("param_")]
-    columns = [
-        "number",
-        "state",
-        *param_columns,
-        "best_value",
-        "final_value",
-        "epochs",
-        "node",
-        "error",
-    ]
+    columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs", "node"]
     for column in columns:
         table.add_column(column.removeprefix("param_"), overflow="fold")
-    for _, row in frame.sort_values("number").iterrows():
+    ordered = frame.sort_values("number")
+    for _, row in ordered.iterrows():
         table.add_row(*(_cell(row.get(column)) for column in columns))
     console.print(table)
+    # Reasons are sentences: one line each below the table, where they are not cut to fit.
+    for _, row in ordered.iterrows():
+        error = row.get("error")
+        if isinstance(error, str) and error:
+            console.print(f"trial {row['number']} {row['state']}: {error}", soft_wrap=True)
 
 
 def _cell(value: Any) -> str:
