@@ -160,7 +160,7 @@ def run(
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the report")] = False,
 ) -> None:
     """Run (or resume) a study: Optuna suggests, Ray Tune trains, the store keeps everything."""
-    from study.runner import StudyRunError, run_study
+    from study.runner import StudyRunError, resolve_storage, run_study
     from study.spec import SpecError, load_spec
     from study.store import StoreError, mask_url
 
@@ -175,7 +175,7 @@ def run(
         )
     except (StoreError, StudyRunError) as error:
         fail(str(error))
-    url = _resolve_storage(storage or spec.storage)
+    url = resolve_storage(spec, storage)
     counts = outcome.counts
     console.print(
         f"study {outcome.name!r} {outcome.status}: {counts.get('COMPLETE', 0)} complete, "

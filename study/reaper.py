@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from study.searcher import DRIVER_ATTR, FAIL_REASON_ATTR, REQUEUED_ATTR
 
-__all__ = ["DRIVER_LOST", "beat", "driver_alive", "reap_lost_trials"]
+__all__ = ["DRIVER_LOST", "beat", "driver_alive", "other_live_drivers", "reap_lost_trials"]
 
 DRIVER_LOST = "driver lost"
 HEARTBEAT_PREFIX = "driver_heartbeat:"
@@ -27,6 +27,20 @@ HEARTBEAT_PREFIX = "driver_heartbeat:"
 def beat(study: optuna.Study, driver_id: str) -> None:
     """Record that ``driver_id`` is alive now."""
     study._storage.set_study_system_attr(study._study_id, HEARTBEAT_PREFIX + driver_id, time.time())
+
+
+def other_live_drivers(
+    study: optuna.Study, driver_id: str, *, stale_after: float = 120.0
+) -> list[str]:
+    """Drivers other than ``driver_id`` whose heartbeat on this study is recent."""
+    now = time.time()
+    return [
+        key.removeprefix(HEARTBEAT_PREFIX)
+        for key, value in study.system_attrs.items()
+        if key.startswith(HEARTBEAT_PREFIX)
+        and key != HEARTBEAT_PREFIX + driver_id
+        and now - float(value) < stale_after
+    ]
 
 
 def _process_exists(pid: int) -> bool:
@@ -59,9 +73,16 @@ def reap_lost_trials(
     """
     storage = study._storage
     reaped = []
+    now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         driver = trial.user_attrs.get(DRIVER_ATTR)
-        if driver == current_driver or driver_alive(study, driver, stale_after=stale_after):
+        if driver is None:
+            # Another driver asked for this trial a moment ago and is about to stamp its id:
+            # only an old unstamped trial is an orphan.
+            started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+            if now - started < stale_after:
+                continue
+        elif driver == current_driver or driver_alive(study, driver, stale_after=stale_after):
             continue
         storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, DRIVER_LOST)
         storage.set_trial_user_attr(trial._trial_id, REQUEUED_ATTR, True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import zlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -16,7 +17,7 @@ import optuna
 from rich.console import Console
 
 from study.callbacks import ProgressCallback, StoreCallback
-from study.reaper import DRIVER_LOST, beat, reap_lost_trials
+from study.reaper import DRIVER_LOST, beat, other_live_drivers, reap_lost_trials
 from study.searcher import OptunaSearcher, counted_trials, new_driver_id
 from study.space import build_sampler
 from study.spec import StudySpec
@@ -26,6 +27,7 @@ from study.store import (
     default_storage_url,
     mask_url,
     normalize_url,
+    retry_connect,
     scrub_secrets,
 )
 
@@ -35,6 +37,7 @@ __all__ = [
     "StudyRunError",
     "open_optuna_study",
     "package_versions",
+    "resolve_storage",
     "run_study",
 ]
 
@@ -81,6 +84,9 @@ def open_optuna_study(
     else:
         engine_kwargs["pool_pre_ping"] = True
     storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    # The database answered just now: from here on a restart (pool_pre_ping finds the dead
+    # connection, the server is not back yet) is waited out instead of failing the study.
+    retry_connect(storage.engine)
     return optuna.create_study(
         study_name=name,
         storage=storage,
@@ -116,6 +122,13 @@ def _ray_init(address: str | None, spec: StudySpec) -> bool:
             "check --ray-address (and that every node uses the same RAY_AUTH_MODE)"
         ) from None
     return True
+
+
+def resolve_storage(spec: StudySpec, storage: str | None = None) -> str:
+    """--storage, then $ZONEOUT_STUDY_STORAGE, then the spec's storage, then the default."""
+    return (
+        storage or os.environ.get("ZONEOUT_STUDY_STORAGE") or spec.storage or default_storage_url()
+    )
 
 
 def _check_resources(spec: StudySpec) -> None:
@@ -161,10 +174,8 @@ def run_study(
     console = console or Console()
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
-    url = (
-        storage or os.environ.get("ZONEOUT_STUDY_STORAGE") or spec.storage or default_storage_url()
-    )
-    if storage or os.environ.get("ZONEOUT_STUDY_STORAGE"):
+    url = resolve_storage(spec, storage)
+    if url != spec.storage:
         spec = spec.model_copy(update={"storage": url})
 
     # 0. Ray first: a spec whose trials can never be scheduled must fail before anything is
@@ -204,6 +215,10 @@ def run_study(
     # 2. Trials a dead driver left RUNNING: FAIL ('driver lost') and re-enqueued.
     driver_id = new_driver_id()
     beat(study, driver_id)
+    if study.get_trials(deepcopy=False) or other_live_drivers(study, driver_id):
+        # Joining a study under way: a sampler seeded like the first driver's would replay
+        # its suggestions (random start-up trials, random search).
+        study.sampler = build_sampler(spec, seed_offset=zlib.crc32(driver_id.encode()))
     reaped = reap_lost_trials(study, current_driver=driver_id)
     for number in reaped:
         store.upsert_trial(spec.name, number, state="FAIL", error=DRIVER_LOST)

@@ -275,7 +275,11 @@ class OptunaSearcher(Searcher):
                 trial.set_user_attr(SURPLUS_ATTR, True)
                 _tell(self._study, trial, state=TrialState.FAIL)
                 return False
-        trial.set_user_attr(DRIVER_ATTR, self._driver_id)
+        try:
+            trial.set_user_attr(DRIVER_ATTR, self._driver_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another driver's reaper took this trial for an orphan: leave it, ask again.
+            return self._start_configuration()
         base_seed = self._spec.base.seed
         seeds = [base_seed + index for index in range(self._spec.repeats)]
         trial.set_user_attr("seeds", seeds)

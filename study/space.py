@@ -40,10 +40,16 @@ def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
     return space
 
 
-def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The sampler the spec names, seeded; ``options`` pass through to its constructor."""
+def build_sampler(spec: StudySpec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler the spec names, seeded; ``options`` pass through to its constructor.
+
+    ``seed_offset`` shifts the seed for drivers that join a study already under way: the same
+    seed would replay the same suggestions (random start-up trials, random search).
+    """
     options = dict(spec.sampler.options)
     seed = spec.sampler.seed
+    if seed is not None and seed_offset:
+        seed = (seed + seed_offset) % 2**32
     name = spec.sampler.name
     if name == "tpe":
         # Trials run concurrently: 'constant_liar' keeps parallel suggestions apart.

@@ -198,3 +198,26 @@ def test_optuna_study_on_the_url_is_shared(sqlite_url: str) -> None:
     second = open_optuna_study(sqlite_url, spec.name)
     assert first._study_id == second._study_id
     assert optuna.get_all_study_names(sqlite_url) == [spec.name]
+
+
+def test_reaper_spares_a_trial_another_driver_asked_for_a_moment_ago(sqlite_url: str) -> None:
+    spec = _spec()
+    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study.ask()  # asked, not yet stamped with its driver's id
+    assert reap_lost_trials(study, current_driver="me:1:1") == []
+    assert study.get_trials()[0].state == TrialState.RUNNING
+    # An unstamped trial older than the staleness limit is an orphan after all.
+    assert reap_lost_trials(study, current_driver="me:1:1", stale_after=0.0) == [0]
+
+
+def test_a_joining_driver_gets_its_own_sampler_seed() -> None:
+    spec = _spec(sampler={"name": "random", "seed": 5})
+    first = build_sampler(spec)
+    joined = build_sampler(spec, seed_offset=12345)
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    draws = []
+    for sampler in (first, joined, build_sampler(spec)):
+        study = optuna.create_study(sampler=sampler)
+        draws.append([study.ask(space).params["x"] for _ in range(3)])
+    assert draws[0] == draws[2]  # the spec's seed reproduces
+    assert draws[0] != draws[1]
