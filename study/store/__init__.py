@@ -16,7 +16,7 @@ A new migration, from code (no alembic.ini)::
 
 from __future__ import annotations
 
-from ._engine import create_engine_for, normalize_url
+from ._engine import create_engine_for, normalize_url, retry_connect
 from ._errors import StoreError
 from ._migrate import alembic_config, current_revision, head_revision, upgrade
 from ._models import VERSION_TABLE
@@ -36,6 +36,7 @@ __all__ = [
     "head_revision",
     "mask_url",
     "normalize_url",
+    "retry_connect",
     "scrub_secrets",
     "upgrade",
 ]

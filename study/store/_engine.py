@@ -16,13 +16,22 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from ._errors import StoreError
 from ._secrets import mask_url, to_json_safe
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_engine_for", "normalize_url", "run_with_retry"]
+__all__ = [
+    "RECONNECT_SECONDS",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "create_engine_for",
+    "normalize_url",
+    "retry_connect",
+    "run_with_retry",
+]
 
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10
 _LOCKED_RETRIES = 5
+# How long a new connection to a server that was reachable keeps being retried (a restart).
+RECONNECT_SECONDS = 60.0
 
 T = TypeVar("T")
 
@@ -135,7 +144,40 @@ def create_engine_for(url: str, *, check: bool = True) -> sa.Engine:
             raise StoreError(
                 f"cannot connect to database {mask_url(str(parsed))}: {reason}; {_hint(parsed)}"
             ) from None
+        retry_connect(engine)
     return engine
+
+
+def retry_connect(engine: sa.Engine, *, seconds: float = RECONNECT_SECONDS) -> None:
+    """Retry new PostgreSQL connections for up to ``seconds`` (no-op on other databases).
+
+    ``pool_pre_ping`` replaces a pooled connection that a server restart killed, but the
+    replacement is opened at once and fails while the server is still shutting down or
+    starting up ("the database system is shutting down"). Attach this to an engine only once
+    the database has been reached, so a wrong URL still fails fast.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    url = engine.url
+
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        deadline = time.monotonic() + seconds
+        delay = 0.25
+        while True:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database %s unreachable (%s); retrying the connection",
+                    mask_url(str(url)),
+                    _redact(_first_line(exc), url),
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    event.listen(engine, "do_connect", _connect)
 
 
 def _is_locked(exc: DBAPIError) -> bool:
