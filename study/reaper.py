@@ -29,6 +29,11 @@ def beat(study: optuna.Study, driver_id: str) -> None:
     study._storage.set_study_system_attr(study._study_id, HEARTBEAT_PREFIX + driver_id, time.time())
 
 
+def _system_attrs(study: optuna.Study) -> dict[str, object]:
+    # Optuna 5 removed ``Study.system_attrs``; the storage still has them.
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
 def other_live_drivers(
     study: optuna.Study, driver_id: str, *, stale_after: float = 120.0
 ) -> list[str]:
@@ -36,7 +41,7 @@ def other_live_drivers(
     now = time.time()
     return [
         key.removeprefix(HEARTBEAT_PREFIX)
-        for key, value in study.system_attrs.items()
+        for key, value in _system_attrs(study).items()
         if key.startswith(HEARTBEAT_PREFIX)
         and key != HEARTBEAT_PREFIX + driver_id
         and now - float(value) < stale_after
@@ -60,7 +65,7 @@ def driver_alive(study: optuna.Study, driver_id: str | None, *, stale_after: flo
     pid_text = rest.partition(":")[0]
     if host == socket.gethostname() and pid_text.isdigit():
         return int(pid_text) != os.getpid() and _process_exists(int(pid_text))
-    last = study.system_attrs.get(HEARTBEAT_PREFIX + driver_id)
+    last = _system_attrs(study).get(HEARTBEAT_PREFIX + driver_id)
     return last is not None and time.time() - float(last) < stale_after
 
 

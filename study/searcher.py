@@ -29,6 +29,7 @@ from ray.tune.search import Searcher
 
 from study.space import distributions
 from study.spec import StudySpec
+from study.store import mask_url
 from trials.trainable import TRIAL_CONFIG_KEY
 
 __all__ = [
@@ -126,6 +127,22 @@ class OptunaSearcher(Searcher):
         self._ray_trials: dict[str, tuple[int, int]] = {}
         self._error_reasons: dict[str, str] = {}
         self._finished = False
+
+    # Tune pickles its configuration, this searcher included, into the experiment directory
+    # (tuner.pkl). Keep neither the live study (its storage holds the database URL with the
+    # password) nor the spec's unmasked storage URL there. A study resumes by running its spec
+    # again, never by restoring a Tune experiment; the searcher's own checkpoints go through
+    # save() / get_state(), so the pickled copy never runs.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_study"] = None
+        state["_configurations"] = {}  # their optuna Trials hold the study, hence the storage
+        if self._spec.storage:
+            state["_spec"] = self._spec.model_copy(update={"storage": mask_url(self._spec.storage)})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # --- what the driver's callback tells us -------------------------------------------------
     def set_error_reason(self, ray_trial_id: str, reason: str) -> None:

@@ -1,0 +1,97 @@
+"""A trial that raises, and one whose loss becomes non-finite: FAIL with the reason stored and
+shown by `status`, while the study goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from study.cli import app
+from study.runner import run_study
+from study.spec import validate_spec
+from study.store import Store
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def test_raising_and_diverging_trials_fail_with_their_reason(
+    ray_local: None, tmp_path: Path, reliability_record: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fail.db'}"
+    spec = validate_spec(
+        {
+            "name": "failing",
+            "base": {
+                "task": "ptb-char",
+                "train_tokens": 2_000,
+                "valid_tokens": 1_000,
+                "hidden_size": 8,
+                "bptt": 20,
+                "batch_size": 8,
+                "eval_batch_size": 8,
+                "max_batches_per_epoch": 3,
+                "epochs": 2,
+                "optimizer": "sgd",
+                "clip_norm": None,
+            },
+            # 2,000 training characters cannot fill a batch of 4,000 streams: train() raises.
+            # A learning rate of 1e12 without clipping drives the loss to nan/inf.
+            "search": {
+                "batch_size": {"type": "categorical", "choices": [8, 4_000]},
+                "learning_rate": {"type": "categorical", "choices": [0.5, 1e12]},
+            },
+            "sampler": {"name": "grid"},
+            "scheduler": {"name": "none"},
+            "n_trials": 4,
+            "max_concurrent_trials": 2,
+            "failure": {"max_retries": 0},
+            "checkpoint_path": str(tmp_path / "runs"),
+        }
+    )
+    outcome = run_study(spec, storage=url)
+    assert outcome.status == "finished"
+    trials = optuna.load_study(study_name=spec.name, storage=url).get_trials()
+    by_params = {(t.params["batch_size"], t.params["learning_rate"]): t for t in trials}
+    assert len(by_params) == 4
+    good = by_params[(8, 0.5)]
+    raising = [by_params[(4_000, 0.5)], by_params[(4_000, 1e12)]]
+    diverging = by_params[(8, 1e12)]
+    assert good.state == TrialState.COMPLETE
+    for trial in raising:
+        assert trial.state == TrialState.FAIL
+        assert "too few for batch size 4000" in trial.user_attrs["fail_reason"]
+    assert diverging.state == TrialState.FAIL
+    assert "diverged" in diverging.user_attrs["fail_reason"]
+
+    with Store(url) as store:
+        frame = store.trials_frame(spec.name).set_index("number")
+    for trial in trials:
+        assert frame.loc[trial.number, "state"] == trial.state.name
+        if trial.state == TrialState.FAIL:
+            assert frame.loc[trial.number, "error"] == trial.user_attrs["fail_reason"]
+
+    result = CliRunner().invoke(app, ["status", spec.name, "--storage", url])
+    assert result.exit_code == 0, result.output
+    flat = "".join(result.output.split())  # the table folds long reasons over lines
+    assert "FAIL" in flat
+    assert "toofewforbatchsize4000" in flat and "diverged" in flat
+
+    reason = raising[0].user_attrs["fail_reason"]
+    reliability_record(
+        "Trial raises",
+        "a trial whose batch size (4,000 streams) exceeds its 2,000 training characters, so "
+        "train() raises ValueError on the worker; failure.max_retries 0",
+        f"both such trials FAIL with reason {reason!r} in Optuna's fail_reason, the store's "
+        "error column and `status`; the other trials ran on",
+    )
+    reliability_record(
+        "Loss becomes non-finite",
+        "learning rate 1e12 with SGD and no clipping",
+        f"trial FAIL with reason {diverging.user_attrs['fail_reason']!r} (Optuna, store, "
+        f"`status`); the good trial COMPLETE ({good.value:.3f} bpc)",
+    )
