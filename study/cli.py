@@ -222,15 +222,28 @@ def _write_report(url: str, study_name: str, out_dir: Path, *, png: bool = True)
 def status(
     study_name: Annotated[str | None, typer.Argument(metavar="STUDY")] = None,
     storage: Annotated[str | None, _storage_option()] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option("--csv", help="also write the trial table (and FILE.epochs.csv) as CSV"),
+    ] = None,
 ) -> None:
     """A table of a study's trials (or of all studies)."""
+    from study.store import StoreError
+
     store = _open_store(storage)
     if study_name is None:
         _print_studies(store)
         return
-    frame = store.trials_frame(study_name)
+    try:
+        frame = store.trials_frame(study_name)
+    except StoreError as error:
+        fail(str(error))
     if frame.empty:
         fail(f"no trials for study {study_name!r}; `zoneout-study list` shows the studies")
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        frame.drop(columns=["config"], errors="ignore").to_csv(csv_path, index=False)
+        store.epochs_frame(study_name).to_csv(csv_path.with_suffix(".epochs.csv"), index=False)
     table = Table(title=f"study {study_name}")
     param_columns = [c for c in frame.columns if c.startswith("param_")]
     columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs", "node"]
