@@ -182,6 +182,14 @@ def run(
         f"{counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed "
         f"({outcome.wall_seconds:.0f} s)"
     )
+    if outcome.epochs_written:
+        console.print(
+            f"store: {outcome.epochs_written} epoch results written in "
+            f"{outcome.store_write_seconds:.2f} s "
+            f"({100 * outcome.store_write_seconds / max(outcome.wall_seconds, 1e-9):.2f}% "
+            "of the study's wall time)",
+            style="dim",
+        )
     if outcome.best_params is not None:
         console.print(
             f"best trial #{outcome.best_number}: {spec.metric} {outcome.best_value:.4f} "

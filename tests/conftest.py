@@ -1,10 +1,13 @@
-"""Fixtures shared by the whole suite.
+"""Fixtures shared by the whole suite (helpers they use: tests/support.py).
 
 * ``ray_local``: one local Ray instance (2 CPUs) started once, inside a short temp dir.
+* ``own_ray_tmpdir``: a short RAY_TMPDIR for a test's own driver subprocess; every process
+  naming it is killed at teardown.
 * ``store_url``: a test runs on a fresh SQLite file and on a fresh PostgreSQL database.
   PostgreSQL: every test gets a database ``zs_test_<random>`` created through
   ``$ZONEOUT_TEST_PG_ADMIN_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``)
-  and dropped WITH (FORCE) afterwards. An unreachable server skips those tests locally and
+  and dropped WITH (FORCE) afterwards; CREATE / DROP DATABASE are retried for a while, as other
+  tests restart the server on purpose. An unreachable server skips those tests locally and
   fails them when ``$CI`` is set: in CI the PostgreSQL promise is tested, never skipped.
 """
 
@@ -19,7 +22,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+
+from tests.support import (
+    connect_pg_admin,
+    create_database,
+    driver_ray_tmpdir,
+    drop_database,
+    pg_url,
+)
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -50,35 +60,17 @@ def ray_local(ray_tmpdir: str) -> Iterator[None]:
     ray.shutdown()
 
 
-PG_ADMIN_URL = os.environ.get(
-    "ZONEOUT_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+@pytest.fixture
+def own_ray_tmpdir() -> Iterator[str]:
+    """RAY_TMPDIR for a driver subprocess that starts its own Ray; its processes die after."""
+    with driver_ray_tmpdir() as path:
+        yield path
 
 
 @pytest.fixture(scope="session")
 def pg_admin_engine() -> Iterator[sa.Engine]:
     """An AUTOCOMMIT engine on the PostgreSQL maintenance database (skip / fail if down)."""
-    admin = make_url(PG_ADMIN_URL)
-    # pool_pre_ping: a server restarted by a fault-injection test must not break teardown.
-    engine = sa.create_engine(
-        admin,
-        isolation_level="AUTOCOMMIT",
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": 5},
-    )
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        engine.dispose()
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        msg = (
-            f"PostgreSQL is not reachable at {admin.render_as_string(hide_password=True)} "
-            f"({reason}); set ZONEOUT_TEST_PG_ADMIN_URL or start the server"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+    engine = connect_pg_admin()
     yield engine
     engine.dispose()
 
@@ -87,13 +79,11 @@ def pg_admin_engine() -> Iterator[sa.Engine]:
 def postgres_url(pg_admin_engine: sa.Engine) -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database, dropped after the test."""
     name = f"zs_test_{uuid.uuid4().hex[:16]}"
-    with pg_admin_engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    create_database(pg_admin_engine, name)
     try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield pg_url(name)
     finally:
-        with pg_admin_engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(pg_admin_engine, name)
 
 
 @pytest.fixture

@@ -14,14 +14,10 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,49 +25,24 @@ from typing import Any
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from study.store import Store
+from tests.support import (
+    TINY_PTB_BASE,
+    driver_env,
+    driver_ray_tmpdir,
+    free_port,
+    get_json,
+    tiny_ptb_spec,
+    write_spec,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.postgres]
 
 CLI = [sys.executable, "-m", "study.cli"]
 RAY = str(Path(sys.executable).parent / "ray")
 EPOCHS = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _kill_tree(marker: str) -> None:
-    """SIGKILL every process whose command line mentions ``marker``, and their descendants
-    (Ray's workers rename themselves to ``ray::...`` and lose the marker)."""
-    parents: dict[int, int] = {}
-    hits: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        pid = int(entry.name)
-        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-        if marker in cmdline:
-            hits.add(pid)
-    grown = True
-    while grown:
-        children = {pid for pid, ppid in parents.items() if ppid in hits} - hits
-        grown = bool(children)
-        hits |= children
-    for pid in hits:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -108,29 +79,22 @@ def _ray_start(args: list[str], env: dict[str, str], log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Cluster]:
-    # Short path: Ray's unix sockets live under it and must stay under 108 characters.
-    temp_dir = tempfile.mkdtemp(prefix="zs-mn-", dir="/tmp")
-    env = {
-        **os.environ,
-        "RAY_TMPDIR": temp_dir,
-        "RAY_USAGE_STATS_ENABLED": "0",
+    # Short path (Ray's unix sockets live under it); every process started here is killed on
+    # the way out by this marker in its command line, plus its descendants.
+    with driver_ray_tmpdir("zs-mn-") as temp_dir:
         # Token authentication on, with one explicit token for every process of the cluster.
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(32),
-        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    }
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    log = Path(temp_dir) / "ray-start.log"
-    common = ["--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    try:
+        env = driver_env(temp_dir, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        log = Path(temp_dir) / "ray-start.log"
+        common = ["--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
         _ray_start(
             [
                 "--head",
                 f"--port={port}",
                 "--include-dashboard=false",
-                f"--dashboard-port={_free_port()}",
-                f"--dashboard-agent-listen-port={_free_port()}",
+                f"--dashboard-port={free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}",
                 *common,
             ],
             env,
@@ -139,7 +103,7 @@ def ray_cluster() -> Iterator[Cluster]:
         _ray_start(
             [
                 f"--address={address}",
-                f"--dashboard-agent-listen-port={_free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}",
                 *common,
             ],
             env,
@@ -166,42 +130,19 @@ def ray_cluster() -> Iterator[Cluster]:
         assert len(nodes) == 2, nodes
         assert all(node["cpu"] == 1 for node in nodes), nodes
         yield Cluster(address, env, [node["id"] for node in nodes], temp_dir)
-    finally:
-        _kill_tree(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _spec(tmp_path: Path, name: str) -> Path:
-    """The tiny PTB-char study of tests/study/test_runner.py, 4 trials, 2 at a time."""
-    spec = {
-        "name": name,
-        "base": {
-            "task": "ptb-char",
-            "train_tokens": 12_000,
-            "valid_tokens": 3_000,
-            "hidden_size": 16,
-            "bptt": 40,
-            "batch_size": 16,
-            "eval_batch_size": 16,
-            "max_batches_per_epoch": 6,
-            "epochs": EPOCHS,
-            "seed": 1,
-        },
-        "search": {
-            "zoneout_cell": {"type": "float", "low": 0.0, "high": 0.7},
-            "zoneout_hidden": {"type": "float", "low": 0.0, "high": 0.3},
-        },
-        "sampler": {"name": "random", "seed": 0},
-        "scheduler": {"name": "none"},
-        "n_trials": 4,
-        "max_concurrent_trials": 2,
-        "resources": {"cpu": 1},
+def _spec(directory: Path, name: str, **overrides: Any) -> Path:
+    """The tiny PTB-char study of tests/study/test_runner.py: 4 trials, 2 at a time, 1 CPU each."""
+    data = tiny_ptb_spec(
+        name,
         # Both nodes live on this machine, so a local directory is shared storage here.
-        "checkpoint_path": str(tmp_path / "runs"),
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
+        directory,
+        base={**TINY_PTB_BASE, "epochs": EPOCHS},
+        resources={"cpu": 1},
+        **overrides,
+    )
+    return write_spec(data, directory)
 
 
 def _start_driver(cluster: Cluster, spec: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -260,11 +201,6 @@ def _counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.Frozen
     ]
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def _check_store(url: str, name: str, numbers: list[int]) -> Any:
     store = Store(url)
     try:
@@ -303,10 +239,10 @@ def test_study_uses_both_nodes_and_dashboard_reads_it(
     assert len(node_ids) == 2, frame[["number", "node"]]
     assert node_ids == {node_id[:8] for node_id in ray_cluster.node_ids}
 
-    with serve_dashboard(postgres_url, port=_free_port(), timeout=90) as server:  # type: ignore[union-attr]
-        summaries = _get_json(f"{server.url}/api/studies")["study_summaries"]
+    with serve_dashboard(postgres_url, port=free_port(), timeout=90) as server:  # type: ignore[union-attr]
+        summaries = get_json(f"{server.url}/api/studies")["study_summaries"]
         (summary,) = [s for s in summaries if s["study_name"] == "multinode"]
-        detail = _get_json(f"{server.url}/api/studies/{summary['study_id']}")
+        detail = get_json(f"{server.url}/api/studies/{summary['study_id']}")
         assert len(detail["trials"]) == 4
         assert {t["state"] for t in detail["trials"]} == {"Complete"}
         for trial in detail["trials"]:
@@ -322,11 +258,8 @@ def test_two_drivers_share_one_study_on_the_cluster(
     for index in (1, 2):
         directory = tmp_path / f"driver{index}"
         directory.mkdir()
-        spec = _spec(directory, "shared")
         # Both drivers' checkpoints in one place, as on a cluster's shared storage.
-        data = yaml.safe_load(spec.read_text(encoding="utf-8"))
-        data["checkpoint_path"] = str(tmp_path / "runs")
-        spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+        spec = _spec(directory, "shared", checkpoint_path=str(tmp_path / "runs"))
         runs.append((spec, postgres_url, directory / "driver.log"))
     with _drivers(ray_cluster, runs) as processes:
         _wait(processes, [log for _, _, log in runs], timeout=480)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -11,14 +10,9 @@ import optuna
 import pandas as pd
 
 import dashboards as d
+from tests.support import free_port
 
 Frames = tuple[pd.DataFrame, pd.DataFrame]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> dict:
@@ -50,7 +44,7 @@ def test_dashboard_serves_study_trials_and_saved_figures(
     assert ids == ["importance", "marginal-zoneout_cell"]
     d.save_figures_to_study(study, figs, a.summary_markdown)  # saving again overwrites
 
-    port = _free_port()
+    port = free_port()
     with d.serve_dashboard(url, port=port, timeout=60) as server:  # type: ignore[union-attr]
         assert server.url == f"http://127.0.0.1:{port}"
         summaries = _get(f"{server.url}/api/studies")["study_summaries"]

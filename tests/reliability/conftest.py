@@ -4,8 +4,8 @@ Every test calls ``reliability_record(name, injected, observed)`` with values it
 end of the session, when ``ZONEOUT_WRITE_RELIABILITY=1`` is set, the rows (with each test's
 outcome and duration, as pytest saw them) are written to ``docs/reliability.md``.
 
-Helpers for tests that start their own driver subprocess (and hence their own Ray) live here too:
-a short RAY_TMPDIR under /tmp per test, and a kill of every process whose command line names it.
+Helpers for tests that start their own driver subprocess (and hence their own Ray) live in
+tests/support.py; the ``own_ray_tmpdir`` fixture in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ import contextlib
 import datetime as _dt
 import os
 import platform
-import shutil
-import signal
-import socket
-import tempfile
-import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+import sqlalchemy as sa
+
+from tests.support import connect_pg_admin, create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT_PATH = ROOT / "docs" / "reliability.md"
@@ -183,110 +181,20 @@ def reliability_record(request: pytest.FixtureRequest) -> Callable[[str, str, st
     return record
 
 
-# ------------------------------------------------------------------ subprocess drivers
-def processes_under(marker: str) -> list[int]:
-    """PIDs (not ours) whose command line mentions ``marker``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
-def kill_processes_under(marker: str) -> None:
-    for pid in processes_under(marker):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def driver_ray_tmpdir() -> Iterator[str]:
-    """A short RAY_TMPDIR for a driver subprocess; its processes are killed afterwards."""
-    path = tempfile.mkdtemp(prefix="zs-rel-", dir="/tmp")
-    try:
-        yield path
-    finally:
-        kill_processes_under(path)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def own_ray_tmpdir() -> Iterator[str]:
-    with driver_ray_tmpdir() as path:
-        yield path
-
-
-def driver_env(ray_tmpdir: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "RAY_TMPDIR": ray_tmpdir,
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-        **extra,
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 # ------------------------------------------------------------------ PostgreSQL
-PG_ADMIN_URL = os.environ.get(
-    "ZONEOUT_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-
-
 @contextlib.contextmanager
-def fresh_pg_database() -> Iterator[tuple[Any, str]]:
-    """(admin engine, name) of a fresh PostgreSQL database, dropped WITH (FORCE) afterwards.
-    Skips the test when the server is unreachable (fails it when ``$CI`` is set)."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(
-        PG_ADMIN_URL,
-        isolation_level="AUTOCOMMIT",
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": 5},
-    )
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        engine.dispose()
-        msg = f"PostgreSQL is not reachable ({type(exc).__name__}); start the server"
-        if os.environ.get("CI"):
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+def fresh_pg_database() -> Iterator[tuple[sa.Engine, str]]:
+    """(admin engine, name) of a fresh PostgreSQL database, dropped WITH (FORCE) afterwards, for
+    a module-scoped fixture (its own engine, not the session's). Skips the test when the server
+    is unreachable (fails it when ``$CI`` is set)."""
+    engine = connect_pg_admin()
     name = f"zs_rel_{uuid.uuid4().hex[:16]}"
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    create_database(engine, name)
     try:
         yield engine, name
     finally:
-        for _ in range(30):  # the server may still be coming back from a restart
-            try:
-                with engine.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                break
-            except Exception:
-                time.sleep(1)
+        # The server may still be coming back from a restart; a database left behind must not
+        # fail the module.
+        with contextlib.suppress(Exception):
+            drop_database(engine, name, seconds=30)
         engine.dispose()
-
-
-def pg_url(name: str, password: str | None = None) -> str:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(PG_ADMIN_URL).set(database=name)
-    if password is not None:
-        url = url.set(password=password)
-    return url.render_as_string(hide_password=False)

@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 from dashboards import serve_dashboard
 from study.cli import app
 from tests.study.test_cli_errors import CASES, GOOD
-
-from .conftest import free_port
+from tests.support import free_port
 
 PASSWORD = "s3cret-pw"
 UNREACHABLE = f"postgresql+psycopg://zoneout:{PASSWORD}@127.0.0.1:1/studies"

@@ -25,8 +25,7 @@ from dashboards import serve_dashboard
 from study.runner import run_study
 from study.spec import validate_spec
 from study.store import Store, StoreError
-
-from .conftest import free_port
+from tests.support import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -20,14 +20,14 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy as sa
-import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from study.cli import app
 from study.store import Store, StoreError
+from tests.support import driver_env, driver_ray_tmpdir, pg_url, write_spec
 
-from .conftest import driver_env, driver_ray_tmpdir, fresh_pg_database, pg_url
+from .conftest import fresh_pg_database
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.postgres]
 
@@ -58,9 +58,7 @@ def _spec(directory: Path) -> Path:
         "max_concurrent_trials": 2,
         "checkpoint_path": str(directory / "runs"),
     }
-    path = directory / f"{NAME}.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
+    return write_spec(spec, directory)
 
 
 def _server_started(admin: sa.Engine) -> Any:
@@ -86,7 +84,7 @@ def pg_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgRun]:
     if PG_CTLCLUSTER is None:
         pytest.skip("needs a Debian PostgreSQL cluster (pg_ctlcluster) to restart")
     directory = tmp_path_factory.mktemp("pg")
-    with fresh_pg_database() as (admin, name), driver_ray_tmpdir() as ray_tmpdir:
+    with fresh_pg_database() as (admin, name), driver_ray_tmpdir("zs-rel-") as ray_tmpdir:
         # trust authentication: any password is accepted, and must never show up anywhere
         url = pg_url(name, password=PASSWORD)
         driver = subprocess.Popen(

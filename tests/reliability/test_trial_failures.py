@@ -15,6 +15,7 @@ from study.cli import app
 from study.runner import run_study
 from study.spec import validate_spec
 from study.store import Store
+from tests.support import UNCLIPPED_SGD_PTB_BASE
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -26,19 +27,7 @@ def test_raising_and_diverging_trials_fail_with_their_reason(
     spec = validate_spec(
         {
             "name": "failing",
-            "base": {
-                "task": "ptb-char",
-                "train_tokens": 2_000,
-                "valid_tokens": 1_000,
-                "hidden_size": 8,
-                "bptt": 20,
-                "batch_size": 8,
-                "eval_batch_size": 8,
-                "max_batches_per_epoch": 3,
-                "epochs": 2,
-                "optimizer": "sgd",
-                "clip_norm": None,
-            },
+            "base": {**UNCLIPPED_SGD_PTB_BASE, "train_tokens": 2_000, "valid_tokens": 1_000},
             # 2,000 training characters cannot fill a batch of 4,000 streams: train() raises.
             # A learning rate of 1e12 without clipping drives the loss to nan/inf.
             "search": {

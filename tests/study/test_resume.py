@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from study.reaper import DRIVER_LOST
 from study.store import Store
+from tests.support import TINY_PTB_BASE, driver_env, kill_process_tree, tiny_ptb_spec, write_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -27,54 +23,17 @@ CLI = [sys.executable, "-m", "study.cli"]
 
 
 def _spec(tmp_path: Path, name: str) -> Path:
-    spec = {
-        "name": name,
-        "base": {
-            "task": "ptb-char",
-            "train_tokens": 40_000,
-            "valid_tokens": 4_000,
-            "hidden_size": 16,
-            "bptt": 40,
-            "batch_size": 16,
-            "eval_batch_size": 16,
-            "max_batches_per_epoch": 12,
-            "epochs": 3,
-        },
-        "search": {
-            "zoneout_cell": {"type": "float", "low": 0.0, "high": 0.7},
-            "zoneout_hidden": {"type": "float", "low": 0.0, "high": 0.3},
-        },
-        "sampler": {"name": "random", "seed": 0},
-        "scheduler": {"name": "none"},
-        "n_trials": 4,
-        "max_concurrent_trials": 2,
-        "checkpoint_path": str(tmp_path / "runs"),
+    """4 trials, 2 at a time, 3 epochs each: longer trials than tests/study/test_runner.py's,
+    so that the driver can be killed with one trial COMPLETE and another RUNNING."""
+    base = {
+        **TINY_PTB_BASE,
+        "train_tokens": 40_000,
+        "valid_tokens": 4_000,
+        "max_batches_per_epoch": 12,
+        "epochs": 3,
+        "seed": 0,  # TrialConfig's default
     }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
-
-
-def _kill_processes_under(marker: str) -> None:
-    """SIGKILL every process whose command line mentions ``marker`` (this test's Ray)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-@pytest.fixture
-def own_ray_tmpdir() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="zs-kill-", dir="/tmp")
-    yield path
-    _kill_processes_under(path)
-    shutil.rmtree(path, ignore_errors=True)
+    return write_spec(tiny_ptb_spec(name, tmp_path, base=base), tmp_path)
 
 
 def test_killed_driver_is_resumed_by_running_the_spec_again(
@@ -82,7 +41,7 @@ def test_killed_driver_is_resumed_by_running_the_spec_again(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'resume.db'}"
     spec_path = _spec(tmp_path, "resume")
-    env = {**os.environ, "RAY_TMPDIR": own_ray_tmpdir, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = driver_env(own_ray_tmpdir)
     command = [*CLI, "run", str(spec_path), "--storage", url, "--no-report"]
     driver = subprocess.Popen(
         command,
@@ -113,7 +72,7 @@ def test_killed_driver_is_resumed_by_running_the_spec_again(
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
-        _kill_processes_under(own_ray_tmpdir)
+        kill_process_tree(own_ray_tmpdir)
 
     running_then = [n for n, s in killed_at.items() if s == TrialState.RUNNING]
     complete_then = [n for n, s in killed_at.items() if s == TrialState.COMPLETE]

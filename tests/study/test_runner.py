@@ -6,9 +6,6 @@ promises of the study service, not mocks of them.
 
 from __future__ import annotations
 
-import json
-import socket
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,52 +20,35 @@ from study.export import export_best
 from study.runner import run_study
 from study.spec import validate_spec
 from study.store import Store
+from tests.support import (
+    TINY_PTB_BASE,
+    UNCLIPPED_SGD_PTB_BASE,
+    ZONEOUT_SEARCH,
+    free_port,
+    get_json,
+    tiny_ptb_spec,
+)
 from trials.config import load_config
 from trials.train import train
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _get_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
-
-MAX_EPOCHS = 3
+MAX_EPOCHS: int = TINY_PTB_BASE["epochs"]  # 3
 
 
 def small_ptb_spec(name: str, tmp_path: Path, **overrides: Any) -> Any:
-    data: dict[str, Any] = {
-        "name": name,
-        "base": {
-            "task": "ptb-char",
-            "train_tokens": 12_000,
-            "valid_tokens": 3_000,
-            "hidden_size": 16,
-            "bptt": 40,
-            "batch_size": 16,
-            "eval_batch_size": 16,
-            "max_batches_per_epoch": 6,
-            "epochs": MAX_EPOCHS,
-            "seed": 1,
-        },
-        "search": {
-            "zoneout_cell": {"type": "float", "low": 0.0, "high": 0.7},
-            "zoneout_hidden": {"type": "float", "low": 0.0, "high": 0.3},
+    """6 trials under ASHA, over the zoneout probabilities and the learning rate."""
+    data = tiny_ptb_spec(
+        name,
+        tmp_path,
+        search={
+            **ZONEOUT_SEARCH,
             "learning_rate": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
         },
-        "sampler": {"name": "random", "seed": 0},
-        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3},
-        "n_trials": 6,
-        "max_concurrent_trials": 2,
-        "checkpoint_path": str(tmp_path / "runs"),
-    }
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 3},
+        n_trials=6,
+    )
     data.update(overrides)
     return validate_spec(data)
 
@@ -125,10 +105,10 @@ def test_study_end_to_end(store_url: str, ray_local: None, tmp_path: Path) -> No
     # The report's figures go into the Optuna study; optuna-dashboard serves all of it.
     report = write_study_report(store_url, spec.name, tmp_path / "report", png=False)
     assert report.html_path.is_file()
-    with serve_dashboard(store_url, port=_free_port(), timeout=90) as server:  # type: ignore[union-attr]
-        summaries = _get_json(f"{server.url}/api/studies")["study_summaries"]
+    with serve_dashboard(store_url, port=free_port(), timeout=90) as server:  # type: ignore[union-attr]
+        summaries = get_json(f"{server.url}/api/studies")["study_summaries"]
         (summary,) = [s for s in summaries if s["study_name"] == spec.name]
-        detail = _get_json(f"{server.url}/api/studies/{summary['study_id']}")
+        detail = get_json(f"{server.url}/api/studies/{summary['study_id']}")
         assert len(detail["trials"]) == spec.n_trials
         by_number = {t["number"]: t for t in detail["trials"]}
         for trial in trials:
@@ -152,19 +132,7 @@ def test_failing_trials_are_fail_with_reason_and_the_study_goes_on(
     spec = small_ptb_spec(
         "diverging",
         tmp_path,
-        base={
-            "task": "ptb-char",
-            "train_tokens": 6_000,
-            "valid_tokens": 2_000,
-            "hidden_size": 8,
-            "bptt": 20,
-            "batch_size": 8,
-            "eval_batch_size": 8,
-            "max_batches_per_epoch": 3,
-            "epochs": 2,
-            "optimizer": "sgd",
-            "clip_norm": None,
-        },
+        base={**UNCLIPPED_SGD_PTB_BASE, "train_tokens": 6_000, "valid_tokens": 2_000},
         # A learning rate of 1e12 without clipping overflows the loss to nan/inf.
         search={"learning_rate": {"type": "categorical", "choices": [0.5, 1e12]}},
         sampler={"name": "grid"},
