@@ -98,7 +98,7 @@ def train(
         try:
             result = run_training(config, report=report, checkpoint_dir=checkpoint_dir)
         except DataNotFoundError as error:
-            fail(str(error).splitlines()[0] if "\n" not in str(error) else str(error))
+            fail(str(error))
         except (ValueError, RuntimeError) as error:
             fail(str(error))
 
