@@ -122,10 +122,17 @@ def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
         load_spec(tmp_path / "absent.yaml")
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted([*EXAMPLES.glob("*.yaml"), *(EXAMPLES / "paper" / "studies").glob("*.yaml")]),
+    ids=lambda p: p.name,
+)
 def test_example_specs_validate(path: Path) -> None:
     spec = load_spec(path)
     assert isinstance(spec, StudySpec)
+    if "paper" in path.parts:  # cluster specs: GPUs per trial, and they say they were not run
+        assert spec.resources.gpu > 0 and spec.base.device == "cuda"
+        assert "NOT RUN" in path.read_text(encoding="utf-8")
 
 
 _values = st.one_of(
