@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 import zlib
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -73,6 +74,22 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _optuna_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """RDBStorage creates Optuna's schema on first use without a lock: two drivers starting on
+    an empty database race (e.g. both CREATE TYPE studydirection). The loser retries and finds
+    the schema made."""
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_optuna_study(
     url: str, name: str, sampler: optuna.samplers.BaseSampler | None = None
 ) -> optuna.Study:
@@ -83,7 +100,7 @@ def open_optuna_study(
         engine_kwargs["connect_args"] = {"timeout": 30}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    storage = _optuna_storage(url, engine_kwargs)
     # The database answered just now: from here on a restart (pool_pre_ping finds the dead
     # connection, the server is not back yet) is waited out instead of failing the study.
     retry_connect(storage.engine)
@@ -160,7 +177,6 @@ def run_study(
     trainable: Any = None,
 ) -> StudyOutcome:
     """Run or resume ``spec``; ``trainable`` replaces the training trainable (benchmarks)."""
-    import time
 
     # The legacy reporter honours verbose=0: the study draws its own progress display.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
