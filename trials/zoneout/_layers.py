@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -267,14 +268,24 @@ class ZoneoutLSTM(_ZoneoutBase):
 
 
 class _ZoneoutSingleState(_ZoneoutBase):
-    def _run_layer(
+    """GRU and tanh-RNN: one state (h), zoned out with ``zoneout_hidden``."""
+
+    # The per-layer loop of the subclass's cell (trials.zoneout._loops).
+    _layer_function: Callable[..., tuple[Tensor, Tensor]]
+
+    def __init__(
         self,
-        x: Tensor,
-        h0: Tensor,
-        params: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
-        d_h: Weight,
-    ) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        zoneout_hidden: float = 0.0,
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, 0.0, zoneout_hidden
+        )
 
     def forward(  # type: ignore[override]
         self, input: Tensor, hx: Tensor | None = None
@@ -285,7 +296,7 @@ class _ZoneoutSingleState(_ZoneoutBase):
         for layer in range(self.num_layers):
             x = self._inter_layer(x, layer)
             d_h = self._zoneout_weight(self.zoneout_hidden, x)
-            x, h = self._run_layer(x, h0[layer], self._layer_params(layer), d_h)
+            x, h = type(self)._layer_function(x, h0[layer], *self._layer_params(layer), d_h)
             h_n.append(h)
         h_out = torch.stack(h_n)
         return self._finish_output(x, unbatched), h_out.squeeze(1) if unbatched else h_out
@@ -295,55 +306,11 @@ class ZoneoutGRU(_ZoneoutSingleState):
     """torch.nn.GRU with zoneout on h: h_t = d*h_{t-1} + (1-d)*GRUCell(x_t, h_{t-1})."""
 
     _gates = 3
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        zoneout_hidden: float = 0.0,
-    ) -> None:
-        super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, 0.0, zoneout_hidden
-        )
-
-    def _run_layer(
-        self,
-        x: Tensor,
-        h0: Tensor,
-        params: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
-        d_h: Weight,
-    ) -> tuple[Tensor, Tensor]:
-        return gru_layer(x, h0, *params, d_h)
+    _layer_function = staticmethod(gru_layer)
 
 
 class ZoneoutRNN(_ZoneoutSingleState):
     """torch.nn.RNN (tanh) zoneout: h_t = d*h_{t-1} + (1-d)*tanh(W x_t + U h_{t-1} + b)."""
 
     _gates = 1
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        zoneout_hidden: float = 0.0,
-    ) -> None:
-        super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, 0.0, zoneout_hidden
-        )
-
-    def _run_layer(
-        self,
-        x: Tensor,
-        h0: Tensor,
-        params: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
-        d_h: Weight,
-    ) -> tuple[Tensor, Tensor]:
-        return rnn_tanh_layer(x, h0, *params, d_h)
+    _layer_function = staticmethod(rnn_tanh_layer)
