@@ -20,8 +20,9 @@ import os
 import socket
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.trial import TrialState
@@ -42,6 +43,8 @@ __all__ = [
     "counted_trials",
 ]
 
+T = TypeVar("T")
+
 STUDY_KEY = "study"
 DRIVER_ATTR = "driver"
 FAIL_REASON_ATTR = "fail_reason"
@@ -54,7 +57,7 @@ def counted_trials(study: optuna.Study) -> int:
     """Trials that count towards the study's budget: finished or running, minus the ones this
     service retired itself (re-enqueued after a lost driver, or over budget)."""
     count = 0
-    for trial in study.get_trials(deepcopy=False):
+    for trial in _db(study.get_trials, deepcopy=False):
         if trial.state == TrialState.WAITING:
             continue
         attrs = trial.user_attrs
@@ -184,8 +187,10 @@ class OptunaSearcher(Searcher):
         run.ray_trial_id = trial_id
         self._ray_trials[trial_id] = (number, seed_index)
         trial_config = {**self._spec.base.to_dict(), **configuration.params, "seed": run.seed}
-        configuration.trial.set_user_attr(
-            "ray_trial_ids", [r.ray_trial_id for r in configuration.runs if r.ray_trial_id]
+        _db(
+            configuration.trial.set_user_attr,
+            "ray_trial_ids",
+            [r.ray_trial_id for r in configuration.runs if r.ray_trial_id],
         )
         return {
             TRIAL_CONFIG_KEY: trial_config,
@@ -209,7 +214,7 @@ class OptunaSearcher(Searcher):
         ):
             mean = statistics.fmean(other.curve[epoch] for other in configuration.runs)
             if math.isfinite(mean) and not configuration.told:
-                configuration.trial.report(mean, step=epoch)
+                _db(configuration.trial.report, mean, step=epoch)
                 configuration.reported_epochs.add(epoch)
 
     def on_trial_complete(
@@ -266,9 +271,13 @@ class OptunaSearcher(Searcher):
                 if run.finished_state is None:
                     run.finished_state = TrialState.FAIL
                     run.error = reason
-            configuration.trial.set_user_attr(REQUEUED_ATTR, True)
+            _db(configuration.trial.set_user_attr, REQUEUED_ATTR, True)
             self._tell(configuration)
-            self._study.enqueue_trial(configuration.params, user_attrs={"requeued_from": number})
+            _db(
+                self._study.enqueue_trial,
+                configuration.params,
+                user_attrs={"requeued_from": number},
+            )
             retired.append(number)
         return retired
 
@@ -276,7 +285,7 @@ class OptunaSearcher(Searcher):
     def _start_configuration(self) -> bool:
         if self._finished or counted_trials(self._study) >= self._spec.n_trials:
             return False
-        trial = self._study.ask(self._distributions)
+        trial = _db(self._study.ask, self._distributions)
         # Another driver may have asked at the same moment: the higher numbers beyond the
         # budget step back, so the study's total is respected.
         over = counted_trials(self._study) - self._spec.n_trials
@@ -289,17 +298,17 @@ class OptunaSearcher(Searcher):
                 reverse=True,
             )
             if trial.number in running[:over]:
-                trial.set_user_attr(SURPLUS_ATTR, True)
+                _db(trial.set_user_attr, SURPLUS_ATTR, True)
                 _tell(self._study, trial, state=TrialState.FAIL)
                 return False
         try:
-            trial.set_user_attr(DRIVER_ATTR, self._driver_id)
+            _db(trial.set_user_attr, DRIVER_ATTR, self._driver_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another driver's reaper took this trial for an orphan: leave it, ask again.
             return self._start_configuration()
         base_seed = self._spec.base.seed
         seeds = [base_seed + index for index in range(self._spec.repeats)]
-        trial.set_user_attr("seeds", seeds)
+        _db(trial.set_user_attr, "seeds", seeds)
         params = {name: trial.params[name] for name in self._distributions}
         runs = [_SeedRun(seed_index=index, seed=seed) for index, seed in enumerate(seeds)]
         self._configurations[trial.number] = _Configuration(trial=trial, params=params, runs=runs)
@@ -314,12 +323,12 @@ class OptunaSearcher(Searcher):
         configuration.told = True
         trial = configuration.trial
         runs = configuration.runs
-        trial.set_user_attr("ray_trial_ids", [run.ray_trial_id for run in runs])
-        trial.set_user_attr("epochs", [run.last_epoch for run in runs])
-        trial.set_user_attr("nodes", sorted({run.node for run in runs if run.node}))
-        trial.set_user_attr("checkpoints", [run.checkpoint for run in runs])
+        _db(trial.set_user_attr, "ray_trial_ids", [run.ray_trial_id for run in runs])
+        _db(trial.set_user_attr, "epochs", [run.last_epoch for run in runs])
+        _db(trial.set_user_attr, "nodes", sorted({run.node for run in runs if run.node}))
+        _db(trial.set_user_attr, "checkpoints", [run.checkpoint for run in runs])
         finals = [run.curve[run.last_epoch] if run.last_epoch else None for run in runs]
-        trial.set_user_attr("seed_values", finals)
+        _db(trial.set_user_attr, "seed_values", finals)
         states = [run.finished_state for run in runs]
         value: float | None = None
         error: str | None = None
@@ -330,7 +339,7 @@ class OptunaSearcher(Searcher):
                 if run.finished_state == TrialState.FAIL
             ]
             error = "; ".join(dict.fromkeys(reasons))
-            trial.set_user_attr(FAIL_REASON_ATTR, error)
+            _db(trial.set_user_attr, FAIL_REASON_ATTR, error)
             _tell(self._study, trial, state=TrialState.FAIL)
             state = "FAIL"
         elif TrialState.PRUNED in states:
@@ -372,6 +381,33 @@ class OptunaSearcher(Searcher):
             self.set_state(pickle.load(handle))
 
 
+_RETRY_SECONDS = 90.0
+
+
+def _db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one Optuna storage call, waiting out a lost database connection.
+
+    A PostgreSQL restart kills the connection a statement is running on; the statement's
+    transaction is rolled back, so running it again is safe. Other errors pass through.
+    """
+    import sqlalchemy.exc
+
+    deadline = time.monotonic() + _RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.InterfaceError,
+            optuna.exceptions.StorageInternalError,
+        ):
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def _tell(
     study: optuna.Study,
     trial: optuna.trial.Trial,
@@ -380,7 +416,7 @@ def _tell(
     state: TrialState | None = None,
 ) -> None:
     try:
-        study.tell(trial, value, state=state)
+        _db(study.tell, trial, value, state=state, skip_if_finished=True)
     except RuntimeError as error:
         # GridSampler calls Study.stop() once its grid is used up, which only works inside
         # optimize(); with ask/tell the state is already stored (Optuna sets it in a finally),
