@@ -113,7 +113,7 @@ def open_optuna_study(
     )
 
 
-def _ray_init(address: str | None, spec: StudySpec) -> bool:
+def _ray_init(address: str | None) -> bool:
     """Connect to (or start) Ray; returns whether this call started it."""
     import ray
 
@@ -199,7 +199,7 @@ def run_study(
 
     # 0. Ray first: a spec whose trials can never be scheduled must fail before anything is
     #    written to the store.
-    started_ray = _ray_init(ray_address or spec.ray_address, spec)
+    started_ray = _ray_init(ray_address or spec.ray_address)
     try:
         _check_resources(spec)
     except StudyRunError:
