@@ -20,7 +20,7 @@ from trials.zoneout._lstm_fused import FusedZoneoutLSTMLayer
 
 DT = torch.float64
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
-IMPLEMENTATIONS = ["fused", "reference"]
+IMPLEMENTATIONS = ["fused", "fused-pytorch", "reference"]
 
 
 def _params(module: nn.Module, layer: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
