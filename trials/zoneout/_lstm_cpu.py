@@ -25,12 +25,25 @@ def _use_onednn(t: Tensor) -> bool:
 
 
 def dense_linear(a: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """F.linear(a, weight, bias) for 2-D ``a``, by oneDNN when it can (float32 on CPU)."""
+    """F.linear(a, weight, bias) for 2-D ``a``, by oneDNN when it can (float32 on CPU).
+
+    ``weight`` may be a transposed view: oneDNN reads it in place (a copy of a (T*B, 4H)
+    matrix costs as much as a fifth of the GEMM it feeds at H=1000).
+    """
     if _use_onednn(a) and torch.backends.mkldnn.is_available():
-        return torch.ops.mkldnn._linear_pointwise(
-            a.contiguous(), weight.contiguous(), bias, "none", [], ""
-        )
+        return torch.ops.mkldnn._linear_pointwise(a.contiguous(), weight, bias, "none", [], "")
     return F.linear(a, weight, bias)
+
+
+def weight_gradient(dgates: Tensor, inputs: Tensor) -> Tensor:
+    """dgates^T @ inputs for dgates (N, 4H) and inputs (N, K): the (4H, K) weight gradient.
+
+    Computed as (inputs^T @ dgates)^T, so that only the narrower ``inputs`` is transposed in
+    memory and dgates is read in place as oneDNN's weight.
+    """
+    if _use_onednn(dgates) and torch.backends.mkldnn.is_available():
+        return dense_linear(inputs.t().contiguous(), dgates.t()).t().contiguous()
+    return torch.mm(dgates.t(), inputs)
 
 
 def _mask_and_rate(d: Weight) -> tuple[Tensor | None, float]:
@@ -87,12 +100,10 @@ class CpuZoneoutLSTMLayer(torch.autograd.Function):
         grad_x = grad_wih = grad_whh = grad_bih = grad_bhh = None
         if need[0]:
             grad_x = dense_linear(dg2d, w_ih.t()).view_as(x)
-        if need[3] or need[4]:
-            dg_t = dg2d.t().contiguous()  # (4H, T*B), shared by both weight gradients
-            if need[3]:
-                grad_wih = dense_linear(dg_t, x.reshape(steps * batch, -1).t())
-            if need[4]:
-                grad_whh = dense_linear(dg_t, hs[:steps].reshape(steps * batch, hidden).t())
+        if need[3]:
+            grad_wih = weight_gradient(dg2d, x.reshape(steps * batch, -1))
+        if need[4]:
+            grad_whh = weight_gradient(dg2d, hs[:steps].reshape(steps * batch, hidden))
         if ctx.has_bias and (need[5] or need[6]):
             grad_b = dg2d.sum(0)
             grad_bih = grad_b if need[5] else None
