@@ -28,13 +28,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import numbers
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from trials.zoneout._triton_lstm.loops import Noise
+from trials.zoneout._triton_lstm.noise import Noise
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 _SEED_LIMIT = 2**63
@@ -58,6 +56,28 @@ def _rate(name: str, value: object, upper_inclusive: bool = True) -> float:
         bound = "]" if upper_inclusive else ")"
         raise ValueError(f"{name} must be in [0, 1{bound}, got {value!r}")
     return rate
+
+
+def _noise(
+    zoneout_cell: float,
+    zoneout_hidden: float,
+    recurrent_dropout: float,
+    shared_mask: bool,
+    training: bool,
+) -> Noise:
+    return Noise(
+        zoneout_cell=_rate("zoneout_cell", zoneout_cell),
+        zoneout_hidden=_rate("zoneout_hidden", zoneout_hidden),
+        # p = 1 would scale the (never) kept g by 1/0.
+        recurrent_dropout=_rate("recurrent_dropout", recurrent_dropout, upper_inclusive=False),
+        shared_mask=bool(shared_mask),
+        training=bool(training),
+    )
+
+
+def _check_seed(seed: object) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _SEED_LIMIT:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
 
 
 def _check_tensors(
@@ -118,19 +138,11 @@ def triton_lstm_layer(
     same seed draws the same masks (`zoneout_masks` materializes them); draw a fresh seed per
     call and layer. At eval ``seed`` is unused.
     """
-    from trials.zoneout._triton_lstm.function import TritonZoneoutLSTMFunction
-    from trials.zoneout._triton_lstm.loops import Noise
-
-    noise = Noise(
-        zoneout_cell=_rate("zoneout_cell", zoneout_cell),
-        zoneout_hidden=_rate("zoneout_hidden", zoneout_hidden),
-        recurrent_dropout=_rate("recurrent_dropout", recurrent_dropout, upper_inclusive=False),
-        shared_mask=bool(shared_mask),
-        training=bool(training),
-    )
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _SEED_LIMIT:
-        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
+    noise = _noise(zoneout_cell, zoneout_hidden, recurrent_dropout, shared_mask, training)
+    _check_seed(seed)
     _check_tensors(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    from trials.zoneout._triton_lstm.function import TritonZoneoutLSTMFunction
+
     params = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in params)
     x = x.contiguous()
@@ -157,15 +169,13 @@ def zoneout_masks(
     Bool tensors from the kernels' own Philox draw; d = True keeps the previous value, keep_g =
     False drops g (the kept ones are scaled by 1/(1-p)). A test and debugging oracle.
     """
-    from trials.zoneout._triton_lstm.loops import Noise, draw_masks
+    noise = _noise(zoneout_cell, zoneout_hidden, recurrent_dropout, shared_mask, training=True)
+    _check_seed(seed)
+    for name, size in (("steps", steps), ("batch", batch), ("hidden", hidden)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"{name} must be a positive int, got {size!r}")
+    from trials.zoneout._triton_lstm.loops import draw_masks
 
-    noise: Noise = Noise(
-        zoneout_cell=_rate("zoneout_cell", zoneout_cell),
-        zoneout_hidden=_rate("zoneout_hidden", zoneout_hidden),
-        recurrent_dropout=_rate("recurrent_dropout", recurrent_dropout, upper_inclusive=False),
-        shared_mask=bool(shared_mask),
-        training=True,
-    )
     return draw_masks(seed, steps, batch, hidden, noise, torch.device(device))
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from trials.zoneout._triton_lstm.loops import Noise
+from trials.zoneout._triton_lstm.noise import Noise
 from trials.zoneout._triton_lstm.runs import backward_sequence, forward_sequence
 
 

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from trials.zoneout._triton_lstm.loops import Noise, backward_loop, forward_loop, state_dtype
+from trials.zoneout._triton_lstm.loops import backward_loop, forward_loop, state_dtype
+from trials.zoneout._triton_lstm.noise import Noise
 
 if TYPE_CHECKING:
     from trials.zoneout._triton_lstm.runs import BackwardResult, ForwardResult

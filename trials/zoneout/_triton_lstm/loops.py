@@ -6,57 +6,19 @@ eager path and the CUDA-graph capture (`graphs`) run the very same code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import triton
 from torch import Tensor
 
 from trials.zoneout._triton_lstm.kernels import bwd_step_kernel, fwd_step_kernel, masks_kernel
+from trials.zoneout._triton_lstm.noise import Noise
 
 # 256 elements (2 per thread with 4 warps) gives 125 programs at B=32, H=1000: enough to cover
 # an H100's 132 SMs once; a step is latency-bound, so fewer, fatter programs would idle SMs.
 BLOCK = 256
 NUM_WARPS = 4
-
-
-@dataclass(frozen=True)
-class Noise:
-    """What a layer call draws or averages. Rates reach the kernels as float32 scalars."""
-
-    zoneout_cell: float
-    zoneout_hidden: float
-    recurrent_dropout: float
-    shared_mask: bool
-    training: bool
-
-    @property
-    def hidden_rate(self) -> float:
-        # A shared mask is the cell mask, so its rate (and its expectation at eval) is z_c.
-        return self.zoneout_cell if self.shared_mask else self.zoneout_hidden
-
-    @property
-    def use_dropout(self) -> bool:
-        return self.training and self.recurrent_dropout > 0.0
-
-    @property
-    def random(self) -> bool:
-        return self.training and (
-            self.zoneout_cell > 0.0 or self.hidden_rate > 0.0 or self.recurrent_dropout > 0.0
-        )
-
-    def kernel_args(self) -> tuple[float, float, float, float]:
-        p = self.recurrent_dropout if self.use_dropout else 0.0
-        return self.zoneout_cell, self.hidden_rate, p, 1.0 / (1.0 - p)
-
-    def kernel_flags(self) -> dict[str, bool]:
-        return {
-            "RANDOM": self.random,
-            "USE_ZC": self.zoneout_cell > 0.0,
-            "USE_ZH": self.hidden_rate > 0.0,
-            "USE_DROP": self.use_dropout,
-            "SHARED": self.shared_mask,
-        }
+# The mask oracle is not on any hot path; big blocks keep it quick under the interpreter too.
+MASK_BLOCK = 4096
 
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -144,9 +106,9 @@ def draw_masks(
     total = steps * batch * hidden
     out = torch.empty(3, steps, batch, hidden, dtype=torch.uint8, device=device)
     zc, zh, p, _ = noise.kernel_args()
-    masks_kernel[_grid(total)](
+    masks_kernel[(triton.cdiv(total, MASK_BLOCK),)](
         out[0], out[1], out[2], seed_tensor(seed, device), total, zc, zh, p,
-        SHARED=noise.shared_mask, BLOCK=BLOCK, num_warps=NUM_WARPS,
+        SHARED=noise.shared_mask, BLOCK=MASK_BLOCK, num_warps=8,
     )  # fmt: skip
     d_c, d_h, keep = out.bool().unbind(0)
     return d_c, d_h, keep

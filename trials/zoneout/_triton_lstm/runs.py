@@ -13,12 +13,12 @@ from torch import Tensor
 
 from trials.zoneout._triton_lstm import graphs
 from trials.zoneout._triton_lstm.loops import (
-    Noise,
     backward_loop,
     forward_loop,
     seed_tensor,
     state_dtype,
 )
+from trials.zoneout._triton_lstm.noise import Noise
 
 
 @dataclass(frozen=True)
