@@ -3,17 +3,19 @@
 Why: at B=32, H=1000 a step's GEMM and pointwise kernel take a few microseconds each on an
 H100, about what launching them from Python costs, so the eager loop is bound by the CPU.
 
-How (the standard static-buffer recipe): the first call for a (device, stream, dtype, T, B, H,
-noise, save) key allocates static buffers, runs the loop once on a side stream (that compiles
+How (the standard static-buffer recipe): capturing a (device, stream, dtype, T, B, H, noise,
+save) key allocates static buffers, runs the loop once on a side stream (that compiles
 the Triton kernels and sets up cuBLAS for the stream), then captures `loops.forward_loop` /
 `loops.backward_loop` on those buffers. Every call copies its inputs into the buffers, replays,
 and clones the results out, because the next replay overwrites them; the seed lives in a device
 tensor, so a replay draws new masks without a new capture. The copies cost a few passes over
 (T, B, 5H) floats, small next to the sequence's GEMMs.
 
-Guards: only on CUDA, never while the caller is itself capturing a graph (the eager loop is
-capturable as it is), at most a few graphs per direction (least recently used dropped), and a
-capture that fails turns into a one-time warning and the eager loop for that key. Set
+Guards: only on CUDA; never while the caller is itself capturing a graph (the eager loop is
+capturable as it is); a key is captured the second time it is seen (a one-off shape, such as a
+last partial batch, stays eager); at most MAX_GRAPHS graphs per direction, never evicted, so
+a workload with many shapes cannot thrash between captures (the rest run eagerly); a capture
+that fails turns into a one-time warning and the eager loop for that key. Set
 ZONEOUT_TRITON_CUDA_GRAPHS=0 (or `graphs.ENABLED = False`) to always run eagerly.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import OrderedDict
+from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
@@ -35,10 +37,12 @@ if TYPE_CHECKING:
     from trials.zoneout._triton_lstm.runs import BackwardResult, ForwardResult
 
 ENABLED = os.environ.get("ZONEOUT_TRITON_CUDA_GRAPHS", "1") != "0"
-MAX_GRAPHS = 4  # per direction; each holds (T, B, 4H)-sized static buffers
+MAX_GRAPHS = 8  # per direction; each holds (T, B, 4H)-sized static buffers
+CAPTURE_AT_SIGHTING = 2
 
-_forward_graphs: OrderedDict[Hashable, _ForwardGraph] = OrderedDict()
-_backward_graphs: OrderedDict[Hashable, _BackwardGraph] = OrderedDict()
+_forward_graphs: dict[Hashable, _ForwardGraph] = {}
+_backward_graphs: dict[Hashable, _BackwardGraph] = {}
+_sightings: Counter[Hashable] = Counter()
 _failed: set[Hashable] = set()
 
 
@@ -173,17 +177,18 @@ class _BackwardGraph:
 
 
 def _key(kind: str, t: Tensor, *rest: Hashable) -> Hashable:
-    stream = torch.cuda.current_stream(t.device).cuda_stream
+    # Buffers are per stream: two streams never share (and race on) one graph's buffers.
+    stream = torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else 0
     return (kind, t.device, stream, t.dtype, tuple(t.shape), *rest)
 
 
-def _get(cache: OrderedDict, key: Hashable, build: Callable[[], object]) -> object | None:
-    if key in _failed:
-        return None
+def _get(cache: dict, key: Hashable, build: Callable[[], object]) -> object | None:
     entry = cache.get(key)
-    if entry is not None:
-        cache.move_to_end(key)
+    if entry is not None or key in _failed or len(cache) >= MAX_GRAPHS:
         return entry
+    _sightings[key] += 1
+    if _sightings[key] < CAPTURE_AT_SIGHTING:
+        return None
     try:
         entry = build()
     except RuntimeError as error:  # capture refused (driver, allocator, library): run eagerly
@@ -196,8 +201,6 @@ def _get(cache: OrderedDict, key: Hashable, build: Callable[[], object]) -> obje
         )
         return None
     cache[key] = entry
-    while len(cache) > MAX_GRAPHS:
-        cache.popitem(last=False)
     return entry
 
 
