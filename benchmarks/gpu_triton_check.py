@@ -141,7 +141,7 @@ def correctness() -> None:
             ("eval, p=0.5 (identity)", 0.5, 0.05, 0.5, False, False),
         ]
         for label, zc, zh, p, shared, training in cases:
-            for seed in (1234, 99):  # the second call replays the captured graph, new seed
+            for seed in (1234, 99):  # eager, then captured (second sighting) and replayed, new seed
                 kw = {"zoneout_cell": zc, "zoneout_hidden": zh, "recurrent_dropout": p,
                       "shared_mask": shared, "training": training, "seed": seed}  # fmt: skip
                 got = run_layer(ps, **kw)

@@ -12,6 +12,13 @@ Precision: x, the weights, h and the gradients flowing through the GEMMs keep th
 (float32, bfloat16, float16 or float64; the GEMMs accumulate in float32); the pointwise math,
 the cell state c, the saved gates and the gradient accumulators of the recurrence are float32
 (float64 for float64 input). With bfloat16 the returned c_n is rounded to bfloat16 like h.
+float32 GEMMs follow ``torch.backends.cuda.matmul.allow_tf32`` (off by default), whereas
+cuDNN's nn.LSTM follows ``torch.backends.cudnn.allow_tf32`` (on by default): compare the two
+at equal settings (benchmarks/gpu_triton_check.py times both). Autocast is not applied inside:
+x, the states and the weights must share one dtype.
+
+Inside a CUDA graph captured by the caller the eager loop runs (it is capturable), and the seed
+is then baked into that graph: its replays repeat the same masks.
 
 Semantics (trials.zoneout's contract, Krueger et al. 2017): c~ = f*c_{t-1} + i*g' with
 g' = g*keep/(1-p) under recurrent dropout p in training (g at eval); h~ = o*tanh(c~); training
