@@ -44,7 +44,8 @@ def test_triton_available_only_on_cuda() -> None:
     [
         ({"zoneout_cell": 1.5}, "zoneout_cell"),
         ({"zoneout_hidden": -0.1}, "zoneout_hidden"),
-        ({"recurrent_dropout": 1.0}, "recurrent_dropout"),
+        ({"recurrent_dropout": 1.5}, "recurrent_dropout"),
+        ({"recurrent_dropout": float("nan")}, "recurrent_dropout"),
         ({"seed": -1}, "seed"),
         ({"seed": 2**63}, "seed"),
         ({"seed": 1.0}, "seed"),
@@ -198,14 +199,17 @@ def check_training_matches_reference_with_the_kernels_masks(
     _assert_close(_grads(got, params), _grads(want, params), dtype)
 
 
-def check_training_matches_the_projects_reference_loop() -> None:
-    # trials.zoneout._loops is the layer's oracle on CPU; same masks, no recurrent dropout.
+@pytest.mark.parametrize("shared", [False, True])
+def check_training_matches_the_projects_reference_loop(shared: bool) -> None:
+    # trials.zoneout._loops is the layers' oracle on CPU; fed the kernels' masks.
     from trials.zoneout._loops import lstm_layer_reference
 
     params = _params(torch.float64)
-    got = _run(params, zoneout_cell=0.5, zoneout_hidden=0.25, training=True, seed=99)
-    d_c, d_h, _ = _kernel_masks(99, 0.5, 0.25, 0.0, False)
-    want = lstm_layer_reference(*params, d_c.double(), d_h.double())
+    got = _run(params, zoneout_cell=0.5, zoneout_hidden=0.25, recurrent_dropout=0.5,
+               shared_mask=shared, training=True, seed=99)  # fmt: skip
+    d_c, d_h, keep = _kernel_masks(99, 0.5, 0.25, 0.5, shared)
+    d_h = d_c if shared else d_h
+    want = lstm_layer_reference(*params, d_c, d_h, keep, 2.0)
     _assert_close(list(got), list(want), torch.float64)
     _assert_close(_grads(got, params), _grads(want, params), torch.float64)
 
@@ -300,6 +304,12 @@ def check_recurrent_dropout_drops_g() -> None:
         recurrent_dropout=p, shared_mask=False, training=False, seed=31,
     )  # fmt: skip
     torch.testing.assert_close(c_eval, torch.sigmoid(i) * torch.tanh(g), rtol=1e-12, atol=1e-12)
+    # p = 1 drops every g.
+    _, _, c_all_dropped = triton_lstm_layer(
+        x1, h0, c0, w_ih, w_hh, b_ih, b_hh, zoneout_cell=0.0, zoneout_hidden=0.0,
+        recurrent_dropout=1.0, shared_mask=False, training=True, seed=31,
+    )  # fmt: skip
+    assert torch.equal(c_all_dropped, torch.zeros_like(c0))
 
 
 def check_rate_one_keeps_the_initial_state() -> None:

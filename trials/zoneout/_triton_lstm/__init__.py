@@ -21,10 +21,11 @@ Inside a CUDA graph captured by the caller the eager loop runs (it is capturable
 is then baked into that graph: its replays repeat the same masks.
 
 Semantics (trials.zoneout's contract, Krueger et al. 2017): c~ = f*c_{t-1} + i*g' with
-g' = g*keep/(1-p) under recurrent dropout p in training (g at eval); h~ = o*tanh(c~); training
-c_t = d_c*c_{t-1} + (1-d_c)*c~ and h_t = d_h*h_{t-1} + (1-d_h)*h~, d ~ Bernoulli(rate) per
-step, example and unit, separate for c and h unless ``shared_mask`` (then the cell mask, rate
-``zoneout_cell``, for both); eval: the expectation z*old + (1-z)*new. All rates 0 is nn.LSTM.
+g' = g*keep/(1-p) under recurrent dropout p in training (g at eval; p = 1 drops every g);
+h~ = o*tanh(c~); training c_t = d_c*c_{t-1} + (1-d_c)*c~ and h_t = d_h*h_{t-1} + (1-d_h)*h~,
+d ~ Bernoulli(rate) per step, example and unit, separate for c and h unless ``shared_mask``
+(then the cell mask, rate ``zoneout_cell``, for both); eval: the expectation
+z*old + (1-z)*new. All rates 0 is nn.LSTM.
 Rates reach the kernels as float32.
 
 Nothing here imports triton until `triton_lstm_layer` is called.
@@ -55,13 +56,12 @@ def triton_available(device: torch.device) -> bool:
     return torch.device(device).type == "cuda" and _triton_importable()
 
 
-def _rate(name: str, value: object, upper_inclusive: bool = True) -> float:
+def _rate(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     rate = float(value)
-    if not (0.0 <= rate <= 1.0 if upper_inclusive else 0.0 <= rate < 1.0):
-        bound = "]" if upper_inclusive else ")"
-        raise ValueError(f"{name} must be in [0, 1{bound}, got {value!r}")
+    if not 0.0 <= rate <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     return rate
 
 
@@ -75,8 +75,7 @@ def _noise(
     return Noise(
         zoneout_cell=_rate("zoneout_cell", zoneout_cell),
         zoneout_hidden=_rate("zoneout_hidden", zoneout_hidden),
-        # p = 1 would scale the (never) kept g by 1/0.
-        recurrent_dropout=_rate("recurrent_dropout", recurrent_dropout, upper_inclusive=False),
+        recurrent_dropout=_rate("recurrent_dropout", recurrent_dropout),
         shared_mask=bool(shared_mask),
         training=bool(training),
     )

@@ -32,7 +32,8 @@ class Noise:
 
     def kernel_args(self) -> tuple[float, float, float, float]:
         p = self.recurrent_dropout if self.use_dropout else 0.0
-        return self.zoneout_cell, self.hidden_rate, p, 1.0 / (1.0 - p)
+        # p = 1 drops every g (u >= 1 never holds); scale 0 keeps the arithmetic finite.
+        return self.zoneout_cell, self.hidden_rate, p, 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
 
     def kernel_flags(self) -> dict[str, bool]:
         return {
