@@ -224,6 +224,7 @@ def timing(rounds: int) -> None:
 def time_one(
     steps: int, batch: int, inputs: int, hidden: int, dtype: torch.dtype, setting: str, rounds: int
 ) -> None:
+    graphs.clear()  # this shape gets its own graphs, captured under this round's settings
     ps = params(steps, batch, inputs, hidden, dtype)
     x, h0, c0 = ps[:3]
     lstm = nn.LSTM(inputs, hidden).to(DEVICE, dtype)
@@ -259,6 +260,9 @@ def time_one(
     for _ in range(rounds):
         for name, fn in variants.items():
             samples[name].append(timed(fn))
+    captured = (len(graphs._forward_graphs), len(graphs._backward_graphs))
+    if captured != (1, 1):
+        print(f"  note: {captured} forward/backward graphs captured, expected (1, 1)")
     base = statistics.median(samples["cuDNN nn.LSTM"])
     dt = str(dtype).removeprefix("torch.")
     print(f"T={steps} B={batch} I={inputs} H={hidden} {dt}, {setting}, fwd+bwd, "

@@ -46,6 +46,14 @@ _sightings: Counter[Hashable] = Counter()
 _failed: set[Hashable] = set()
 
 
+def clear() -> None:
+    """Drops every captured graph and its buffers (frees their memory; later calls recapture)."""
+    _forward_graphs.clear()
+    _backward_graphs.clear()
+    _sightings.clear()
+    _failed.clear()
+
+
 def usable(device: torch.device) -> bool:
     return ENABLED and device.type == "cuda" and not torch.cuda.is_current_stream_capturing()
 
@@ -179,7 +187,16 @@ class _BackwardGraph:
 def _key(kind: str, t: Tensor, *rest: Hashable) -> Hashable:
     # Buffers are per stream: two streams never share (and race on) one graph's buffers.
     stream = torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else 0
-    return (kind, t.device, stream, t.dtype, tuple(t.shape), *rest)
+    # A graph replays the GEMM kernels chosen at capture: the math settings belong to the key.
+    matmul = torch.backends.cuda.matmul
+    math = (
+        matmul.allow_tf32,
+        matmul.allow_bf16_reduced_precision_reduction,
+        matmul.allow_fp16_reduced_precision_reduction,
+        torch.get_float32_matmul_precision(),
+        getattr(matmul, "fp32_precision", None),  # newer torch's spelling of the TF32 switch
+    )
+    return (kind, t.device, stream, t.dtype, tuple(t.shape), math, *rest)
 
 
 def _get(cache: dict, key: Hashable, build: Callable[[], object]) -> object | None:
