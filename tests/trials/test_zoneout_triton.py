@@ -86,7 +86,8 @@ def test_kernels_under_the_triton_interpreter() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
     child = subprocess.run(
         [
             sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider",
