@@ -79,28 +79,43 @@ def test_rejects_mismatched_shapes() -> None:
         )  # fmt: skip
 
 
-@pytest.mark.slow
-def test_kernels_under_the_triton_interpreter() -> None:
+def _run_child(function_prefix: str, interpret: bool) -> None:
+    """Runs this file's ``<function_prefix>*`` functions in a child pytest."""
     if importlib.util.find_spec("triton") is None:
         message = "triton is not installed (it is in the `test` extra: pip install -e '.[test]')"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = path
+    if interpret:
+        env["TRITON_INTERPRET"] = "1"
     child = subprocess.run(
         [
             sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider",
-            "--noconftest", "-o", "python_functions=check_*",
+            "--noconftest", "-o", f"python_functions={function_prefix}*",
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     report = child.stdout[-6000:] + child.stderr[-3000:]
     assert child.returncode == 0, report
     passed = re.search(r"(\d+) passed", child.stdout)
-    checks = [name for name in globals() if name.startswith("check_")]
-    assert passed is not None and int(passed.group(1)) >= len(checks), report
+    functions = [name for name in globals() if name.startswith(function_prefix)]
+    assert functions and passed is not None and int(passed.group(1)) >= len(functions), report
     assert "skipped" not in child.stdout, report
+
+
+@pytest.mark.slow
+def test_kernels_under_the_triton_interpreter() -> None:
+    _run_child("check_", interpret=True)
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_h100() -> None:
+    # The interpreter runs the kernels' Python, not Triton's compiler: this builds the real
+    # sm_90 binaries (triton ships ptxas; no GPU needed) for the variants the layer launches.
+    _run_child("compile_", interpret=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,3 +433,50 @@ def check_graph_buffers_carry_inputs_and_outputs(monkeypatch: pytest.MonkeyPatch
         want = _reference(params, d_c.double(), d_h.double(), keep.double() * 2.0)
         _assert_close(list(outputs), list(want), torch.float64)
         _assert_close(got_grads, _grads(want, params), torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Child process without the interpreter: Triton's real compiler, for an H100 (sm_90).
+
+
+def _compile(kernel: object, signature: dict[str, str], constexprs: dict[str, object]) -> bytes:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    full = {**signature, **dict.fromkeys(constexprs, "constexpr")}
+    source = ASTSource(fn=kernel, signature=full, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+    return compiled.asm["cubin"]
+
+
+# io dtype, RANDOM (training with a rate), SHARED, SAVE
+COMPILED_VARIANTS = [("fp32", True, False, True), ("fp32", False, False, False),
+                     ("bf16", True, True, True)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("io", "random", "shared", "save"), COMPILED_VARIANTS)
+def compile_step_kernels(io: str, random: bool, shared: bool, save: bool) -> None:
+    import triton.language as tl
+
+    from trials.zoneout._triton_lstm.kernels import bwd_step_kernel, fwd_step_kernel
+
+    scalars = {"seed_ptr": "*i64", "t": "i32", "n": "i32", "H": "i32", "zc": "fp32",
+               "zh": "fp32", "p": "fp32", "keep_scale": "fp32"}  # fmt: skip
+    flags = {"RANDOM": random, "USE_ZC": True, "USE_ZH": True, "USE_DROP": random,
+             "SHARED": shared, "ACC": tl.float32, "BLOCK": 256}  # fmt: skip
+    forward = {"xproj_ptr": f"*{io}", "hproj_ptr": f"*{io}", "hs_ptr": f"*{io}",
+               "cs_ptr": "*fp32", "gates_ptr": "*fp32", **scalars}  # fmt: skip
+    backward = {"gates_ptr": "*fp32", "cs_ptr": "*fp32", "grad_out_ptr": f"*{io}",
+                "carry_ptr": "*fp32", "dh_gemm_ptr": f"*{io}", "fc_ptr": "*fp32",
+                "dgates_ptr": f"*{io}", **scalars}  # fmt: skip
+    assert _compile(fwd_step_kernel, forward, {**flags, "SAVE": save})
+    assert _compile(bwd_step_kernel, backward, flags)
+
+
+def compile_masks_kernel() -> None:
+    from trials.zoneout._triton_lstm.kernels import masks_kernel
+
+    signature = {"dc_ptr": "*u8", "dh_ptr": "*u8", "keep_ptr": "*u8", "seed_ptr": "*i64",
+                 "total": "i64", "zc": "fp32", "zh": "fp32", "p": "fp32"}  # fmt: skip
+    assert _compile(masks_kernel, signature, {"SHARED": False, "BLOCK": 4096})
