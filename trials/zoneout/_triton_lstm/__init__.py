@@ -28,6 +28,12 @@ d ~ Bernoulli(rate) per step, example and unit, separate for c and h unless ``sh
 z*old + (1-z)*new. All rates 0 is nn.LSTM.
 Rates reach the kernels as float32.
 
+Intended use (ZoneoutLSTM's dispatch, wired by its owner): on a CUDA input with
+`triton_available`, for the fused implementation without recurrent batch norm, when some rate
+perturbs the pass, call `triton_lstm_layer` per layer in place of drawing (T, B, H) masks and
+calling the fused node, with ``seed = int(seeds[layer, MaskKind.CELL])`` from the layer's seed
+table in training (one key serves all three masks: they are separate Philox lanes).
+
 Nothing here imports triton until `triton_lstm_layer` is called.
 """
 
