@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trials.config import TrialConfig
+from trials.reproducibility import RandomStream, seeded
 from trials.zoneout import ZoneoutGRU, ZoneoutLSTM, ZoneoutRNN
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "build_model",
     "build_recurrent",
     "detach_state",
+    "init_uniform",
 ]
 
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
@@ -72,9 +74,11 @@ class _StepwiseLSTMLayer(nn.Module):
         zoneout_hidden: float,
         recurrent_dropout: float,
         batch_norm_steps: int | None,
+        shared_mask: bool = False,
     ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
+        self.shared_mask = shared_mask
         self.zoneout_cell = zoneout_cell
         self.zoneout_hidden = zoneout_hidden
         self.recurrent_dropout = recurrent_dropout
@@ -123,15 +127,21 @@ class _StepwiseLSTMLayer(nn.Module):
             new_cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(in_gate) * cell_update
             shown_cell = self.norm_cell(new_cell, step) if self.norm_cell is not None else new_cell
             new_hidden = torch.sigmoid(out_gate) * torch.tanh(shown_cell)
-            cell = self._zoneout(cell, new_cell, self.zoneout_cell)
-            hidden = self._zoneout(hidden, new_hidden, self.zoneout_hidden)
+            cell_keep = self._keep_mask(self.zoneout_cell, new_cell)
+            # Shared (permuted MNIST in the paper): a unit keeps both its c and its h, or neither.
+            hidden_keep = (
+                cell_keep if self.shared_mask else self._keep_mask(self.zoneout_hidden, new_hidden)
+            )
+            cell = self._zoneout(cell, new_cell, self.zoneout_cell, cell_keep)
+            hidden = self._zoneout(hidden, new_hidden, self.zoneout_hidden, hidden_keep)
             outputs.append(hidden)
         return torch.stack(outputs), (hidden, cell)
 
-    def _zoneout(self, old: torch.Tensor, new: torch.Tensor, rate: float) -> torch.Tensor:
+    def _zoneout(
+        self, old: torch.Tensor, new: torch.Tensor, rate: float, keep: torch.Tensor | None
+    ) -> torch.Tensor:
         if rate == 0.0:
             return new
-        keep = self._keep_mask(rate, new)
         if keep is None:  # evaluation: the expectation of the stochastic update
             return rate * old + (1.0 - rate) * new
         return keep * old + (1.0 - keep) * new
@@ -156,6 +166,7 @@ class StepwiseLSTM(nn.Module):
         zoneout_hidden: float = 0.0,
         recurrent_dropout: float = 0.0,
         batch_norm_steps: int | None = None,
+        zoneout_shared_mask: bool = False,
     ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
@@ -169,6 +180,7 @@ class StepwiseLSTM(nn.Module):
                 zoneout_hidden=zoneout_hidden,
                 recurrent_dropout=recurrent_dropout,
                 batch_norm_steps=batch_norm_steps,
+                shared_mask=zoneout_shared_mask,
             )
             for index in range(num_layers)
         )
@@ -193,7 +205,10 @@ class StepwiseLSTM(nn.Module):
 
 def build_recurrent(config: TrialConfig, input_size: int, max_steps: int) -> nn.Module:
     """The recurrent stack a config asks for (time-major input)."""
-    if config.cell == "lstm" and (config.recurrent_dropout > 0 or config.recurrent_batch_norm):
+    needs_stepwise = (
+        config.recurrent_dropout > 0 or config.recurrent_batch_norm or config.zoneout_shared_mask
+    )
+    if config.cell == "lstm" and needs_stepwise:
         return StepwiseLSTM(
             input_size,
             config.hidden_size,
@@ -203,6 +218,7 @@ def build_recurrent(config: TrialConfig, input_size: int, max_steps: int) -> nn.
             zoneout_hidden=config.zoneout_hidden,
             recurrent_dropout=config.recurrent_dropout,
             batch_norm_steps=max_steps if config.recurrent_batch_norm else None,
+            zoneout_shared_mask=config.zoneout_shared_mask,
         )
     if config.cell == "lstm":
         return ZoneoutLSTM(
@@ -229,16 +245,21 @@ class LanguageModel(nn.Module):
     def __init__(self, vocab_size: int, config: TrialConfig) -> None:
         super().__init__()
         self.vocab_size = vocab_size
+        # Each part draws its initial weights from its own stream of the seed, so a part that
+        # changes (or a regularizer that adds parameters) leaves the others' weights alone.
         if config.embedding_size is None:
             # The paper feeds characters one-hot: no embedding parameters to regularize.
             self.embedding: nn.Embedding | None = None
             input_size = vocab_size
         else:
-            self.embedding = nn.Embedding(vocab_size, config.embedding_size)
+            with seeded(config.seed, RandomStream.EMBEDDING):
+                self.embedding = nn.Embedding(vocab_size, config.embedding_size)
             input_size = config.embedding_size
         self.dropout = nn.Dropout(config.dropout)
-        self.recurrent = build_recurrent(config, input_size, max_steps=config.bptt)
-        self.decoder = nn.Linear(config.hidden_size, vocab_size)
+        with seeded(config.seed, RandomStream.RECURRENT):
+            self.recurrent = build_recurrent(config, input_size, max_steps=config.bptt)
+        with seeded(config.seed, RandomStream.DECODER):
+            self.decoder = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:
             assert self.embedding is not None  # the config validator guarantees it
             self.decoder.weight = self.embedding.weight
@@ -260,9 +281,11 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, input_size: int, num_classes: int, steps: int, config: TrialConfig) -> None:
         super().__init__()
-        self.recurrent = build_recurrent(config, input_size, max_steps=steps)
+        with seeded(config.seed, RandomStream.RECURRENT):
+            self.recurrent = build_recurrent(config, input_size, max_steps=steps)
         self.dropout = nn.Dropout(config.dropout)
-        self.decoder = nn.Linear(config.hidden_size, num_classes)
+        with seeded(config.seed, RandomStream.DECODER):
+            self.decoder = nn.Linear(config.hidden_size, num_classes)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """inputs: (T, B, F) -> logits (B, classes)."""
@@ -278,9 +301,26 @@ def build_model(
     steps: int = 784,
     num_classes: int = 10,
 ) -> nn.Module:
-    """The model for a config's task; language tasks need ``vocab_size``."""
+    """The model for a config's task; language tasks need ``vocab_size``.
+
+    Its initial weights depend on ``config.seed`` and the model's shape only, never on the
+    state of torch's global generator.
+    """
+    model: nn.Module
     if config.is_language_task:
         if vocab_size is None:
             raise ValueError("language tasks need vocab_size")
-        return LanguageModel(vocab_size, config)
-    return SequenceClassifier(input_size, num_classes, steps, config)
+        model = LanguageModel(vocab_size, config)
+    else:
+        model = SequenceClassifier(input_size, num_classes, steps, config)
+    if config.init_range is not None:
+        init_uniform(model, config.init_range, config.seed)
+    return model
+
+
+def init_uniform(model: nn.Module, bound: float, seed: int) -> None:
+    """Every parameter U(-bound, bound), embedding, recurrent biases and decoder included, as
+    Zaremba et al. initialise their PTB models."""
+    with seeded(seed, RandomStream.INIT_RANGE), torch.no_grad():
+        for parameter in model.parameters():
+            parameter.uniform_(-bound, bound)

@@ -13,6 +13,7 @@ from trials.config import (
     apply_overrides,
     dump_config,
     load_config,
+    read_yaml,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "paper"
@@ -72,7 +73,7 @@ def test_unknown_key_names_the_key_and_the_nearest_valid_name(tmp_path: Path) ->
 
 
 def test_unknown_key_without_close_match_still_names_it(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.yaml", "qqqqqqq: 1\n")
+    path = write(tmp_path / "c.yaml", "task: digits\nqqqqqqq: 1\n")
     with pytest.raises(ConfigError, match="unknown key 'qqqqqqq'") as caught:
         load_config(path)
     assert "did you mean" not in str(caught.value)
@@ -154,7 +155,56 @@ def test_text_char_needs_a_path_but_validation_does_not_open_it(tmp_path: Path) 
 )
 def test_invalid_combinations_are_rejected(values: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        load_config_from_dict(values)
+        load_config_from_dict({"task": "ptb-char", **values})
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"zoneout_shared_mask": True, "zoneout_cell": 0.2, "zoneout_hidden": 0.1}, "shared"),
+        ({"cell": "gru", "zoneout_shared_mask": True}, "LSTMs only"),
+        ({"init_range": 0.04, "recurrent_batch_norm": True}, "init_range"),
+        ({"task": "digits", "loss_reduction": "sum_over_steps"}, "language tasks"),
+        ({"lr_constant_epochs": 14}, "lr_constant_epochs"),
+        ({"eval_streams": 0}, "eval_streams"),
+        ({"optimizer": "adagrad"}, "optimizer"),
+    ],
+    ids=["shared-rates", "shared-gru", "init-bn", "sum-digits", "constant-none", "streams", "opt"],
+)
+def test_invalid_paper_setup_fields_are_rejected(values: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_config_from_dict({"task": "ptb-char", **values})
+
+
+def test_task_is_required_and_named(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", "hidden_size: 16\n")
+    with pytest.raises(ConfigError, match=r"task: Field required"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line", "first"),
+    [
+        ("task: digits\nhidden_size: 8\nseed: 1\nhidden_size: 16\n", "hidden_size", 4, 2),
+        ("base:\n  task: digits\n  epochs: 1\n  task: pmnist\nname: x\n", "task", 4, 2),
+    ],
+    ids=["top-level", "nested"],
+)
+def test_duplicate_keys_are_refused_naming_key_and_line(
+    tmp_path: Path, text: str, key: str, line: int, first: int
+) -> None:
+    path = write(tmp_path / "c.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        read_yaml(path)
+    message = str(caught.value)
+    assert f"duplicate key {key!r}" in message
+    assert f"line {line}" in message and f"first given on line {first}" in message
+    assert str(path) in message and "\n" not in message
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", "d: &d {x: 1, y: 2}\ne:\n  <<: *d\n  x: 3\n")
+    assert read_yaml(path) == {"d": {"x": 1, "y": 2}, "e": {"x": 3, "y": 2}}
 
 
 def test_set_overrides_parse_ints_floats_bools_and_null(tmp_path: Path) -> None:
