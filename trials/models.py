@@ -1,15 +1,11 @@
 """The networks a trial trains: a character/word language model and a pixel-by-pixel classifier.
 
 Both are: input (one-hot, embedding or pixels) -> stacked recurrent layers -> linear decoder.
-The recurrent stack is a fused `ZoneoutLSTM`/`ZoneoutGRU`/`ZoneoutRNN` unless the config asks
-for something those layers do not compute (recurrent dropout, recurrent batch normalization);
-then a step-by-step LSTM that implements all three regularizers together is used, so a study
-can compare them on equal footing.
+The recurrent stack is a `ZoneoutLSTM`, `ZoneoutGRU` or `ZoneoutRNN`; every LSTM regularizer
+runs in the same `ZoneoutLSTM`, so a study compares regularizers on equal footing.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +19,6 @@ __all__ = [
     "LanguageModel",
     "RecurrentState",
     "SequenceClassifier",
-    "StepwiseLSTM",
     "build_model",
     "build_recurrent",
     "detach_state",
@@ -42,199 +37,36 @@ def detach_state(state: RecurrentState) -> RecurrentState:
     return state.detach()
 
 
-class _RecurrentBatchNorm(nn.Module):
-    """Batch normalization with separate statistics per time step (Cooijmans et al. 2017).
-
-    Statistics past the longest step seen in training reuse the last step's, as the paper does
-    for sequences longer than those used in training.
-    """
-
-    def __init__(self, features: int, max_steps: int, *, shift: bool, gamma: float = 0.1) -> None:
-        super().__init__()
-        self.steps = nn.ModuleList(
-            nn.BatchNorm1d(features, affine=False, momentum=0.1) for _ in range(max_steps)
-        )
-        # gamma 0.1 keeps tanh/sigmoid out of saturation at the start (the paper's advice).
-        self.weight = nn.Parameter(torch.full((features,), gamma))
-        self.bias = nn.Parameter(torch.zeros(features)) if shift else None
-
-    def forward(self, values: torch.Tensor, step: int) -> torch.Tensor:
-        normalized = self.steps[min(step, len(self.steps) - 1)](values)
-        out = normalized * self.weight
-        return out + self.bias if self.bias is not None else out
-
-
-class _StepwiseLSTMLayer(nn.Module):
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        *,
-        zoneout_cell: float,
-        zoneout_hidden: float,
-        recurrent_dropout: float,
-        batch_norm_steps: int | None,
-        shared_mask: bool = False,
-    ) -> None:
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.shared_mask = shared_mask
-        self.zoneout_cell = zoneout_cell
-        self.zoneout_hidden = zoneout_hidden
-        self.recurrent_dropout = recurrent_dropout
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
-        bound = 1.0 / math.sqrt(hidden_size)
-        nn.init.uniform_(self.weight_ih, -bound, bound)
-        nn.init.uniform_(self.weight_hh, -bound, bound)
-        if batch_norm_steps is not None:
-            self.norm_input: _RecurrentBatchNorm | None = _RecurrentBatchNorm(
-                4 * hidden_size, batch_norm_steps, shift=False
-            )
-            self.norm_hidden: _RecurrentBatchNorm | None = _RecurrentBatchNorm(
-                4 * hidden_size, batch_norm_steps, shift=False
-            )
-            self.norm_cell: _RecurrentBatchNorm | None = _RecurrentBatchNorm(
-                hidden_size, batch_norm_steps, shift=True
-            )
-        else:
-            self.norm_input = self.norm_hidden = self.norm_cell = None
-
-    def _keep_mask(self, rate: float, like: torch.Tensor) -> torch.Tensor | None:
-        if not self.training or rate == 0.0:
-            return None
-        return torch.bernoulli(torch.full_like(like, rate))
-
-    def forward(
-        self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        hidden, cell = state
-        outputs = []
-        input_projection = inputs @ self.weight_ih.t()
-        for step in range(inputs.shape[0]):
-            from_input = input_projection[step]
-            from_hidden = hidden @ self.weight_hh.t()
-            if self.norm_input is not None and self.norm_hidden is not None:
-                from_input = self.norm_input(from_input, step)
-                from_hidden = self.norm_hidden(from_hidden, step)
-            gates = from_input + from_hidden + self.bias
-            in_gate, forget_gate, cell_update, out_gate = gates.chunk(4, dim=1)
-            cell_update = torch.tanh(cell_update)
-            if self.recurrent_dropout > 0.0:
-                # Semeniuta et al.: drop only the update, never the memory itself.
-                cell_update = F.dropout(cell_update, self.recurrent_dropout, self.training)
-            new_cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(in_gate) * cell_update
-            shown_cell = self.norm_cell(new_cell, step) if self.norm_cell is not None else new_cell
-            new_hidden = torch.sigmoid(out_gate) * torch.tanh(shown_cell)
-            cell_keep = self._keep_mask(self.zoneout_cell, new_cell)
-            # Shared (permuted MNIST in the paper): a unit keeps both its c and its h, or neither.
-            hidden_keep = (
-                cell_keep if self.shared_mask else self._keep_mask(self.zoneout_hidden, new_hidden)
-            )
-            cell = self._zoneout(cell, new_cell, self.zoneout_cell, cell_keep)
-            hidden = self._zoneout(hidden, new_hidden, self.zoneout_hidden, hidden_keep)
-            outputs.append(hidden)
-        return torch.stack(outputs), (hidden, cell)
-
-    def _zoneout(
-        self, old: torch.Tensor, new: torch.Tensor, rate: float, keep: torch.Tensor | None
-    ) -> torch.Tensor:
-        if rate == 0.0:
-            return new
-        if keep is None:  # evaluation: the expectation of the stochastic update
-            return rate * old + (1.0 - rate) * new
-        return keep * old + (1.0 - keep) * new
-
-
-class StepwiseLSTM(nn.Module):
-    """A multi-layer LSTM stepped in Python: zoneout, recurrent dropout and recurrent batch norm.
-
-    Slower than the fused `ZoneoutLSTM`; used only when a config asks for recurrent dropout or
-    recurrent batch normalization. Same ``forward(input, hx) -> (output, (h_n, c_n))`` contract
-    (time-major).
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        *,
-        dropout: float = 0.0,
-        zoneout_cell: float = 0.0,
-        zoneout_hidden: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        batch_norm_steps: int | None = None,
-        zoneout_shared_mask: bool = False,
-    ) -> None:
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.dropout = dropout
-        self.layers = nn.ModuleList(
-            _StepwiseLSTMLayer(
-                input_size if index == 0 else hidden_size,
-                hidden_size,
-                zoneout_cell=zoneout_cell,
-                zoneout_hidden=zoneout_hidden,
-                recurrent_dropout=recurrent_dropout,
-                batch_norm_steps=batch_norm_steps,
-                shared_mask=zoneout_shared_mask,
-            )
-            for index in range(num_layers)
-        )
-
-    def forward(
-        self, inputs: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        batch = inputs.shape[1]
-        if hx is None:
-            zeros = inputs.new_zeros(self.num_layers, batch, self.hidden_size)
-            hx = (zeros, zeros)
-        hiddens, cells = [], []
-        layer_input = inputs
-        for index, layer in enumerate(self.layers):
-            layer_input, (hidden, cell) = layer(layer_input, (hx[0][index], hx[1][index]))
-            hiddens.append(hidden)
-            cells.append(cell)
-            if index < self.num_layers - 1:
-                layer_input = F.dropout(layer_input, self.dropout, self.training)
-        return layer_input, (torch.stack(hiddens), torch.stack(cells))
-
-
 def build_recurrent(config: TrialConfig, input_size: int, max_steps: int) -> nn.Module:
-    """The recurrent stack a config asks for (time-major input)."""
-    needs_stepwise = (
-        config.recurrent_dropout > 0 or config.recurrent_batch_norm or config.zoneout_shared_mask
-    )
-    if config.cell == "lstm" and needs_stepwise:
-        return StepwiseLSTM(
-            input_size,
-            config.hidden_size,
-            config.num_layers,
-            dropout=config.dropout,
-            zoneout_cell=config.zoneout_cell,
-            zoneout_hidden=config.zoneout_hidden,
-            recurrent_dropout=config.recurrent_dropout,
-            batch_norm_steps=max_steps if config.recurrent_batch_norm else None,
-            zoneout_shared_mask=config.zoneout_shared_mask,
-        )
+    """The recurrent stack a config asks for (time-major input).
+
+    Every LSTM regularizer (zoneout, shared-mask zoneout, recurrent dropout, recurrent batch
+    norm, and their combinations) runs in the one `ZoneoutLSTM`: the same parameters, the same
+    initialisation and the same use of random numbers for every choice of rates, so a comparison
+    of regularizers compares nothing else. ``max_steps`` sizes recurrent batch norm's per-step
+    statistics (later steps reuse the last set).
+    """
+    # nn.LSTM's convention: dropout applies between layers, so a single layer takes none.
+    between_layers = config.dropout if config.num_layers > 1 else 0.0
     if config.cell == "lstm":
         return ZoneoutLSTM(
             input_size,
             config.hidden_size,
             config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            dropout=between_layers,
             zoneout_cell=config.zoneout_cell,
             zoneout_hidden=config.zoneout_hidden,
+            recurrent_dropout=config.recurrent_dropout,
+            zoneout_shared_mask=config.zoneout_shared_mask,
+            recurrent_batch_norm=config.recurrent_batch_norm,
+            batch_norm_steps=max_steps,
         )
     layer_class = ZoneoutGRU if config.cell == "gru" else ZoneoutRNN
     return layer_class(
         input_size,
         config.hidden_size,
         config.num_layers,
-        dropout=config.dropout if config.num_layers > 1 else 0.0,
+        dropout=between_layers,
         zoneout_hidden=config.zoneout_hidden,
     )
 

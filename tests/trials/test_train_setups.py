@@ -239,8 +239,13 @@ def test_init_range_sets_every_parameter_uniform() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"zoneout_cell": 0.5, "zoneout_hidden": 0.05}, {"dropout": 0.5}],
-    ids=["rates", "dropout"],
+    [
+        {"recurrent_dropout": 0.5},
+        {"zoneout_cell": 0.5, "zoneout_hidden": 0.05},
+        {"zoneout_cell": 0.2, "zoneout_hidden": 0.2, "zoneout_shared_mask": True},
+        {"dropout": 0.5},
+    ],
+    ids=["recurrent-dropout", "rates", "shared-mask", "dropout"],
 )
 def test_configs_differing_in_a_rate_share_weights_and_batches(
     change: dict[str, Any], monkeypatch: pytest.MonkeyPatch
