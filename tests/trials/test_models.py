@@ -180,6 +180,27 @@ def test_regularizers_leave_the_initial_weights_alone(change: dict[str, object])
         assert torch.equal(value, second[name]), name
 
 
+def test_shared_mask_config_keeps_c_and_h_of_a_unit_together() -> None:
+    """pMNIST's shared mask through the config: wherever a unit's c kept its old value, so did
+    its h, and the other way round (separate masks would split them about half the time)."""
+    for shared, expect_split in ((True, False), (False, True)):
+        config = TrialConfig(
+            task="pmnist", hidden_size=64, zoneout_cell=0.5, zoneout_hidden=0.5,
+            zoneout_shared_mask=shared,
+        )  # fmt: skip
+        layer = build_recurrent(config, input_size=3, max_steps=6).double().train()
+        inputs = torch.randn(6, 16, 3, dtype=torch.float64)
+        h, c = torch.randn(1, 16, 64, dtype=torch.float64), torch.randn(1, 16, 64).double()
+        split = False
+        for step in range(6):
+            _, (new_h, new_c) = layer(inputs[step : step + 1], (h, c))
+            kept_h, kept_c = new_h == h, new_c == c
+            assert kept_c.float().mean().item() > 0.3  # zoneout is active
+            split |= bool((kept_h != kept_c).any())
+            h, c = new_h, new_c
+        assert split is expect_split
+
+
 def test_batch_norm_classifier_trains_a_step() -> None:
     config = TrialConfig(task="digits", hidden_size=8, recurrent_batch_norm=True)
     model = build_model(config, input_size=1, steps=10, num_classes=10)
