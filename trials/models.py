@@ -17,6 +17,7 @@ from trials.zoneout import ZoneoutGRU, ZoneoutLSTM, ZoneoutRNN
 
 __all__ = [
     "LanguageModel",
+    "PrivateStreamDropout",
     "RecurrentState",
     "SequenceClassifier",
     "build_model",
@@ -35,6 +36,33 @@ def detach_state(state: RecurrentState) -> RecurrentState:
     if isinstance(state, tuple):
         return tuple(part.detach() for part in state)  # type: ignore[return-value]
     return state.detach()
+
+
+class PrivateStreamDropout(nn.Module):
+    """Inverted dropout whose masks come from a private generator.
+
+    A training call draws one number from torch's global generator whatever the rate (0
+    included) and seeds its masks from it. So the rate changes no later global draw: two
+    configs that differ only in ``dropout`` get the same zoneout masks. (``nn.Dropout`` draws
+    only when its rate is above 0, which would shift every mask after it.)
+    """
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return values
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        if self.rate == 0.0:
+            return values
+        generator = torch.Generator(device=values.device).manual_seed(seed)
+        keep = torch.empty_like(values).bernoulli_(1.0 - self.rate, generator=generator)
+        return values * keep / (1.0 - self.rate)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
 
 
 def build_recurrent(config: TrialConfig, input_size: int, max_steps: int) -> nn.Module:
@@ -87,7 +115,7 @@ class LanguageModel(nn.Module):
             with seeded(config.seed, RandomStream.EMBEDDING):
                 self.embedding = nn.Embedding(vocab_size, config.embedding_size)
             input_size = config.embedding_size
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = PrivateStreamDropout(config.dropout)
         with seeded(config.seed, RandomStream.RECURRENT):
             self.recurrent = build_recurrent(config, input_size, max_steps=config.bptt)
         with seeded(config.seed, RandomStream.DECODER):
@@ -115,7 +143,7 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         with seeded(config.seed, RandomStream.RECURRENT):
             self.recurrent = build_recurrent(config, input_size, max_steps=steps)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = PrivateStreamDropout(config.dropout)
         with seeded(config.seed, RandomStream.DECODER):
             self.decoder = nn.Linear(config.hidden_size, num_classes)
 

@@ -14,6 +14,7 @@ from torch import nn
 from trials.config import TrialConfig
 from trials.models import (
     LanguageModel,
+    PrivateStreamDropout,
     SequenceClassifier,
     build_model,
     build_recurrent,
@@ -199,6 +200,31 @@ def test_shared_mask_config_keeps_c_and_h_of_a_unit_together() -> None:
             split |= bool((kept_h != kept_c).any())
             h, c = new_h, new_c
         assert split is expect_split
+
+
+def test_private_stream_dropout_drops_scales_and_leaves_eval_alone() -> None:
+    dropout = PrivateStreamDropout(0.25).train()
+    out = dropout(torch.ones(20_000))
+    torch.testing.assert_close(out.unique(), torch.tensor([0.0, 1 / 0.75]))  # inverted dropout
+    assert 0.23 < float((out == 0).float().mean()) < 0.27
+    assert not torch.equal(out, dropout(torch.ones(20_000)))  # fresh masks per call
+    values = torch.randn(50)
+    assert torch.equal(dropout.eval()(values), values)
+
+
+def test_dropout_rate_changes_no_later_random_draw() -> None:
+    """Configs differing only in the non-recurrent dropout rate leave torch's global stream,
+    which zoneout's masks are seeded from, in the same place after each training pass."""
+    states = []
+    for rate in (0.0, 0.4):
+        config = TrialConfig(
+            task="ptb-char", hidden_size=8, zoneout_cell=0.5, zoneout_hidden=0.5, dropout=rate
+        )
+        model = build_model(config, vocab_size=6).train()
+        torch.manual_seed(5)
+        model(torch.randint(0, 6, (4, 3)))
+        states.append(torch.get_rng_state())
+    assert torch.equal(states[0], states[1])
 
 
 def test_batch_norm_classifier_trains_a_step() -> None:
