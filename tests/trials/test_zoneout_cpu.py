@@ -176,6 +176,12 @@ def test_unwritable_extensions_directory_falls_back_to_a_temp_dir(monkeypatch, t
     got = _cpu_ext.build_directory("zoneout_lstm_cpu_test")
     assert got.is_dir() and os.access(got, os.W_OK) and "zoneout-torch-extensions" in str(got)
 
+    def refuses(*_a: object, **_k: object) -> str:
+        raise PermissionError("read-only home")
+
+    monkeypatch.setattr(cpp_extension, "_get_build_directory", refuses)
+    assert _cpu_ext.build_directory("zoneout_lstm_cpu_test") == got
+
 
 def test_build_name_depends_on_the_cpu(monkeypatch):
     name = _cpu_ext.extension_name()

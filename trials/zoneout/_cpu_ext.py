@@ -67,8 +67,11 @@ def build_directory(name: str) -> Path:
     """Where the extension is built: torch's extensions directory, or a per-user temp dir."""
     from torch.utils.cpp_extension import _get_build_directory
 
-    preferred = Path(_get_build_directory(name, verbose=False))
-    if _writable(preferred):
+    try:  # torch creates the directory, and raises if it cannot
+        preferred = Path(_get_build_directory(name, verbose=False))
+    except OSError:
+        preferred = None
+    if preferred is not None and _writable(preferred):
         return preferred
     fallback = Path(tempfile.gettempdir()) / f"zoneout-torch-extensions-{os.getuid()}" / name
     fallback.mkdir(parents=True, exist_ok=True)
