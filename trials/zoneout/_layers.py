@@ -5,8 +5,8 @@ from torch's global RNG, whatever the rates, and every mask comes from its own p
 (`trials.zoneout._masks`); the inter-layer dropout then draws from the global RNG as nn.LSTM's
 does. Parameters are created and initialised exactly as nn.LSTM's (names, shapes, order, the
 same U(-1/sqrt(H), 1/sqrt(H)) draws); recurrent batch norm's parameters are constants and draw
-nothing. So the same seed gives the same initial weights and the same later random numbers for
-every choice of rates and regularizers.
+nothing. So the same seed gives the same initial weights and the same later random numbers
+whatever the zoneout, recurrent-dropout and batch-norm settings.
 """
 
 from __future__ import annotations
