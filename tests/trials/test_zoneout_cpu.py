@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from trials.zoneout import ZoneoutLSTM, _cpu_ext
+from trials.zoneout import _masks as masks
 from trials.zoneout._lstm_cpu import CpuZoneoutLSTMLayer
 from trials.zoneout._lstm_fused import FusedZoneoutLSTMLayer
 
@@ -124,6 +125,33 @@ def test_layer_uses_the_extension_on_cpu_and_the_masks_keep_their_rates():
     assert abs((kept_c & kept_h).double().mean().item() - 0.025) < 0.005  # independent
     m.implementation = "fused-pytorch"
     assert type(m(x)[0].grad_fn).__name__ == "FusedZoneoutLSTMLayerBackward"
+
+
+# --- masks -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seed", "rate"), [(0, 0.5), (12345, 0.05), (2**62 - 1, 0.999)])
+def test_extension_masks_equal_the_torch_fallback_bit_for_bit(seed, rate):
+    _require_extension()
+    shape = (9, 5, 70)
+    got = torch.ops.zoneout_cpu.bernoulli_mask(seed, masks.threshold(rate), list(shape))
+    want = masks.splitmix_mask(seed, rate, shape, torch.device("cpu"))
+    assert got.dtype == torch.bool and got.shape == shape
+    assert torch.equal(got, want)
+
+
+def test_extension_masks_rate_and_independence_across_seeds():
+    _require_extension()
+    shape = (40, 50, 100)  # 200,000 draws: binomial std of a fraction <= 0.0011
+    a = masks.bernoulli_mask(1, 0.3, shape, torch.device("cpu"))
+    b = masks.bernoulli_mask(2, 0.3, shape, torch.device("cpu"))
+    assert abs(a.double().mean().item() - 0.3) < 0.006
+    assert abs((a & b).double().mean().item() - 0.09) < 0.006
+    # Neighbouring elements (units, examples, steps) are not correlated.
+    for dim in range(3):
+        first = a.narrow(dim, 0, shape[dim] - 1)
+        second = a.narrow(dim, 1, shape[dim] - 1)
+        assert abs((first & second).double().mean().item() - 0.09) < 0.006
 
 
 # --- building ------------------------------------------------------------------------------

@@ -347,9 +347,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(
   return {dgates, carry, fc};
 }
 
+// ---- masks ----------------------------------------------------------------------------------
+// Element i of a mask is output i+1 of splitmix64 started at ``seed`` (a counter hash, so any
+// chunk can be drawn by any thread), true when its top 24 bits fall below rate * 2^24.
+// trials/zoneout/_masks.py computes the same bits with torch integer ops (the fallback).
+
+void mask_chunk(uint8_t* __restrict out, int64_t begin, int64_t end, uint64_t seed,
+                uint64_t threshold) {
+  for (int64_t i = begin; i < end; ++i) {
+    uint64_t z = seed + static_cast<uint64_t>(i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    out[i] = (z >> 40) < threshold ? 1 : 0;
+  }
+}
+
+at::Tensor bernoulli_mask(int64_t seed, int64_t threshold, at::IntArrayRef shape) {
+  TORCH_CHECK(threshold >= 0 && threshold <= (int64_t{1} << 24), "threshold out of range");
+  auto out = at::empty(shape, at::TensorOptions().dtype(at::kBool));
+  auto* data = reinterpret_cast<uint8_t*>(out.data_ptr<bool>());
+  at::parallel_for(0, out.numel(), int64_t{1} << 16, [&](int64_t begin, int64_t end) {
+    mask_chunk(data, begin, end, static_cast<uint64_t>(seed), static_cast<uint64_t>(threshold));
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(zoneout_cpu, m) {
+  // No tensor arguments, so no backend to dispatch on: one kernel for every call.
+  m.def("bernoulli_mask(int seed, int threshold, int[] shape) -> Tensor", &bernoulli_mask);
   m.def(
       "lstm_forward(Tensor(a!) gates, Tensor h0, Tensor c0, Tensor w_hh, Tensor? mask_c, "
       "float rate_c, Tensor? mask_h, float rate_h, Tensor? keep, float rd_scale) "
