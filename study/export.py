@@ -15,13 +15,14 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from study.errors import UserError
 from study.store import Store, mask_url, scrub_secrets
 from trials.config import TrialConfig
 
 __all__ = ["ExportError", "best_configs", "export_best"]
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """Nothing to export, or an unknown study."""
 
 

@@ -18,6 +18,7 @@ import optuna
 from rich.console import Console
 
 from study.callbacks import ProgressCallback, StoreCallback
+from study.errors import UserError
 from study.reaper import DRIVER_LOST, beat, other_live_drivers, reap_lost_trials
 from study.searcher import OptunaSearcher, counted_trials, new_driver_id
 from study.space import build_sampler
@@ -45,7 +46,7 @@ __all__ = [
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
 
 
-class StudyRunError(RuntimeError):
+class StudyRunError(UserError, RuntimeError):
     """A study that cannot start (e.g. its stored direction differs from this spec's)."""
 
 
