@@ -34,6 +34,26 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_open_resources: list[contextlib.ExitStack] = []
+
+
+@contextlib.contextmanager
+def _closing_at_exit() -> Iterator[None]:
+    """Stores opened by a command are closed when it ends, however it ends: SQLite removes its
+    -wal and -shm files only when the last connection closes."""
+    with contextlib.ExitStack() as stack:
+        _open_resources.append(stack)
+        try:
+            yield
+        finally:
+            _open_resources.pop()
+
+
+def _close_at_exit(close: Callable[[], Any]) -> None:
+    if _open_resources:
+        _open_resources[-1].callback(close)
+
+
 def _guarded(function: F) -> F:
     """Run a command: a UserError becomes one line and exit 2; anything else is a bug, shown
     with its traceback, exit 1. Exits, aborts and Ctrl-C pass through."""
@@ -41,7 +61,8 @@ def _guarded(function: F) -> F:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return function(*args, **kwargs)
+            with _closing_at_exit():
+                return function(*args, **kwargs)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except UserError as error:
@@ -309,20 +330,44 @@ def _open_store(storage: str | None) -> Any:
             f"no such database: {where} (--storage / ZONEOUT_STUDY_STORAGE; "
             "`zoneout-study run SPEC.yaml` creates it)"
         )
+    # A SQLite file is looked at read-only first: the store's connections switch it to WAL.
+    if isinstance(sqlite_file, Path):
+        _require_study_tables(_sqlite_tables(sqlite_file, mask_url(url)), url)
     store = Store(url)
-    try:
-        tables = set(sa.inspect(store.engine).get_table_names())
-    except sa.exc.DBAPIError as error:
-        store.close()
-        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-        raise StoreError(f"cannot read {mask_url(url)}: {reason}") from None
+    _close_at_exit(store.close)
+    if not isinstance(sqlite_file, Path):
+        try:
+            tables = set(sa.inspect(store.engine).get_table_names())
+        except sa.exc.DBAPIError as error:
+            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            raise StoreError(f"cannot read {mask_url(url)}: {reason}") from None
+        _require_study_tables(tables, url)
+    return store
+
+
+def _require_study_tables(tables: set[str], url: str) -> None:
+    from study.store import StoreError, mask_url
+
     if "zs_studies" not in tables:
-        store.close()
         raise StoreError(
             f"{mask_url(url)} holds no zoneout-study tables (a database made by another "
             "program, or one no study has run in)"
         )
-    return store
+
+
+def _sqlite_tables(path: Path, shown: str) -> set[str]:
+    import sqlite3
+    import urllib.parse
+
+    from study.store import StoreError
+
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {str(row[0]) for row in rows}
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"cannot read {shown}: {error}") from None
 
 
 def _study_names(store: Any) -> list[str]:
@@ -474,7 +519,7 @@ def status(
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             frame.drop(columns=["config"], errors="ignore").to_csv(csv_path, index=False)
             store.epochs_frame(study_name).to_csv(csv_path.with_suffix(".epochs.csv"), index=False)
-    table = Table(title=f"study {study_name}", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=f"study {study_name}", box=box.SIMPLE_HEAD, show_edge=False)
     param_columns = [c for c in frame.columns if c.startswith("param_")]
     columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs", "node"]
     headers = {"number": "#", "best_value": "best", "final_value": "final"}
@@ -501,7 +546,7 @@ def status(
     for _, row in ordered.iterrows():
         error = row.get("error")
         if isinstance(error, str) and error:
-            console.print(f"trial {row['number']}: {reasons.sentence(error)}", soft_wrap=True)
+            console.print(f"trial {row['number']}: {reasons.sentence(error)}", highlight=False)
 
 
 class _FailureWords:
@@ -573,7 +618,7 @@ def _print_studies(store: Any) -> None:
         console.print("no studies yet; `zoneout-study run SPEC.yaml` starts one")
         return
     words = _FailureWords.load()
-    table = Table(title="studies", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title="studies", box=box.SIMPLE_HEAD, show_edge=False)
     table.add_column("study", overflow="fold")
     table.add_column("status", overflow="fold")
     for column in ("plan", "complete", "pruned", "failed", "interrupted", "running"):
