@@ -17,8 +17,9 @@ from typing import Any
 import optuna
 from rich.console import Console
 
-from study.callbacks import ProgressCallback, StoreCallback
+from study.callbacks import StoreCallback
 from study.errors import UserError
+from study.progress import ProgressCallback
 from study.reaper import DRIVER_LOST, beat, other_live_drivers, reap_lost_trials
 from study.searcher import OptunaSearcher, counted_trials, new_driver_id
 from study.space import build_sampler
@@ -260,7 +261,11 @@ def run_study(
     searcher = OptunaSearcher(study, spec, driver_id=driver_id)
     store_callback = StoreCallback(store, searcher, spec.name)
     progress = ProgressCallback(
-        searcher, metric=spec.metric, console=console, heartbeat=lambda: beat(study, driver_id)
+        searcher,
+        metric=spec.metric,
+        planned=spec.n_trials - counted_trials(study),
+        console=console,
+        heartbeat=lambda: beat(study, driver_id),
     )
     if spec.scheduler.name == "asha":
         scheduler: Any = ASHAScheduler(
