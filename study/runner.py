@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import platform
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -127,6 +130,12 @@ def _ray_init(address: str | None) -> bool:
         "logging_level": "WARNING",
         "configure_logging": True,
     }
+    if not address and not os.environ.get("RAY_ADDRESS"):
+        # A local Ray this process starts: Ray >= 2.59 turns token authentication on for it and
+        # warns that it did. Asking for the same mode explicitly keeps the protection (a token
+        # in ~/.ray/auth_token, made if missing) without the warning; a mode the user chose
+        # is left alone.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -141,6 +150,17 @@ def _ray_init(address: str | None) -> bool:
             "check --ray-address (and that every node uses the same RAY_AUTH_MODE)"
         ) from None
     return True
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def resolve_storage(spec: StudySpec, storage: str | None = None) -> str:
@@ -306,7 +326,10 @@ def run_study(
         ),
     )
     try:
-        tuner.fit()
+        # On Ctrl-C Tune stops the trials, logs "Trials did not complete" and advises
+        # Tuner.restore(); a study resumes by running its spec again, which the CLI says.
+        with _quiet_logger("ray.tune.tune"):
+            tuner.fit()
     except KeyboardInterrupt:
         outcome.status = "interrupted"
     finally:

@@ -382,3 +382,23 @@ def test_train_refuses_config_files_by_kind_size_and_encoding(
     make(config)
     result = _run(tmp_path, "train", str(config))
     _assert_one_line_error(result, expected)
+
+
+# ------------------------------------------------------------------ make demo: no banners
+def test_pyproject_license_installs_without_a_deprecation_banner() -> None:
+    """setuptools >= 77 warns (a banner on every install, four times in `make demo`) about a
+    TOML-table ``project.license``; an SPDX string reads cleanly."""
+    import tomllib
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    assert data["project"]["license"] == "MIT"
+    assert "setuptools>=77" in data["build-system"]["requires"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_configuration(Distribution(), pyproject)  # what every install runs
+    assert [str(w.message) for w in caught] == []
