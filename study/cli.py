@@ -302,10 +302,14 @@ def _sqlite_file(url: str) -> Path | str | None:
     database; None for another backend."""
     from sqlalchemy.engine import make_url
 
+    from study.store import StoreError, mask_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
     database = parsed.database or ""
+    if "\x00" in database:
+        raise StoreError(f"invalid storage URL {mask_url(url)!r}: a NUL character in the path")
     if database in ("", ":memory:") or database.startswith("file::memory:"):
         return ""
     if database.startswith("file:"):  # a URI filename (uri=true): strip scheme and query
@@ -321,6 +325,7 @@ def _open_store(storage: str | None) -> Any:
     from study.store import Store, StoreError, mask_url, normalize_url
 
     url = normalize_url(_resolve_storage(storage))
+    _check_backend(url)
     sqlite_file = _sqlite_file(url)
     if sqlite_file == "":
         raise StoreError(f"no such database: {mask_url(url)} is an empty in-memory database")
@@ -445,18 +450,26 @@ def run(
         raise typer.Exit(code=130)
 
 
+def _check_backend(url: str) -> None:
+    """The store keeps SQLite and PostgreSQL; say so before any driver is looked for."""
+    from sqlalchemy.engine import make_url
+
+    from study.store import StoreError, mask_url
+
+    if make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"unsupported database {mask_url(url)}: use sqlite:///FILE.db or "
+            "postgresql+psycopg://USER@HOST/DB"
+        )
+
+
 def _check_run_storage(url: str) -> None:
     """What `run` can tell about its database before Ray starts: a URL of a supported backend
     and, for SQLite, a file (made if missing) in a writable directory."""
     from study.store import StoreError, mask_url, normalize_url
 
     url = normalize_url(url)  # refuses a malformed URL, naming it without its password
-    backend = url.split(":", 1)[0].split("+", 1)[0]
-    if backend not in ("sqlite", "postgresql"):
-        raise StoreError(
-            f"unsupported database {mask_url(url)}: use sqlite:///FILE.db or "
-            "postgresql+psycopg://USER@HOST/DB"
-        )
+    _check_backend(url)
     sqlite_file = _sqlite_file(url)
     if sqlite_file == "":
         raise StoreError(

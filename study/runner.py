@@ -12,6 +12,7 @@ import platform
 import time
 import zlib
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -130,17 +131,19 @@ def _ray_init(address: str | None) -> bool:
         "logging_level": "WARNING",
         "configure_logging": True,
     }
-    if not address and not os.environ.get("RAY_ADDRESS"):
-        # A local Ray this process starts: Ray >= 2.59 turns token authentication on for it and
-        # warns that it did. Asking for the same mode explicitly keeps the protection (a token
-        # in ~/.ray/auth_token, made if missing) without the warning; a mode the user chose
-        # is left alone.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # A local Ray this process starts: Ray >= 2.59 turns token authentication on for it (a
+    # token in ~/.ray/auth_token, made if missing) and warns that it did, on every run. The
+    # protection stays; the warning about a cluster of our own making goes. (Setting
+    # RAY_AUTH_MODE=token here instead does not work: Ray has already read its configuration,
+    # so this driver would not send the token its own new cluster asks for.)
+    starts_local = not address and not os.environ.get("RAY_ADDRESS")
+    quiet = _quiet_logger(_RAY_AUTH_LOGGER, logging.ERROR) if starts_local else nullcontext()
     try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(**kwargs)
+        with quiet:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as error:
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -152,15 +155,19 @@ def _ray_init(address: str | None) -> bool:
     return True
 
 
+_RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
 @contextlib.contextmanager
-def _quiet_logger(name: str) -> Iterator[None]:
+def _quiet_logger(name: str, level: int = logging.CRITICAL) -> Iterator[None]:
+    """Drop ``name``'s records below ``level`` while the block runs."""
     logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    previous = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.setLevel(previous)
 
 
 def resolve_storage(spec: StudySpec, storage: str | None = None) -> str:

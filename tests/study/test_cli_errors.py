@@ -388,9 +388,9 @@ def test_train_refuses_config_files_by_kind_size_and_encoding(
 def test_pyproject_license_installs_without_a_deprecation_banner() -> None:
     """setuptools >= 77 warns (a banner on every install, four times in `make demo`) about a
     TOML-table ``project.license``; an SPDX string reads cleanly."""
-    import tomllib
     import warnings
 
+    import tomllib
     from setuptools.config.pyprojecttoml import apply_configuration
     from setuptools.dist import Distribution
 
