@@ -30,6 +30,9 @@ from rich.table import Table
 from study.errors import PathError, UserError
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tune warns whenever a driver-loop step takes over 0.5 s ("may be a performance bottleneck"):
+# on a busy laptop that is every few seconds and nothing a user can act on. Read at import.
+os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
