@@ -31,7 +31,7 @@ from trials.config import TrialConfig
 
 # Examples per class: every class is tried, each with this many generated inputs (fewer where a
 # class has fewer distinct values).
-PER_CLASS = int(os.environ.get("ZONEOUT_BAD_INPUT_EXAMPLES", "10"))
+PER_CLASS = int(os.environ.get("ZONEOUT_BAD_INPUT_EXAMPLES", "6"))
 SETTINGS = settings(
     max_examples=PER_CLASS,
     deadline=None,
