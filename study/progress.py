@@ -142,8 +142,9 @@ class ProgressDisplay:
             f"trials {snapshot.done}/{self.planned}: {snapshot.complete} complete, "
             f"{fields['states']}; {fields['best']}; {fields['eta']}"
         )
-        # A line when something changed, not for every tick of the driver loop.
-        key = line.rsplit(";", 1)[0]
+        # A line when a trial finished or the best changed: not for every tick of the driver
+        # loop, nor for each new trial starting (the next line shows how many run).
+        key = f"{snapshot.complete} {snapshot.pruned} {snapshot.failed} {snapshot.best}"
         if key != self._last_line:
             self._last_line = key
             self.console.print(line, highlight=False, soft_wrap=True)
