@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from study.errors import UserError
-from trials.config import TrialConfig
+from trials.config import TASKS, TrialConfig
 from trials.tasks import metric_for_task
 
 __all__ = [
@@ -190,7 +190,7 @@ class FailureSpec(_Strict):
 class StudySpec(_Strict):
     name: str
     description: str = ""
-    base: TrialConfig = Field(default_factory=TrialConfig)
+    base: TrialConfig
     search: dict[str, SearchParam] = Field(default_factory=dict)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
@@ -202,6 +202,21 @@ class StudySpec(_Strict):
     ray_address: str | None = None
     checkpoint_path: str | None = None
     failure: FailureSpec = Field(default_factory=FailureSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _require_task(cls, data: Any) -> Any:
+        # Without these a spec would silently train the config's default task.
+        if isinstance(data, dict):
+            tasks = ", ".join(repr(task) for task in TASKS)
+            if data.get("base") is None:
+                raise ValueError(
+                    f"base: required: the trial config every trial starts from, with at least "
+                    f"'task' (one of {tasks})"
+                )
+            if isinstance(data["base"], dict) and "task" not in data["base"]:
+                raise ValueError(f"base.task: required (one of {tasks})")
+        return data
 
     @field_validator("name")
     @classmethod

@@ -153,6 +153,13 @@ _SPEC_CLASSES: dict[str, st.SearchStrategy[Any]] = {
     "not a mapping": st.one_of(
         st.lists(st.integers(), max_size=3), st.integers(), st.text(max_size=10), st.none()
     ),
+    "required field missing": st.sampled_from(["name", "base", "base.task"]).map(
+        lambda field: (
+            {k: v for k, v in GOOD.items() if k != field}
+            if "." not in field
+            else {**GOOD, "base": {k: v for k, v in GOOD["base"].items() if k != "task"}}
+        )
+    ),
     "bad study name": st.text(string.printable, min_size=1, max_size=10).map(
         lambda s: _spec_with(name="../" + s)
     ),

@@ -60,6 +60,11 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
     ),
     "unknown task": ({**GOOD, "base": {"task": "imagenet"}}, ("base.task",)),
     "escaping study name": ({**GOOD, "name": "../../etc"}, ("study name",)),
+    "missing task": ({**GOOD, "base": {"hidden_size": 8, "epochs": 1}}, ("base.task: required",)),
+    "missing base": (
+        {k: v for k, v in GOOD.items() if k != "base"},
+        ("base: required", "'task'"),
+    ),
     "missing data": (
         {**GOOD, "base": {"task": "text-char", "text_path": "/nonexistent/text8"}},
         ("text corpus not found", "/nonexistent"),
