@@ -25,6 +25,7 @@ import click
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from study.errors import PathError, UserError
@@ -115,7 +116,8 @@ def _root() -> None:
 def fail(message: str) -> NoReturn:
     """One clear line and exit status 2: the contract for every user error."""
     line = " ".join(message.split())  # one line, whatever the message carried
-    error_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True, markup=True)
+    # The message is the user's words (a key, a path, a YAML fragment): never read as markup.
+    error_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -279,7 +281,7 @@ def train(
         )
     console.print(table)
     if result.status == "diverged":
-        error_console.print(f"[bold red]diverged:[/] {result.reason}")
+        error_console.print(f"[bold red]diverged:[/] {escape(str(result.reason))}")
         raise typer.Exit(code=1)
     console.print(
         f"best epoch {result.best_epoch}: valid {result.metric} {result.best_valid_metric:.4f}; "
@@ -440,7 +442,8 @@ def run(
     if outcome.best_params is not None:
         console.print(
             f"best trial #{outcome.best_number}: {spec.metric} {outcome.best_value:.4f} "
-            f"with {outcome.best_params}"
+            f"with {outcome.best_params}",
+            markup=False,
         )
     if not no_report:
         _write_report(url, spec.name, report_path)
@@ -506,7 +509,7 @@ def _write_report(url: str, study_name: str, out_dir: Path, *, png: bool = True)
         result = write_study_report(url, study_name, out_dir, png=png)
     console.print(f"report: {result.html_path}")
     for message in result.messages:
-        console.print(message)
+        console.print(message, markup=False)
 
 
 @app.command()
@@ -562,7 +565,9 @@ def status(
     for _, row in ordered.iterrows():
         error = row.get("error")
         if isinstance(error, str) and error:
-            console.print(f"trial {row['number']}: {reasons.sentence(error)}", highlight=False)
+            console.print(
+                f"trial {row['number']}: {reasons.sentence(error)}", highlight=False, markup=False
+            )
 
 
 class _FailureWords:
@@ -616,13 +621,14 @@ def _is_missing(value: Any) -> bool:
 
 
 def _cell(value: Any) -> str:
+    """A table cell's text; escaped, since a categorical value may look like markup."""
     if isinstance(value, (list, dict)):
-        return str(value)
+        return escape(str(value))
     if _is_missing(value):
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return escape(str(value))
 
 
 def _print_studies(store: Any) -> None:
@@ -692,7 +698,7 @@ def export(
     with _written_or_removed(out):
         paths = export_best(store, study_name, top=top, fmt=fmt, out_dir=out)  # type: ignore[arg-type]
     for path in paths:
-        console.print(str(path))
+        console.print(str(path), markup=False, highlight=False)
 
 
 @app.command()

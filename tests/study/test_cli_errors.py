@@ -60,6 +60,7 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
     ),
     "unknown task": ({**GOOD, "base": {"task": "imagenet"}}, ("base.task",)),
     "escaping study name": ({**GOOD, "name": "../../etc"}, ("study name",)),
+    "markup-like key": ({**GOOD, "[/bold]": 1}, ("unknown key '[/bold]'",)),
     "missing task": ({**GOOD, "base": {"hidden_size": 8, "epochs": 1}}, ("base.task: required",)),
     "missing base": (
         {k: v for k, v in GOOD.items() if k != "base"},
