@@ -67,8 +67,8 @@ def _guarded(function: F) -> F:
         try:
             with _closing_at_exit():
                 return function(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+            raise  # typer's Exit is its own class, not click's
         except UserError as error:
             fail(str(error))
         except Exception:
@@ -425,11 +425,13 @@ def run(
     outcome = run_study(
         spec, storage=storage, ray_address=ray_address, n_trials=n_trials, console=console
     )
-    counts = outcome.counts
+    kinds = _trial_kinds(url, spec.name)
+    requeued = kinds.count("interrupted") + kinds.count("driver lost")
     console.print(
-        f"study {outcome.name!r} {outcome.status}: {counts.get('COMPLETE', 0)} complete, "
-        f"{counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed "
-        f"({outcome.wall_seconds:.0f} s)"
+        f"study {outcome.name!r} {outcome.status}: {kinds.count('complete')} complete, "
+        f"{kinds.count('pruned')} pruned, {kinds.count('failed')} failed"
+        + (f", {requeued} interrupted and re-queued" if requeued else "")
+        + f" ({outcome.wall_seconds:.0f} s)"
     )
     if outcome.epochs_written:
         console.print(
@@ -447,13 +449,28 @@ def run(
         )
     if not no_report:
         _write_report(url, spec.name, report_path)
-    console.print(f"database: {mask_url(url)}")
+    # Commands and URLs stay on one line whatever the width: they are copied and pasted.
+    console.print(f"database: {mask_url(url)}", soft_wrap=True, markup=False)
     if outcome.status == "interrupted":
         console.print(
             f"interrupted; resume with: zoneout-study run {spec_path}"
-            + (f" --storage '{mask_url(url)}'" if storage else "")
+            + (f" --storage '{mask_url(url)}'" if storage else ""),
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
         )
         raise typer.Exit(code=130)
+
+
+def _trial_kinds(url: str, study_name: str) -> list[str]:
+    """Each stored trial of the study in words (complete, pruned, failed, interrupted, ...):
+    Optuna counts an interrupted, re-queued trial as FAIL; the summary does not."""
+    from study.store import Store
+
+    with Store(url) as store:
+        trials = store.trials_frame(study_name)
+    words = _FailureWords.load()
+    return [words.kind(s, e) for s, e in zip(trials["state"], trials["error"], strict=True)]
 
 
 def _check_backend(url: str) -> None:

@@ -284,6 +284,29 @@ def test_a_bug_exits_1_with_its_traceback(tmp_path: Path, monkeypatch: Any) -> N
     assert "internal error" in result.output
 
 
+def test_an_interrupted_run_ends_with_the_resume_line_only(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Exit 130 and the service's resume line; the interrupted trial is counted as such, not
+    as a failure (the run itself is replaced: what is tested is what the CLI prints)."""
+    from study.runner import StudyOutcome
+
+    database = make_store(tmp_path)
+    spec = _write(tmp_path, {**GOOD, "name": "known", "storage": f"sqlite:///{database}"})
+
+    def interrupted_run(spec: Any, **_: Any) -> StudyOutcome:
+        return StudyOutcome(name=spec.name, storage="-", status="interrupted", wall_seconds=3)
+
+    monkeypatch.setattr("study.runner.run_study", interrupted_run)
+    result = CliRunner().invoke(app, ["run", str(spec), "--no-report"])
+    assert result.exit_code == 130, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    flat = " ".join(result.output.split())
+    assert "2 complete, 0 pruned, 0 failed, 1 interrupted and re-queued" in flat
+    assert result.output.splitlines()[-1] == f"interrupted; resume with: zoneout-study run {spec}"
+    assert "Tuner.restore" not in result.output
+
+
 def test_a_busy_dashboard_port_is_named_with_the_way_out(tmp_path: Path) -> None:
     import socket
 
