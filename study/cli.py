@@ -555,14 +555,19 @@ def status(
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             frame.drop(columns=["config"], errors="ignore").to_csv(csv_path, index=False)
             store.epochs_frame(study_name).to_csv(csv_path.with_suffix(".epochs.csv"), index=False)
-    table = Table(title=f"study {study_name}", box=box.SIMPLE_HEAD, show_edge=False)
+    table = _table(f"study {study_name}")
     param_columns = [c for c in frame.columns if c.startswith("param_")]
-    columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs", "node"]
+    nodes = {str(node) for node in frame["node"].dropna()}
+    # One node (a laptop): said once below the table rather than in a column of repeats.
+    node_column = ["node"] if len(nodes) > 1 else []
+    columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs"]
+    columns += node_column
     headers = {"number": "#", "best_value": "best", "final_value": "final"}
     for column in columns:
         table.add_column(
             headers.get(column, column.removeprefix("param_")),
             overflow="fold",
+            no_wrap=column == "state",
             justify="left" if column in ("state", "node") else "right",
         )
     ordered = frame.sort_values("number")
@@ -571,13 +576,15 @@ def status(
         cells = []
         for column in columns:
             if column == "state":
-                cells.append(reasons.state(row.get("state"), row.get("error")))
+                cells.append(reasons.kind(row.get("state"), row.get("error")))
             elif column == "epochs" and _is_missing(row.get("epochs")):
                 cells.append("0")
             else:
                 cells.append(_cell(row.get(column)))
         table.add_row(*cells)
     console.print(table)
+    if len(nodes) == 1:
+        console.print(f"every trial ran on {nodes.pop()}", highlight=False, markup=False)
     # Reasons are sentences: one line each below the table, where they are not cut to fit.
     for _, row in ordered.iterrows():
         error = row.get("error")
@@ -585,6 +592,14 @@ def status(
             console.print(
                 f"trial {row['number']}: {reasons.sentence(error)}", highlight=False, markup=False
             )
+
+
+def _table(title: str) -> Table:
+    """A table that reads at 80 columns: a rule under the header, one space of padding
+    between columns (the box's separator adds the other), long cells folded, never cut."""
+    return Table(
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False
+    )
 
 
 class _FailureWords:
@@ -609,10 +624,6 @@ class _FailureWords:
         if state == "FAIL" and error == self.driver_lost:
             return "driver lost"
         return {"FAIL": "failed"}.get(str(state), str(state).lower())
-
-    def state(self, state: Any, error: Any) -> str:
-        kind = self.kind(state, error)
-        return f"{kind}, re-queued" if kind in ("interrupted", "driver lost") else kind
 
     def sentence(self, error: str) -> str:
         if error == self.interrupted:
@@ -657,11 +668,11 @@ def _print_studies(store: Any) -> None:
         console.print("no studies yet; `zoneout-study run SPEC.yaml` starts one")
         return
     words = _FailureWords.load()
-    table = Table(title="studies", box=box.SIMPLE_HEAD, show_edge=False)
+    table = _table("studies")
     table.add_column("study", overflow="fold")
-    table.add_column("status", overflow="fold")
+    table.add_column("status", no_wrap=True)
     for column in ("plan", "complete", "pruned", "failed", "interrupted", "running"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     any_requeued = False
     for _, study in frame.iterrows():
         name = str(study["name"])
