@@ -428,8 +428,8 @@ def run(
     kinds = _trial_kinds(url, spec.name)
     requeued = kinds.count("interrupted") + kinds.count("driver lost")
     console.print(
-        f"study {outcome.name!r} {outcome.status}: {kinds.count('complete')} complete, "
-        f"{kinds.count('pruned')} pruned, {kinds.count('failed')} failed"
+        f"study {outcome.name!r} {outcome.status}: {kinds.count('COMPLETE')} complete, "
+        f"{kinds.count('PRUNED')} pruned, {kinds.count('FAIL')} failed"
         + (f", {requeued} interrupted and re-queued" if requeued else "")
         + f" ({outcome.wall_seconds:.0f} s)"
     )
@@ -463,8 +463,8 @@ def run(
 
 
 def _trial_kinds(url: str, study_name: str) -> list[str]:
-    """Each stored trial of the study in words (complete, pruned, failed, interrupted, ...):
-    Optuna counts an interrupted, re-queued trial as FAIL; the summary does not."""
+    """Each stored trial's state, with 'interrupted' / 'driver lost' for the FAIL rows the
+    service re-queued: Optuna counts them as FAIL; the summary does not."""
     from study.store import Store
 
     with Store(url) as store:
@@ -590,7 +590,9 @@ def status(
         error = row.get("error")
         if isinstance(error, str) and error:
             console.print(
-                f"trial {row['number']}: {reasons.sentence(error)}", highlight=False, markup=False
+                f"trial {row['number']} {reasons.sentence(row['state'], error)}",
+                highlight=False,
+                markup=False,
             )
 
 
@@ -603,9 +605,10 @@ def _table(title: str) -> Table:
 
 
 class _FailureWords:
-    """Plain words for the FAIL rows the service writes itself: a trial cut short by Ctrl-C
-    and one left running by a driver that died. Both are re-queued: the next run of the spec
-    trains their parameters again, so they do not count towards the plan."""
+    """Words for the FAIL rows the service writes itself: a trial cut short by Ctrl-C and one
+    left running by a driver that died. Both are re-queued (the next run of the spec trains
+    their parameters again), so they do not count towards the plan. Other states keep the
+    names Optuna and the store give them (COMPLETE, PRUNED, FAIL, RUNNING)."""
 
     def __init__(self, interrupted: str, driver_lost: str) -> None:
         self.interrupted = interrupted
@@ -619,13 +622,14 @@ class _FailureWords:
         return cls(INTERRUPTED, DRIVER_LOST)
 
     def kind(self, state: Any, error: Any) -> str:
+        """'interrupted', 'driver lost', or the stored state (COMPLETE, PRUNED, FAIL, ...)."""
         if state == "FAIL" and error == self.interrupted:
             return "interrupted"
         if state == "FAIL" and error == self.driver_lost:
             return "driver lost"
-        return {"FAIL": "failed"}.get(str(state), str(state).lower())
+        return str(state)
 
-    def sentence(self, error: str) -> str:
+    def sentence(self, state: Any, error: str) -> str:
         if error == self.interrupted:
             return (
                 "interrupted (the driver stopped before it finished); its parameters run again "
@@ -636,7 +640,7 @@ class _FailureWords:
                 "its driver was lost while it ran; its parameters run again when the spec is "
                 "run again"
             )
-        return f"failed: {error}"
+        return f"{state}: {error}"
 
 
 def _is_missing(value: Any) -> bool:
@@ -685,11 +689,11 @@ def _print_studies(store: Any) -> None:
             name,
             str(study["status"]),
             _cell(plan),
-            str(kinds.count("complete")),
-            str(kinds.count("pruned")),
-            str(kinds.count("failed")),
+            str(kinds.count("COMPLETE")),
+            str(kinds.count("PRUNED")),
+            str(kinds.count("FAIL")),
             str(requeued),
-            str(kinds.count("running")),
+            str(kinds.count("RUNNING")),
         )
     console.print(table)
     if any_requeued:

@@ -264,6 +264,7 @@ def test_status_and_list_say_interrupted_in_words_at_80_columns(tmp_path: Path) 
     assert all(len(line) <= 80 for line in shown.output.splitlines()), shown.output
     state = next(line for line in shown.output.splitlines() if line.split()[:1] == ["2"])
     assert state.split()[1] == "interrupted", shown.output
+    assert "COMPLETE" in shown.output
     assert "<NA>" not in shown.output and "nan" not in shown.output
     flat = " ".join(shown.output.split())
     assert "its parameters run again when the spec is run again" in flat
