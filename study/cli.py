@@ -254,6 +254,9 @@ def train(
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        # Off a terminal the bar would print its last frame at exit, above an error line
+        # too; a plain line per epoch instead.
+        disable=not console.is_terminal,
     ) as progress:
         task_id = progress.add_task("training", total=config.epochs)
 
@@ -264,6 +267,12 @@ def train(
                 completed=result.epoch,
                 description=f"valid {result.metric} {result.valid_metric:.4f}",
             )
+            if progress.disable:
+                console.print(
+                    f"epoch {result.epoch}/{config.epochs}: valid {result.metric} "
+                    f"{result.valid_metric:.4f}",
+                    highlight=False,
+                )
 
         result = run_training(config, report=report, checkpoint_dir=checkpoint_dir)
 

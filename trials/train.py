@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trials.config import TrialConfig
+from trials.config import ConfigError, TrialConfig
 from trials.models import LanguageModel, SequenceClassifier, build_model, detach_state
 from trials.tasks import MetricName, TaskData, load_task, metric_from_loss
 
@@ -119,7 +119,8 @@ def _batchify(tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Cut a token stream into ``batch_size`` parallel streams: (steps, batch)."""
     steps = tokens.numel() // batch_size
     if steps < 2:
-        raise ValueError(
+        # A config the data cannot serve: a user error (ConfigError is also a ValueError).
+        raise ConfigError(
             f"{tokens.numel()} tokens are too few for batch size {batch_size}; "
             "lower the batch size or use more data"
         )

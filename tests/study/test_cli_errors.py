@@ -433,3 +433,13 @@ def test_pyproject_license_installs_without_a_deprecation_banner() -> None:
         warnings.simplefilter("always")
         apply_configuration(Distribution(), pyproject)  # what every install runs
     assert [str(w.message) for w in caught] == []
+
+
+def test_train_with_a_batch_larger_than_its_data_exits_2(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        {"task": "ptb-char", "train_tokens": 2000, "batch_size": 4000, "hidden_size": 8},
+        "config.yaml",
+    )
+    result = _run(tmp_path, "train", str(config))
+    _assert_one_line_error(result, "too few for batch size 4000")
