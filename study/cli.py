@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from study.errors import PathError, UserError
+from study.errors import OptionError, PathError, UserError
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Tune warns whenever a driver-loop step takes over 0.5 s ("may be a performance bottleneck"):
@@ -779,7 +779,7 @@ def _check_port_free(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
-        raise PathError(f"--host {host!r}: cannot resolve ({error.strerror})") from None
+        raise OptionError(f"--host {host!r}: cannot resolve ({error.strerror})") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         # SO_REUSEADDR as the server sets it: a port in TIME_WAIT is free, one listened on is not.
@@ -788,7 +788,7 @@ def _check_port_free(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as error:
             reason = "in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
-            raise PathError(
+            raise OptionError(
                 f"port {port} on {host} is {reason}: choose another with --port "
                 f"(e.g. --port {port + 1 if port < 65535 else 8080})"
             ) from None

@@ -12,7 +12,8 @@ error                        raised by                   also a
 ``StoreError``               study.store                 ``RuntimeError``
 ``StudyRunError``            study.runner                ``RuntimeError``
 ``ExportError``              study.export                ``ValueError``
-``PathError``                study.errors (CLI paths)    ``ValueError``
+``OptionError``              study.cli (host, port)      ``ValueError``
+``PathError``                study.cli (paths)           ``OptionError``
 ===========================  ==========================  =====================
 
 The CLI turns a ``UserError`` into ``error: <message>`` and exit status 2; anything else is a
@@ -23,8 +24,13 @@ from __future__ import annotations
 
 from trials.errors import UserError, ZoneoutError
 
-__all__ = ["PathError", "UserError", "ZoneoutError"]
+__all__ = ["OptionError", "PathError", "UserError", "ZoneoutError"]
 
 
-class PathError(UserError, ValueError):
+class OptionError(UserError, ValueError):
+    """A command-line value the command cannot use (a host that does not resolve, a busy
+    port)."""
+
+
+class PathError(OptionError):
     """A file-system path given on the command line has the wrong kind or is not writable."""
