@@ -263,9 +263,14 @@ class StudySpec(_Strict):
                 points *= count
                 if points > MAX_GRID_POINTS:
                     # Counted, never built: Optuna's GridSampler would hold every point.
+                    values = (
+                        f"more than {MAX_GRID_POINTS:,}"
+                        if count > MAX_GRID_POINTS
+                        else f"{count:,}"
+                    )
                     raise ValueError(
                         f"search: the grid has more than {MAX_GRID_POINTS:,} points (at "
-                        f"search.{key}, {count:,} values); use a larger step or fewer values"
+                        f"search.{key}, {values} values); use a larger step or fewer values"
                     )
         from study.space import build_sampler  # the space module builds on this one
 
