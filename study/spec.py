@@ -9,9 +9,11 @@ by its size before it is parsed, a parsed document over ``MAX_SPEC_NODES`` value
 validated, and a grid is counted (never built) against ``MAX_GRID_POINTS``.
 
 Resources and device agree: ``resources.gpu > 0`` needs ``base.device`` 'cuda' or 'auto';
-``base.device: cuda`` needs ``resources.gpu > 0``. ``device: auto`` follows the resources: Ray
-shows a trial only the GPUs it reserved, so 'auto' trains on CUDA exactly when
-``resources.gpu > 0``.
+``base.device: cuda`` needs ``resources.gpu > 0``. ``device: auto`` follows the resources: it
+becomes 'cuda' when trials reserve a GPU and 'cpu' when they do not, in the validated spec, so
+every trial config (and every export) names the device it ran on. (Left to torch, 'auto' would
+see every GPU of the node: Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for a trial that reserved
+none, so such a trial would compute on a GPU that others have reserved.)
 """
 
 from __future__ import annotations
@@ -280,14 +282,18 @@ class StudySpec(_Strict):
             raise ValueError(f"sampler.options: {error}") from None
         if self.resources.gpu == 0 and self.base.device == "cuda":
             raise ValueError(
-                "base.device is 'cuda' but resources.gpu is 0: Ray hides the GPUs from a trial "
-                "that reserved none; set resources.gpu (e.g. 1) or base.device 'auto'"
+                "base.device is 'cuda' but resources.gpu is 0: each trial would compute on a "
+                "GPU Ray did not reserve for it (or find none on a CPU node); set resources.gpu "
+                "(e.g. 1) or base.device 'auto'"
             )
         if self.resources.gpu > 0 and self.base.device == "cpu":
             raise ValueError(
                 f"resources.gpu is {self.resources.gpu:g} per trial but base.device is 'cpu' "
                 "(the default): set base.device to 'cuda' or 'auto', or resources.gpu to 0"
             )
+        if self.base.device == "auto":
+            device = "cuda" if self.resources.gpu > 0 else "cpu"
+            self.base = self.base.model_copy(update={"device": device})
         return self
 
     @property

@@ -393,9 +393,9 @@ def test_resources_and_device_must_agree(
 def test_device_auto_follows_the_resources() -> None:
     from study.spec import validate_spec
 
-    for gpu in (0, 1):
+    for gpu, device in ((0, "cpu"), (0.5, "cuda"), (1, "cuda")):
         spec = {**GOOD, "base": {**GOOD["base"], "device": "auto"}, "resources": {"gpu": gpu}}
-        assert validate_spec(spec).base.device == "auto"
+        assert validate_spec(spec).base.device == device
 
 
 @pytest.mark.parametrize(
