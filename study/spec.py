@@ -325,10 +325,11 @@ def _corner_values(param: FloatParam | IntParam | CategoricalParam) -> list[Any]
 def _format(error: ValidationError, source: str) -> str:
     parts = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
+        loc = _user_location(item["loc"])
+        location = ".".join(str(part) for part in loc)
         if item["type"] == "extra_forbidden":
-            key = str(item["loc"][-1])
-            parent = item["loc"][:-1]
+            key = str(loc[-1])
+            parent = loc[:-1]
             known = _known_keys(parent)
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -339,6 +340,14 @@ def _format(error: ValidationError, source: str) -> str:
             message = item["msg"].removeprefix("Value error, ")
             parts.append(f"{location}: {message}" if location else message)
     return f"{source}: " + "; ".join(parts)
+
+
+def _user_location(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The location as the user wrote it: pydantic puts the chosen parameter type in it
+    (search.zoneout_cell.float.low), which is no key of the spec."""
+    if len(loc) > 2 and loc[0] == "search" and loc[2] in ("float", "int", "categorical"):
+        return (*loc[:2], *loc[3:])
+    return tuple(loc)
 
 
 def _known_keys(parent: tuple[Any, ...]) -> list[str]:
