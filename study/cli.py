@@ -495,10 +495,14 @@ def _check_backend(url: str) -> None:
         )
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def _check_run_storage(url: str) -> None:
-    """What `run` can tell about its database before Ray starts: a URL of a supported backend
-    and, for SQLite, a file (made if missing) in a writable directory."""
-    from study.store import StoreError, mask_url, normalize_url
+    """What `run` (and `db upgrade`) can tell about the database before Ray starts: a URL of a
+    supported backend; for SQLite a database file, or none yet, in a writable directory; for
+    PostgreSQL a server that answers (connecting writes nothing)."""
+    from study.store import StoreError, create_engine_for, mask_url, normalize_url
 
     url = normalize_url(url)  # refuses a malformed URL, naming it without its password
     _check_backend(url)
@@ -518,6 +522,12 @@ def _check_run_storage(url: str) -> None:
             )
         if not os.access(parent, os.W_OK | os.X_OK):
             raise StoreError(f"--storage {mask_url(url)}: directory {parent} is not writable")
+        if sqlite_file.is_file() and sqlite_file.stat().st_size > 0:
+            with sqlite_file.open("rb") as handle:
+                if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                    raise StoreError(f"--storage {mask_url(url)}: {sqlite_file} is not SQLite")
+    else:
+        create_engine_for(url).dispose()  # an unreachable server: StoreError, masked URL
 
 
 def _check_data(config: Any) -> None:

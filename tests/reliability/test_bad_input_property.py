@@ -396,3 +396,40 @@ def test_generated_bad_urls_are_refused(store_dir: Path, reliability_record: Any
         list(classes),
         examples,
     )
+
+
+_RUN_URL_CASES: dict[str, st.SearchStrategy[str]] = {
+    "garbage": _URL_CASES["garbage"],
+    "unsupported backend": _URL_CASES["unsupported backend"],
+    "in-memory SQLite": _URL_CASES["in-memory SQLite"],
+    "SQLite path is a directory": _URL_CASES["SQLite path is a directory"],
+    "not a SQLite file": _URL_CASES["not a SQLite file"],
+    "SQLite file in a missing directory": _file_name.map(lambda n: f"sqlite:///no-{n}/s.db"),
+    "unreachable PostgreSQL": _URL_CASES["unreachable PostgreSQL"],
+}
+
+
+@pytest.mark.slow
+def test_generated_bad_urls_for_run_are_refused_before_ray(
+    store_dir: Path, reliability_record: Any
+) -> None:
+    """`run` may create its database, so its bad URLs are another set; each is refused before
+    Ray starts (``run_study`` is the stub that raises)."""
+
+    def check(_: str, url: str) -> None:
+        with _workdir() as workdir:
+            (workdir / "a-file").write_text("not a database", encoding="utf-8")
+            (workdir / "a-dir").mkdir()
+            spec = workdir / "spec.yaml"
+            spec.write_text(_text(GOOD), encoding="utf-8")
+            output = _refused(["run", str(spec), "--storage", url], store_dir, workdir)
+            assert "pw-" not in output
+
+    examples = _each_class(_RUN_URL_CASES, check)
+    _record(
+        reliability_record,
+        "database URLs for run",
+        "`zoneout-study run SPEC --storage URL`, refused before Ray starts",
+        list(_RUN_URL_CASES),
+        examples,
+    )
