@@ -128,7 +128,7 @@ MAX_CONFIG_BYTES = 256 * 1024  # a trial config is a few hundred bytes
 def _check_input_file(path: Path, what: str, max_bytes: int) -> None:
     """An existing regular file no larger than ``max_bytes``, refused by size before parsing."""
     try:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise PathError(f"{path}: no such file")
         if path.is_dir():
             raise PathError(f"{path}: is a directory; expected a {what} (a YAML file)")
@@ -163,8 +163,22 @@ def _check_writable_ancestor(path: Path, option: str, existing: Path) -> None:
         raise PathError(f"{option} {path}: {existing} is not writable")
 
 
+@contextlib.contextmanager
+def _path_errors(path: Path, option: str) -> Iterator[None]:
+    """An OSError while looking at a path (a name too long, a loop of links) is bad input."""
+    try:
+        yield
+    except OSError as error:
+        raise PathError(f"{option} {path}: {error.strerror or error}") from None
+
+
 def check_output_dir(path: Path, option: str) -> None:
     """``path`` is a writable directory or can be made one; nothing is created here."""
+    with _path_errors(path, option):
+        _check_output_dir(path, option)
+
+
+def _check_output_dir(path: Path, option: str) -> None:
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise PathError(f"{option} {path}: exists and is not a directory")
@@ -176,6 +190,11 @@ def check_output_dir(path: Path, option: str) -> None:
 
 def check_output_file(path: Path, option: str) -> None:
     """``path`` is a writable file (new or existing) in a directory that exists or can be made."""
+    with _path_errors(path, option):
+        _check_output_file(path, option)
+
+
+def _check_output_file(path: Path, option: str) -> None:
     if path.is_dir():
         raise PathError(f"{option} {path}: is a directory; give a file name (e.g. trials.csv)")
     if path.exists():
@@ -183,8 +202,6 @@ def check_output_file(path: Path, option: str) -> None:
             raise PathError(f"{option} {path}: is not writable")
         return
     _, existing = _first_missing(path.parent)
-    if existing == path.absolute():
-        return
     _check_writable_ancestor(path, option, existing)
 
 

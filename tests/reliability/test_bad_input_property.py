@@ -310,6 +310,8 @@ _PATH_LIST = [
     ("run: a directory as spec", ["run", "{dir}"]),
     ("run --report-dir: a file", ["run", "{spec}", "--report-dir", "{file}"]),
     ("export: unknown study", ["export", "{name}", "--out", "{dir}/{name}"]),
+    ("export --out: a name too long", ["export", "known", "--out", "{dir}/{long}"]),
+    ("status --csv: a name too long", ["status", "known", "--csv", "{dir}/{long}.csv"]),
 ]
 
 
@@ -330,6 +332,7 @@ def test_generated_bad_paths_are_refused(store_dir: Path, reliability_record: An
                 "config": str(workdir / "config.yaml"),
                 "spec": str(workdir / "spec.yaml"),
                 "name": "zz" + name,  # never 'known'
+                "long": (name * 300)[:300],  # past NAME_MAX (255 on Linux)
             }
             args = [part.format(**fill) for part in templates[label]]
             if args[0] in ("export", "report", "status"):
