@@ -345,7 +345,14 @@ def _sqlite_file(url: str) -> Path | str | None:
         return ""
     if database.startswith("file:"):  # a URI filename (uri=true): strip scheme and query
         database = database[len("file:") :].split("?", 1)[0]
-    return Path(database)
+    path = Path(database)
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass  # read-only commands say "no such database"; `run` creates it
+    except OSError as error:  # a name too long, a file where a directory should be, ...
+        raise StoreError(f"--storage {mask_url(url)}: {error.strerror or error}") from None
+    return path
 
 
 def _open_store(storage: str | None) -> Any:

@@ -363,6 +363,9 @@ _URL_CASES: dict[str, st.SearchStrategy[str]] = {
     "SQLite path is a directory": st.just("sqlite:///a-dir"),
     "in-memory SQLite": st.sampled_from(["sqlite://", "sqlite:///:memory:"]),
     "not a SQLite file": st.just("sqlite:///a-file"),
+    "SQLite path unusable": _file_name.map(
+        lambda n: f"sqlite:///{(n * 300)[:300]}.db" if len(n) % 2 else f"sqlite:///a-file/{n}.db"
+    ),
     "unreachable PostgreSQL": _file_name.map(
         lambda n: f"postgresql+psycopg://u:pw-{n}@127.0.0.1:1/{n}"
     ),
@@ -408,6 +411,7 @@ _RUN_URL_CASES: dict[str, st.SearchStrategy[str]] = {
     "SQLite path is a directory": _URL_CASES["SQLite path is a directory"],
     "not a SQLite file": _URL_CASES["not a SQLite file"],
     "SQLite file in a missing directory": _file_name.map(lambda n: f"sqlite:///no-{n}/s.db"),
+    "SQLite path unusable": _URL_CASES["SQLite path unusable"],
     "unreachable PostgreSQL": _URL_CASES["unreachable PostgreSQL"],
 }
 
