@@ -443,3 +443,30 @@ def test_train_with_a_batch_larger_than_its_data_exits_2(tmp_path: Path) -> None
     )
     result = _run(tmp_path, "train", str(config))
     _assert_one_line_error(result, "too few for batch size 4000")
+
+
+def test_rays_notices_are_silenced_where_ray_logs_them() -> None:
+    """The runner quiets two Ray loggers by name: the token-authentication notice of a local Ray
+    it starts, and Tune's Tuner.restore() advice on Ctrl-C. Both names must be the loggers Ray
+    actually uses, or the notices come back unnoticed after a Ray upgrade."""
+    import logging
+
+    import ray.tune.tune as tune_module
+    from ray._private.authentication import authentication_token_setup as auth
+
+    from study import runner
+
+    assert auth.logger.name == runner._RAY_AUTH_LOGGER
+    assert tune_module.logger.name == "ray.tune.tune"
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    auth.logger.addHandler(handler)  # Ray's loggers do not propagate to pytest's root handler
+    try:
+        with runner._quiet_logger(runner._RAY_AUTH_LOGGER, logging.ERROR):
+            auth._warn_token_auth_enabled()
+        assert records == []
+        auth._warn_token_auth_enabled()  # outside the block the logger is as it was
+        assert ["Token authentication" in r.getMessage() for r in records] == [True]
+    finally:
+        auth.logger.removeHandler(handler)
