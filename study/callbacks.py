@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from study.resume import checkpoint_location
 from study.searcher import STUDY_KEY, OptunaSearcher
 from study.store import Store, mask_url
 
@@ -84,7 +85,7 @@ class StoreCallback(Callback):
         slot = self._slot(trial)
         if slot is None:
             return
-        number, _seed_index = slot
+        number, seed_index = slot
         self._started.setdefault(number, time.time())
         configuration = self._searcher.configuration(number)
         self._timed(
@@ -98,6 +99,18 @@ class StoreCallback(Callback):
             config=trial.config.get("trial"),
             started_at=datetime.fromtimestamp(self._started[number], tz=timezone.utc),
         )
+        run = configuration.runs[seed_index]
+        if configuration.replaces is not None and run.carried_epochs:
+            # The replacement continues the retired trial's checkpoint: its stored curve starts
+            # with the epochs that trial ran (copied, not re-run).
+            self._timed(
+                self._store.carry_epochs,
+                self._study,
+                from_number=configuration.replaces,
+                to_number=number,
+                seed=run.seed,
+                through_epoch=run.carried_epochs,
+            )
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -133,7 +146,7 @@ class StoreCallback(Callback):
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
         # Before the searcher tells Optuna, so the trial's user_attrs name its checkpoint.
-        self._searcher.record_location(trial.trial_id, checkpoint=getattr(checkpoint, "path", None))
+        self._searcher.record_checkpoint(trial.trial_id, checkpoint_location(checkpoint))
 
     def _finish(self, trial: Any) -> None:
         slot = self._slot(trial)
@@ -148,13 +161,13 @@ class StoreCallback(Callback):
             self._store.upsert_trial,
             self._study,
             number,
-            state=outcome["state"],
-            final_value=_finite(outcome["value"]),
-            best_value=_finite(outcome["best_value"]),
-            epochs=outcome["epochs"],
-            error=outcome["error"],
-            node=",".join(outcome["nodes"]) or None,
-            checkpoint=",".join(c for c in outcome["checkpoints"] if c) or None,
+            state=outcome.state,
+            final_value=_finite(outcome.value),
+            best_value=_finite(outcome.best_value),
+            epochs=outcome.epochs,
+            error=outcome.error,
+            node=",".join(outcome.nodes) or None,
+            checkpoint=",".join(c for c in outcome.checkpoints if c) or None,
             wall_seconds=(time.time() - started) if started else None,
             finished_at=datetime.now(timezone.utc),
         )
@@ -176,18 +189,15 @@ class ProgressCallback(Callback):
         *,
         metric: str,
         console: Console | None = None,
-        heartbeat: Any = None,
     ) -> None:
         self._searcher = searcher
         self._metric = metric
         self._console = console or Console()
         self._live: Live | None = None
-        self._heartbeat = heartbeat
-        self._last_beat = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_console=None, _live=None, _heartbeat=None)
+        state.update(_console=None, _live=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -215,10 +225,6 @@ class ProgressCallback(Callback):
             self._live.start()
 
     def _refresh(self) -> None:
-        now = time.monotonic()
-        if self._heartbeat is not None and now - self._last_beat > 10:
-            self._last_beat = now
-            self._heartbeat()
         if self._live is not None:
             self._live.update(self._table())
 

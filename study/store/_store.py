@@ -438,6 +438,42 @@ class Store:
 
         return self._write(_run)
 
+    def carry_epochs(
+        self, study: str, *, from_number: int, to_number: int, seed: int, through_epoch: int
+    ) -> int:
+        """Copy trial ``from_number``'s epochs 1..``through_epoch`` of ``seed`` to trial
+        ``to_number`` (a replacement that continues its checkpoint), keeping their metrics and
+        ``recorded_at``; rows the target already has are left alone. Returns rows copied."""
+
+        def _run(conn: sa.Connection) -> int:
+            source = self._trial_id(conn, study, int(from_number))
+            target = self._trial_id(conn, study, int(to_number))
+            rows = conn.execute(
+                sa.select(
+                    EpochRow.epoch,
+                    *(getattr(EpochRow, m) for m in _EPOCH_METRICS),
+                    EpochRow.recorded_at,
+                ).where(
+                    EpochRow.trial_id == source,
+                    EpochRow.seed == int(seed),
+                    EpochRow.epoch <= int(through_epoch),
+                )
+            ).all()
+            copied = 0
+            for row in rows:
+                ins = self._insert(EpochRow).values(
+                    trial_id=target, seed=int(seed), **row._asdict()
+                )
+                done = conn.execute(
+                    ins.on_conflict_do_nothing(
+                        index_elements=["trial_id", "seed", "epoch"]
+                    ).returning(EpochRow.id)
+                ).first()
+                copied += done is not None
+            return copied
+
+        return self._write(_run)
+
     # ------------------------------------------------------------ reads
     def study_spec(self, study: str) -> dict[str, Any]:
         """The (scrubbed) spec snapshot stored by the last :meth:`register_study`."""

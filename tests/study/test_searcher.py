@@ -16,8 +16,9 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from study.reaper import DRIVER_LOST, reap_lost_trials
-from study.runner import open_optuna_study
-from study.searcher import FAIL_REASON_ATTR, OptunaSearcher, counted_trials
+from study import keys
+from study.optuna_study import counted_trials, open_study, study_id
+from study.searcher import OptunaSearcher
 from study.space import build_sampler
 from study.spec import validate_spec
 
@@ -52,7 +53,7 @@ def _report(searcher: OptunaSearcher, trial_id: str, values: list[float]) -> dic
 
 def test_full_budget_is_complete_scheduler_stop_is_pruned_error_is_fail(sqlite_url: str) -> None:
     spec = _spec()
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
 
     configs = [searcher.suggest(f"ray-{index}") for index in range(3)]
@@ -84,14 +85,14 @@ def test_full_budget_is_complete_scheduler_stop_is_pruned_error_is_fail(sqlite_u
     assert trials[1].state == TrialState.PRUNED
     assert trials[1].intermediate_values == {1: 0.95, 2: 0.9}
     assert trials[2].state == TrialState.FAIL
-    assert trials[2].user_attrs[FAIL_REASON_ATTR] == "TrialDiverged: training loss became nan"
+    assert trials[2].user_attrs[keys.FAIL_REASON] == "TrialDiverged: training loss became nan"
     assert searcher.counts() == {"RUNNING": 0, "COMPLETE": 1, "PRUNED": 1, "FAIL": 1}
     assert searcher.best_value() == pytest.approx(0.5)
 
 
 def test_repeats_report_the_mean_and_keep_per_seed_values(sqlite_url: str) -> None:
     spec = _spec(repeats=3, n_trials=1)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
     configs = [searcher.suggest(f"ray-{index}") for index in range(3)]
     assert searcher.suggest("ray-x") is Searcher.FINISHED
@@ -112,7 +113,7 @@ def test_repeats_report_the_mean_and_keep_per_seed_values(sqlite_url: str) -> No
 
 def test_one_pruned_seed_prunes_the_configuration(sqlite_url: str) -> None:
     spec = _spec(repeats=2, n_trials=1)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
     searcher.suggest("a")
     searcher.suggest("b")
@@ -124,7 +125,7 @@ def test_one_pruned_seed_prunes_the_configuration(sqlite_url: str) -> None:
 
 def test_finalize_fails_open_trials_and_requeues_their_parameters(sqlite_url: str) -> None:
     spec = _spec(n_trials=2)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
     first = searcher.suggest("a")
     searcher.suggest("b")
@@ -146,7 +147,7 @@ def test_finalize_fails_open_trials_and_requeues_their_parameters(sqlite_url: st
 
 def test_reaper_fails_trials_of_a_dead_driver_and_spares_live_ones(sqlite_url: str) -> None:
     spec = _spec(n_trials=3)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     import os
     import socket
 
@@ -158,7 +159,7 @@ def test_reaper_fails_trials_of_a_dead_driver_and_spares_live_ones(sqlite_url: s
     assert reaped == [0]
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL
-    assert trials[0].user_attrs[FAIL_REASON_ATTR] == DRIVER_LOST
+    assert trials[0].user_attrs[keys.FAIL_REASON] == DRIVER_LOST
     assert trials[1].state == TrialState.RUNNING
     assert trials[2].state == TrialState.WAITING
     assert trials[2].system_attrs["fixed_params"] == trials[0].params
@@ -167,7 +168,7 @@ def test_reaper_fails_trials_of_a_dead_driver_and_spares_live_ones(sqlite_url: s
 
 def test_two_searchers_share_the_budget(sqlite_url: str) -> None:
     spec = _spec(n_trials=3)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     first = OptunaSearcher(study, spec, driver_id="h:1:1")
     second = OptunaSearcher(study, spec, driver_id="h:2:2")
     handed = 0
@@ -182,7 +183,7 @@ def test_two_searchers_share_the_budget(sqlite_url: str) -> None:
 
 def test_searcher_state_round_trips(tmp_path: Path, sqlite_url: str) -> None:
     spec = _spec()
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="h:1:1")
     searcher.suggest("a")
     path = tmp_path / "searcher.pkl"
@@ -194,15 +195,15 @@ def test_searcher_state_round_trips(tmp_path: Path, sqlite_url: str) -> None:
 
 def test_optuna_study_on_the_url_is_shared(sqlite_url: str) -> None:
     spec = _spec()
-    first = open_optuna_study(sqlite_url, spec.name)
-    second = open_optuna_study(sqlite_url, spec.name)
-    assert first._study_id == second._study_id
+    first = open_study(sqlite_url, spec.name)
+    second = open_study(sqlite_url, spec.name)
+    assert study_id(first) == study_id(second)
     assert optuna.get_all_study_names(sqlite_url) == [spec.name]
 
 
 def test_reaper_spares_a_trial_another_driver_asked_for_a_moment_ago(sqlite_url: str) -> None:
     spec = _spec()
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     study.ask()  # asked, not yet stamped with its driver's id
     assert reap_lost_trials(study, current_driver="me:1:1") == []
     assert study.get_trials()[0].state == TrialState.RUNNING
