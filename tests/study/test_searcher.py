@@ -15,9 +15,9 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from study.reaper import DRIVER_LOST, reap_lost_trials
 from study import keys
 from study.optuna_study import counted_trials, open_study, study_id
+from study.reaper import DRIVER_LOST, reap_lost_trials
 from study.searcher import OptunaSearcher
 from study.space import build_sampler
 from study.spec import validate_spec
