@@ -54,6 +54,7 @@ class StoreCallback(Callback):
         self._searcher = searcher
         self._study = study_name
         self._started: dict[int, float] = {}
+        self._carried: set[int] = set()
         self.epochs_written = 0
         self.write_seconds = 0.0
 
@@ -85,7 +86,7 @@ class StoreCallback(Callback):
         slot = self._slot(trial)
         if slot is None:
             return
-        number, seed_index = slot
+        number, _seed_index = slot
         self._started.setdefault(number, time.time())
         configuration = self._searcher.configuration(number)
         self._timed(
@@ -99,18 +100,21 @@ class StoreCallback(Callback):
             config=trial.config.get("trial"),
             started_at=datetime.fromtimestamp(self._started[number], tz=timezone.utc),
         )
-        run = configuration.runs[seed_index]
-        if configuration.replaces is not None and run.carried_epochs:
-            # The replacement continues the retired trial's checkpoint: its stored curve starts
-            # with the epochs that trial ran (copied, not re-run).
-            self._timed(
-                self._store.carry_epochs,
-                self._study,
-                from_number=configuration.replaces,
-                to_number=number,
-                seed=run.seed,
-                through_epoch=run.carried_epochs,
-            )
+        if configuration.replaces is not None and number not in self._carried:
+            self._carried.add(number)
+            # The replacement continues the retired trial's checkpoints: each seed's stored
+            # curve starts with the epochs that trial ran (copied, not re-run). A seed that had
+            # finished before the cut runs no Ray trial, so all seeds are copied at once.
+            for run in configuration.runs:
+                if run.carried_epochs:
+                    self._timed(
+                        self._store.carry_epochs,
+                        self._study,
+                        from_number=configuration.replaces,
+                        to_number=number,
+                        seed=run.seed,
+                        through_epoch=run.carried_epochs,
+                    )
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from study.space import build_sampler
 from trials.config import ConfigError, TrialConfig, read_yaml
 from trials.tasks import metric_for_task
 
@@ -194,8 +195,6 @@ class StudySpec(_Strict):
                         f"sampler 'grid' needs a finite grid: give search.{key} a 'step' "
                         "(float/int without log) or make it categorical"
                     )
-        from study.space import build_sampler  # the space module builds on this one
-
         try:
             build_sampler(self)
         except (TypeError, ValueError) as error:

@@ -69,21 +69,23 @@ def _spec(tmp_path: Path, name: str, repeats: int) -> Path:
     return write_spec(data, tmp_path)
 
 
-def _trials(url: str, name: str) -> list[FrozenTrial]:
+def _trials(storage: str | optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
     try:
-        return optuna.load_study(study_name=name, storage=url).get_trials()
+        return optuna.load_study(study_name=name, storage=storage).get_trials()
     except KeyError:  # the driver has not created the study yet
         return []
 
 
 def _cut_point(trials: list[FrozenTrial], repeats: int) -> bool:
-    """A trial is running with a checkpoint recorded for every seed, and its budget not used."""
+    """A trial is running with a checkpoint recorded for every seed, and at least one seed has
+    two epochs to go (seeds need not keep pace on a busy machine)."""
     for trial in trials:
         points = trial.user_attrs.get(keys.RESUME_POINTS) or []
         if (
             trial.state == TrialState.RUNNING
             and len(points) == repeats
-            and all(point and 1 <= point["epoch"] < EPOCHS for point in points)
+            and all(points)
+            and min(point["epoch"] for point in points) <= EPOCHS - 2
         ):
             return True
     return False
@@ -108,10 +110,12 @@ def _cut_driver(
     )
     try:
         deadline = time.monotonic() + 300
-        while not _cut_point(_trials(url, name), repeats):
+        storage = optuna.storages.RDBStorage(url)  # one connection pool for the polling
+        while not _cut_point(_trials(storage, name), repeats):
             assert driver.poll() is None, "the driver finished before it could be cut off"
             assert time.monotonic() < deadline, "no checkpoint was recorded in time"
             time.sleep(0.2)
+        storage.engine.dispose()
         # Like a terminal's Ctrl-C, the signal goes to the whole process group.
         os.killpg(driver.pid, how)
         if how == signal.SIGINT:
@@ -193,7 +197,7 @@ def test_cut_off_trial_continues_from_its_checkpoint(
         assert lost.user_attrs[keys.FAIL_REASON] == DRIVER_LOST
     points = lost.user_attrs[keys.RESUME_POINTS]
     cut_epochs = [point["epoch"] for point in points]
-    assert all(1 <= epoch < EPOCHS for epoch in cut_epochs)
+    assert all(1 <= epoch <= EPOCHS for epoch in cut_epochs) and min(cut_epochs) < EPOCHS
 
     (replacement,) = [
         t for t in trials.values() if t.user_attrs.get(keys.REQUEUED_FROM) == lost.number

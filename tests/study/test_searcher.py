@@ -222,3 +222,97 @@ def test_a_joining_driver_gets_its_own_sampler_seed() -> None:
         draws.append([study.ask(space).params["x"] for _ in range(3)])
     assert draws[0] == draws[2]  # the spec's seed reproduces
     assert draws[0] != draws[1]
+
+
+# --------------------------------------------------------------------- resume points
+def _checkpoint(directory: Path) -> str:
+    """A checkpoint directory as the trainable leaves it (a torch archive checkpoint.pt)."""
+    import torch
+
+    directory.mkdir(parents=True)
+    torch.save({"epoch": 0}, directory / "checkpoint.pt")
+    return str(directory)
+
+
+def _cut_off_two_seeds(tmp_path: Path, sqlite_url: str) -> tuple[optuna.Study, Any, list[str]]:
+    """One configuration, two seeds: seed 0 checkpointed after epoch 2, seed 1 after epoch 1;
+    then the run is interrupted."""
+    spec = _spec(repeats=2, n_trials=1)
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
+    searcher.suggest("a")
+    searcher.suggest("b")
+    locations = [_checkpoint(tmp_path / "a2"), _checkpoint(tmp_path / "b1")]
+    _report(searcher, "a", [0.9, 0.8])
+    searcher.record_checkpoint("a", locations[0])
+    _report(searcher, "b", [0.7])
+    searcher.record_checkpoint("b", locations[1])
+    # Written after each checkpoint: what a replacement needs survives a killed driver.
+    (trial,) = study.get_trials()
+    assert [p["epoch"] for p in trial.user_attrs[keys.RESUME_POINTS]] == [2, 1]
+    assert searcher.finalize("interrupted") == [0]
+    return study, spec, locations
+
+
+def test_replacement_continues_each_seed_from_its_checkpoint(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    study, spec, locations = _cut_off_two_seeds(tmp_path, sqlite_url)
+    again = OptunaSearcher(study, spec, driver_id="test:2:2")
+    configs = [again.suggest("c"), again.suggest("d")]
+    assert [c["resume_from"] for c in configs] == locations  # type: ignore[index]
+    assert again.suggest("e") is Searcher.FINISHED
+    replacement = study.get_trials()[1]
+    assert replacement.user_attrs[keys.RESUMED_FROM] == {"trial": 0, "epochs": [2, 1]}
+    assert replacement.user_attrs[keys.RESUME_SKIPPED] == [None, None]
+    # The curve continues: epoch 1 (both seeds had it) is reported before any new result.
+    assert replacement.intermediate_values == {1: pytest.approx((0.9 + 0.7) / 2)}
+    # Seed 0 continues at epoch 3, seed 1 at epoch 2; seed 0's epoch 2 is carried.
+    for epoch, value in ((3, 0.6), (4, 0.5)):
+        again.on_trial_result("c", {"epoch": epoch, "valid_metric": value})
+    for epoch, value in ((2, 0.65), (3, 0.6), (4, 0.55)):
+        again.on_trial_result("d", {"epoch": epoch, "valid_metric": value})
+    again.on_trial_complete("c")
+    again.on_trial_complete("d")
+    replacement = study.get_trials()[1]
+    assert replacement.state == TrialState.COMPLETE
+    assert replacement.intermediate_values[2] == pytest.approx((0.8 + 0.65) / 2)
+    assert sorted(replacement.intermediate_values) == [1, 2, 3, 4]
+    assert replacement.value == pytest.approx((0.5 + 0.55) / 2)
+
+
+def test_missing_or_unreadable_checkpoint_starts_that_seed_fresh_with_the_reason(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    study, spec, locations = _cut_off_two_seeds(tmp_path, sqlite_url)
+    import shutil
+
+    shutil.rmtree(locations[0])
+    (Path(locations[1]) / "checkpoint.pt").write_bytes(b"half a checkpoint")
+    again = OptunaSearcher(study, spec, driver_id="test:2:2")
+    configs = [again.suggest("c"), again.suggest("d")]
+    assert all("resume_from" not in c for c in configs)  # type: ignore[operator]
+    replacement = study.get_trials()[1]
+    assert replacement.user_attrs[keys.RESUMED_FROM] == {"trial": 0, "epochs": [0, 0]}
+    skipped = replacement.user_attrs[keys.RESUME_SKIPPED]
+    assert "missing" in skipped[0] and "unreadable" in skipped[1]
+    assert replacement.intermediate_values == {}
+
+
+def test_reaped_trial_hands_its_resume_points_to_the_replacement(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    import socket
+
+    spec = _spec(n_trials=1)
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
+    dead = OptunaSearcher(study, spec, driver_id=f"{socket.gethostname()}:999999999:1")
+    dead.suggest("a")
+    _report(dead, "a", [0.9])
+    location = _checkpoint(tmp_path / "a1")
+    dead.record_checkpoint("a", location)
+    assert reap_lost_trials(study, current_driver="me:1:1") == [0]
+    again = OptunaSearcher(study, spec, driver_id="me:1:1")
+    config = again.suggest("b")
+    assert config is not None and config["resume_from"] == location
+    assert study.get_trials()[1].intermediate_values == {1: pytest.approx(0.9)}
