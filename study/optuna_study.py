@@ -18,7 +18,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from study import keys
-from study.store import normalize_url, retry_connect
+from study.store import normalize_url, retry_call, retry_connect
 
 __all__ = [
     "FINISHED_STATES",
@@ -61,20 +61,18 @@ def db_call(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """
     import sqlalchemy.exc
 
-    deadline = time.monotonic() + _RETRY_SECONDS
-    delay = 0.5
-    while True:
-        try:
-            return call(*args, **kwargs)
-        except (
-            sqlalchemy.exc.OperationalError,
-            sqlalchemy.exc.InterfaceError,
-            optuna.exceptions.StorageInternalError,
-        ):
-            if time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    lost = (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        optuna.exceptions.StorageInternalError,
+    )
+    return retry_call(
+        lambda: call(*args, **kwargs),
+        retry_if=lambda error: isinstance(error, lost),
+        seconds=_RETRY_SECONDS,
+        first_delay=0.5,
+        max_delay=5.0,
+    )
 
 
 # --------------------------------------------------------------------- opening
@@ -90,14 +88,14 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": 30}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    for attempt in range(5):
-        try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-            break
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == 4:
-                raise
-            time.sleep(0.5 * (attempt + 1))
+    storage = retry_call(
+        lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs),
+        retry_if=lambda error: isinstance(
+            error, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
+        ),
+        attempts=5,
+        first_delay=0.5,
+    )
     # The database answered just now: from here on a restart (pool_pre_ping finds the dead
     # connection, the server is not back yet) is waited out instead of failing the study.
     retry_connect(storage.engine)

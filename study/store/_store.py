@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ._engine import create_engine_for, normalize_url, run_with_retry
 from ._errors import StoreError
 from ._migrate import upgrade_engine
-from ._models import EpochRow, StudyRow, TrialRow, utcnow
+from ._models import EpochRow, StudyRow, TrialRow, UTCDateTime, utcnow
 from ._secrets import mask_url, scrub_secrets, to_json_safe
 
 __all__ = ["DIRECTIONS", "STUDY_STATUSES", "TRIAL_FIELDS", "TRIAL_STATES", "Store"]
@@ -26,47 +26,40 @@ STUDY_STATUSES = ("running", "finished", "interrupted", "failed")
 FINAL_STUDY_STATUSES = ("finished", "interrupted", "failed")
 TRIAL_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL")
 
-_STR_FIELDS = ("ray_trial_id", "node", "error", "checkpoint")
-_INT_FIELDS = ("seed", "epochs")
-_FLOAT_FIELDS = ("best_value", "final_value", "wall_seconds")
-_TIME_FIELDS = ("started_at", "finished_at")
-_JSON_FIELDS = ("params", "config")
-TRIAL_FIELDS = (
-    "ray_trial_id",
-    "params",
-    "seed",
-    "state",
-    "best_value",
-    "final_value",
-    "epochs",
-    "wall_seconds",
-    "node",
-    "error",
-    "checkpoint",
-    "config",
-    "started_at",
-    "finished_at",
+
+def _fields_of(types: tuple[type[sa.types.TypeEngine[Any]], ...]) -> tuple[str, ...]:
+    return tuple(
+        column.name
+        for column in TrialRow.__table__.columns
+        if column.name in TRIAL_FIELDS and isinstance(column.type, types)
+    )
+
+
+# The trial's columns, read from the model (the one list): everything but the keys and
+# updated_at, which the store sets itself.
+TRIAL_FIELDS = tuple(
+    column.name
+    for column in TrialRow.__table__.columns
+    if column.name not in ("id", "study_id", "number", "updated_at")
+)
+_STR_FIELDS = _fields_of((sa.String,))  # Text is a String
+_INT_FIELDS = _fields_of((sa.Integer,))  # BigInteger is an Integer
+_FLOAT_FIELDS = _fields_of((sa.Float,))
+_TIME_FIELDS = _fields_of((UTCDateTime,))
+_JSON_FIELDS = tuple(
+    name
+    for name in TRIAL_FIELDS
+    if name not in (*_STR_FIELDS, *_INT_FIELDS, *_FLOAT_FIELDS, *_TIME_FIELDS)
 )
 _EPOCH_METRICS = ("train_loss", "valid_loss", "valid_metric", "tokens_per_second", "seconds")
-
+# Frames: identity and state first, the JSON columns last.
 _TRIAL_COLUMNS = [
     "study",
     "number",
     "state",
-    "ray_trial_id",
-    "seed",
-    "best_value",
-    "final_value",
-    "epochs",
-    "wall_seconds",
-    "node",
-    "error",
-    "checkpoint",
-    "started_at",
-    "finished_at",
+    *(f for f in TRIAL_FIELDS if f != "state" and f not in _JSON_FIELDS),
     "updated_at",
-    "params",
-    "config",
+    *_JSON_FIELDS,
 ]
 _EPOCH_COLUMNS = ["study", "number", "seed", "epoch", *_EPOCH_METRICS, "recorded_at"]
 _STUDY_COLUMNS = [

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 from optuna.trial import FrozenTrial, TrialState
@@ -170,18 +171,15 @@ def test_cut_off_trial_continues_from_its_checkpoint(
     command = [*CLI, "run", str(spec_path), "--no-report"]
 
     _cut_driver(command, tmp_path, env, how, url, name, repeats)
-    cut = {t.number: t for t in _trials(url, name)}
-    # SIGKILL leaves the trial RUNNING (the next driver reaps it); Ctrl-C retires it itself.
+    # SIGKILL leaves the open trials RUNNING (the next driver reaps them); Ctrl-C retires them
+    # itself. With two seeds, a seed of the next configuration may have started already.
     open_then = [
-        t
-        for t in cut.values()
+        t.number
+        for t in _trials(url, name)
         if t.state == TrialState.RUNNING
         or (t.state == TrialState.FAIL and t.user_attrs.get(keys.REQUEUED))
     ]
-    assert len(open_then) == 1, [(t.number, t.state) for t in cut.values()]
-    lost = open_then[0]
-    if how == signal.SIGINT:
-        assert lost.user_attrs[keys.FAIL_REASON] == INTERRUPTED
+    assert open_then
 
     second_started = time.time()
     resumed = subprocess.run(
@@ -191,26 +189,6 @@ def test_cut_off_trial_continues_from_its_checkpoint(
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
 
     trials = {t.number: t for t in _trials(url, name)}
-    lost = trials[lost.number]
-    assert lost.state == TrialState.FAIL and lost.user_attrs[keys.REQUEUED]
-    if how == signal.SIGKILL:
-        assert lost.user_attrs[keys.FAIL_REASON] == DRIVER_LOST
-    points = lost.user_attrs[keys.RESUME_POINTS]
-    cut_epochs = [point["epoch"] for point in points]
-    assert all(1 <= epoch <= EPOCHS for epoch in cut_epochs) and min(cut_epochs) < EPOCHS
-
-    (replacement,) = [
-        t for t in trials.values() if t.user_attrs.get(keys.REQUEUED_FROM) == lost.number
-    ]
-    assert replacement.state == TrialState.COMPLETE
-    assert replacement.params == lost.params
-    assert replacement.user_attrs[keys.RESUMED_FROM] == {"trial": lost.number, "epochs": cut_epochs}
-    assert replacement.user_attrs[keys.RESUME_SKIPPED] == [None] * repeats
-    # Intermediate values: the cut-off trial's, then the replacement's own, one per epoch.
-    assert sorted(replacement.intermediate_values) == list(range(1, EPOCHS + 1))
-    for epoch, value in lost.intermediate_values.items():
-        assert replacement.intermediate_values[epoch] == value
-
     store = Store(url)
     try:
         epochs = store.epochs_frame(name)
@@ -218,8 +196,64 @@ def test_cut_off_trial_continues_from_its_checkpoint(
     finally:
         store.close()
     assert not epochs.duplicated(["number", "seed", "epoch"]).any()
+    reason = INTERRUPTED if how == signal.SIGINT else DRIVER_LOST
+    continued = []
+    for number in open_then:
+        lost = trials[number]
+        assert lost.state == TrialState.FAIL and lost.user_attrs[keys.REQUEUED]
+        assert lost.user_attrs[keys.FAIL_REASON] == reason
+        assert trial_rows.loc[number, "state"] == "FAIL"
+        continued.append(_check_replacement(lost, trials, epochs, trial_rows, second_started))
+    # The cut came with every seed of some trial between two checkpoints.
+    assert any(all(cut) and min(cut) < EPOCHS for cut in continued)
+
+    # n_trials respected: the retired trial does not count, every counted trial COMPLETE.
+    counted = [t for t in trials.values() if not t.user_attrs.get(keys.REQUEUED)]
+    assert len(counted) == N_TRIALS
+    assert all(t.state == TrialState.COMPLETE for t in counted)
+
+    signal_name = "SIGKILL to" if how == signal.SIGKILL else "SIGINT (Ctrl-C) to"
+    record_external(
+        request.node.nodeid,
+        f"Driver cut off ({'Ctrl-C' if how == signal.SIGINT else 'killed'}, {backend}, "
+        f"{repeats} seed{'s' if repeats > 1 else ''})",
+        f"{signal_name} the `zoneout-study run` process group once every seed of a running "
+        f"{EPOCHS}-epoch trial had a checkpoint recorded; the same command run again",
+        f"trial(s) {open_then} retired ({reason!r}) with checkpoints at epochs {continued} "
+        "(per seed; 0 = none yet); each replacement continued every seed at the epoch after its "
+        "checkpoint (earlier epochs carried, not re-run; a seed without one started fresh, "
+        "reason recorded) and ended with the validation numbers of an uninterrupted run, bit "
+        f"for bit; every epoch stored once; {N_TRIALS}/{N_TRIALS} counted trials COMPLETE "
+        f"({time.monotonic() - started:.0f} s)",
+    )
+
+
+def _check_replacement(
+    lost: FrozenTrial,
+    trials: dict[int, FrozenTrial],
+    epochs: pd.DataFrame,
+    trial_rows: pd.DataFrame,
+    second_started: float,
+) -> list[int]:
+    """The replacement of ``lost`` continued each seed from its checkpoint, exactly; returns
+    the epochs of those checkpoints (0 for a seed that had none)."""
+    seeds = lost.user_attrs[keys.SEEDS]
+    points = lost.user_attrs.get(keys.RESUME_POINTS) or [None] * len(seeds)
+    cut_epochs = [point["epoch"] if point else 0 for point in points]
+    (replacement,) = [
+        t for t in trials.values() if t.user_attrs.get(keys.REQUEUED_FROM) == lost.number
+    ]
+    assert replacement.state == TrialState.COMPLETE
     assert trial_rows.loc[replacement.number, "state"] == "COMPLETE"
-    seeds = replacement.user_attrs[keys.SEEDS]
+    assert replacement.params == lost.params
+    assert replacement.user_attrs[keys.RESUMED_FROM] == {"trial": lost.number, "epochs": cut_epochs}
+    skipped = replacement.user_attrs[keys.RESUME_SKIPPED]
+    for cut_epoch, why in zip(cut_epochs, skipped, strict=True):
+        assert (why is None) == (cut_epoch > 0), skipped
+    # Intermediate values: the cut-off trial's, then the replacement's own, one per epoch.
+    assert sorted(replacement.intermediate_values) == list(range(1, EPOCHS + 1))
+    for epoch, value in lost.intermediate_values.items():
+        assert replacement.intermediate_values[epoch] == value
     finals = []
     for seed, cut_epoch in zip(seeds, cut_epochs, strict=True):
         mine = epochs[(epochs["number"] == replacement.number) & (epochs["seed"] == seed)]
@@ -239,23 +273,4 @@ def test_cut_off_trial_continues_from_its_checkpoint(
         assert list(mine["valid_metric"]) == _uninterrupted(config)
         finals.append(float(mine.loc[EPOCHS, "valid_metric"]))
     assert replacement.value == pytest.approx(sum(finals) / len(finals), rel=1e-12)
-
-    # n_trials respected: the retired trial does not count, every counted trial COMPLETE.
-    counted = [t for t in trials.values() if not t.user_attrs.get(keys.REQUEUED)]
-    assert len(counted) == N_TRIALS
-    assert all(t.state == TrialState.COMPLETE for t in counted)
-
-    signal_name = "SIGKILL to" if how == signal.SIGKILL else "SIGINT (Ctrl-C) to"
-    record_external(
-        request.node.nodeid,
-        f"Driver cut off ({'Ctrl-C' if how == signal.SIGINT else 'killed'}, {backend}, "
-        f"{repeats} seed{'s' if repeats > 1 else ''})",
-        f"{signal_name} the `zoneout-study run` process group once every seed of a running "
-        f"{EPOCHS}-epoch trial had a checkpoint recorded; the same command run again",
-        f"trial {lost.number} retired ({lost.user_attrs[keys.FAIL_REASON]!r}) at epochs "
-        f"{cut_epochs}; its replacement {replacement.number} continued each seed at the next "
-        f"epoch from its checkpoint (epochs up to the cut carried, not re-run) and ended with the "
-        f"validation numbers of an uninterrupted run, bit for bit ({EPOCHS} epochs, seeds "
-        f"{seeds}); every epoch stored once; {N_TRIALS}/{N_TRIALS} counted trials COMPLETE "
-        f"({time.monotonic() - started:.0f} s)",
-    )
+    return cut_epochs

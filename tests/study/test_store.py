@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from study.store import (
+    TRIAL_FIELDS,
     VERSION_TABLE,
     Store,
     StoreError,
@@ -364,23 +365,7 @@ def test_frames_shape_and_param_columns(store_url: str) -> None:
         trials = store.trials_frame("s")
         assert trials.shape[0] == 3
         assert {"param_zoneout_cell", "param_zoneout_hidden", "param_cell"} <= set(trials.columns)
-        for field in (
-            "number",
-            "ray_trial_id",
-            "params",
-            "seed",
-            "state",
-            "best_value",
-            "final_value",
-            "epochs",
-            "wall_seconds",
-            "node",
-            "error",
-            "checkpoint",
-            "config",
-            "started_at",
-            "finished_at",
-        ):
+        for field in ("number", *TRIAL_FIELDS):  # every column of the model
             assert field in trials.columns
         assert trials["param_zoneout_cell"].tolist() == pytest.approx([0.0, 0.1, 0.2])
         assert trials["number"].tolist() == [0, 1, 2]
