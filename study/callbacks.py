@@ -21,7 +21,7 @@ from study.resume import checkpoint_location
 from study.searcher import STUDY_KEY, OptunaSearcher
 from study.store import Store, mask_url
 
-__all__ = ["ProgressCallback", "StoreCallback", "error_reason"]
+__all__ = ["ProgressCallback", "StoreCallback"]
 
 
 def error_reason(trial: Any) -> str:

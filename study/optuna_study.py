@@ -21,12 +21,10 @@ from study import keys
 from study.store import normalize_url, retry_call, retry_connect
 
 __all__ = [
-    "FINISHED_STATES",
     "UpdateFinishedTrialError",
     "ask",
     "best_complete",
     "counted_trials",
-    "db_call",
     "enqueue_replacement",
     "heartbeats",
     "load_study",
@@ -38,7 +36,6 @@ __all__ = [
     "set_study_attrs",
     "set_trial_attr",
     "state_counts",
-    "study_attrs",
     "study_id",
     "tell",
     "trial_attrs",
@@ -47,7 +44,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 UpdateFinishedTrialError = optuna.exceptions.UpdateFinishedTrialError
 
 _RETRY_SECONDS = 90.0
@@ -135,10 +131,6 @@ def study_id(study: optuna.Study) -> int:
 def set_study_attrs(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
     for key, value in attrs.items():
         db_call(study.set_user_attr, key, value)
-
-
-def study_attrs(study: optuna.Study) -> dict[str, Any]:
-    return dict(db_call(lambda: study.user_attrs))
 
 
 # --------------------------------------------------------------------- heartbeat

@@ -19,7 +19,7 @@ from typing import Any
 
 from trials.train import CHECKPOINT_FILE
 
-__all__ = ["ResumePoint", "SeedStart", "checkpoint_location", "plan_starts", "unreadable_reason"]
+__all__ = ["ResumePoint", "SeedStart", "checkpoint_location", "plan_starts"]
 
 
 @dataclass(frozen=True)

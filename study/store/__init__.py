@@ -22,11 +22,10 @@ from ._migrate import alembic_config, current_revision, head_revision, upgrade
 from ._models import VERSION_TABLE
 from ._retry import retry_call
 from ._secrets import default_storage_url, mask_url, resolve_storage_url, scrub_secrets
-from ._store import TRIAL_FIELDS, TRIAL_STATES, Store
+from ._store import TRIAL_FIELDS, Store
 
 __all__ = [
     "TRIAL_FIELDS",
-    "TRIAL_STATES",
     "VERSION_TABLE",
     "Store",
     "StoreError",

@@ -17,8 +17,6 @@ from ._retry import retry_call
 from ._secrets import mask_url, to_json_safe
 
 __all__ = [
-    "RECONNECT_SECONDS",
-    "SQLITE_BUSY_TIMEOUT_MS",
     "create_engine_for",
     "normalize_url",
     "retry_connect",

@@ -48,7 +48,7 @@ _URL_KEYS = frozenset({"storage", "url", "uri", "dsn", "database", "database_url
 
 def default_storage_url() -> str:
     """``$ZONEOUT_STUDY_STORAGE`` if set (and non-empty), else ``sqlite:///zoneout-studies.db``."""
-    return os.environ.get(STORAGE_ENV, "").strip() or DEFAULT_STORAGE_URL
+    return resolve_storage_url(None)
 
 
 def resolve_storage_url(given: str | None, spec_storage: str | None = None) -> str:

@@ -17,7 +17,7 @@ from ._migrate import upgrade_engine
 from ._models import EpochRow, StudyRow, TrialRow, UTCDateTime, utcnow
 from ._secrets import mask_url, scrub_secrets, to_json_safe
 
-__all__ = ["DIRECTIONS", "STUDY_STATUSES", "TRIAL_FIELDS", "TRIAL_STATES", "Store"]
+__all__ = ["TRIAL_FIELDS", "Store"]
 
 T = TypeVar("T")
 
