@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
@@ -96,7 +97,7 @@ class StoreCallback(Callback):
             ray_trial_id=",".join(configuration.ray_trial_ids),
             params=configuration.params,
             seed=configuration.seeds[0],
-            state="RUNNING",
+            state=TrialState.RUNNING,
             config=trial.config.get("trial"),
             started_at=datetime.fromtimestamp(self._started[number], tz=timezone.utc),
         )

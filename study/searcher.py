@@ -36,6 +36,7 @@ __all__ = ["STUDY_KEY", "OptunaSearcher", "TrialOutcome"]
 
 STUDY_KEY = "study"
 METRIC = "valid_metric"
+_SHOWN_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ class OptunaSearcher(Searcher):
 
     def counts(self) -> dict[str, int]:
         """Configurations by state name (RUNNING until told), for the progress display."""
-        counts = {"RUNNING": 0, "COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        counts = {state.name: 0 for state in _SHOWN_STATES}
         for configuration in self._configurations.values():
             state = configuration.outcome.state if configuration.outcome else TrialState.RUNNING
             counts[state.name] += 1

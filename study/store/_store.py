@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
+from optuna.trial import TrialState
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ._engine import create_engine_for, normalize_url, run_with_retry
@@ -24,7 +25,12 @@ T = TypeVar("T")
 DIRECTIONS = ("minimize", "maximize")
 STUDY_STATUSES = ("running", "finished", "interrupted", "failed")
 FINAL_STUDY_STATUSES = ("finished", "interrupted", "failed")
-TRIAL_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL")
+# The states a trial row can hold: Optuna's, but WAITING (the store sees a trial once it runs).
+TRIAL_STATES = tuple(
+    state.name
+    for state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+)
+_NEW_TRIAL_STATE = TrialState.RUNNING.name
 
 
 def _fields_of(types: tuple[type[sa.types.TypeEngine[Any]], ...]) -> tuple[str, ...]:
@@ -261,7 +267,7 @@ class Store:
             return int(tid)
         study_id = self._study_id(conn, study)
         ins = self._insert(TrialRow).values(
-            study_id=study_id, number=number, state="RUNNING", updated_at=utcnow()
+            study_id=study_id, number=number, state=_NEW_TRIAL_STATE, updated_at=utcnow()
         )
         conn.execute(ins.on_conflict_do_nothing(index_elements=["study_id", "number"]))
         return int(conn.execute(stmt).scalar_one())
@@ -361,7 +367,7 @@ class Store:
         def _run(conn: sa.Connection) -> None:
             now = utcnow()
             study_id = self._study_id(conn, study)
-            row = {"state": "RUNNING", **values}
+            row = {"state": _NEW_TRIAL_STATE, **values}
             ins = self._insert(TrialRow).values(
                 study_id=study_id, number=number, updated_at=now, **row
             )
