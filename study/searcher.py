@@ -337,6 +337,8 @@ class OptunaSearcher(Searcher):
                 {"trial": replaces, "epochs": [run.carried_epochs for run in runs]},
             )
             ostudy.set_trial_attr(trial, keys.RESUME_SKIPPED, [start.skipped for start in starts])
+            # Cut off again before its first checkpoint, it still hands on what it carries.
+            ostudy.set_trial_attr(trial, keys.RESUME_POINTS, configuration.resume_points())
             # The replacement's learning curve continues the replaced trial's.
             self._report_common_epochs(configuration)
         self._waiting.extend(
