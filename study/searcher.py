@@ -331,22 +331,26 @@ class OptunaSearcher(Searcher):
         configuration = _Configuration(trial=trial, params=params, runs=runs, replaces=replaces)
         self._configurations[trial.number] = configuration
         if replaces is not None:
-            ostudy.set_trial_attr(
-                trial,
-                keys.RESUMED_FROM,
-                {"trial": replaces, "epochs": [run.carried_epochs for run in runs]},
-            )
-            ostudy.set_trial_attr(trial, keys.RESUME_SKIPPED, [start.skipped for start in starts])
-            # Cut off again before its first checkpoint, it still hands on what it carries.
-            ostudy.set_trial_attr(trial, keys.RESUME_POINTS, configuration.resume_points())
-            # The replacement's learning curve continues the replaced trial's.
-            self._report_common_epochs(configuration)
+            self._record_continuation(configuration, starts)
         self._waiting.extend(
             (trial.number, run.seed_index) for run in runs if run.finished_state is None
         )
         if self._all_finished(configuration):  # every seed had finished before the cut
             self._tell(configuration)
         return True
+
+    def _record_continuation(self, configuration: _Configuration, starts: list[SeedStart]) -> None:
+        """A replacement: record what it continues (and why a seed starts fresh), and report
+        the intermediate values it carries, so its learning curve continues the replaced one."""
+        trial = configuration.trial
+        carried = [run.carried_epochs for run in configuration.runs]
+        ostudy.set_trial_attr(
+            trial, keys.RESUMED_FROM, {"trial": configuration.replaces, "epochs": carried}
+        )
+        ostudy.set_trial_attr(trial, keys.RESUME_SKIPPED, [start.skipped for start in starts])
+        # Cut off again before its first checkpoint, it still hands on what it carries.
+        ostudy.set_trial_attr(trial, keys.RESUME_POINTS, configuration.resume_points())
+        self._report_common_epochs(configuration)
 
     def _report_common_epochs(self, configuration: _Configuration) -> None:
         """An epoch's intermediate value is the mean over seeds, reported once every seed has
