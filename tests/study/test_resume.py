@@ -26,6 +26,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from study import keys
+from study import optuna_study as ostudy
 from study.reaper import DRIVER_LOST
 from study.runner import INTERRUPTED
 from study.store import Store
@@ -70,11 +71,22 @@ def _spec(tmp_path: Path, name: str, repeats: int) -> Path:
     return write_spec(data, tmp_path)
 
 
-def _trials(storage: str | optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
+def _trials(url: str, name: str) -> list[FrozenTrial]:
     try:
-        return optuna.load_study(study_name=name, storage=storage).get_trials()
+        return ostudy.trials(ostudy.load_study(url, name))
     except KeyError:  # the driver has not created the study yet
         return []
+
+
+def _wait_for_study(url: str, name: str, driver: subprocess.Popen[bytes]) -> optuna.Study:
+    """The study once the driver has created it (opened with the service's own retry of the
+    schema race: the driver may be creating Optuna's tables at this very moment)."""
+    while True:
+        assert driver.poll() is None, "the driver ended before it created the study"
+        try:
+            return ostudy.load_study(url, name)
+        except KeyError:
+            time.sleep(0.5)
 
 
 def _cut_point(trials: list[FrozenTrial], repeats: int) -> bool:
@@ -111,16 +123,16 @@ def _cut_driver(
     )
     try:
         deadline = time.monotonic() + 300
-        storage = optuna.storages.RDBStorage(url)  # one connection pool for the polling
-        while not _cut_point(_trials(storage, name), repeats):
+        study = _wait_for_study(url, name, driver)
+        while not _cut_point(ostudy.trials(study), repeats):
             assert driver.poll() is None, "the driver finished before it could be cut off"
             assert time.monotonic() < deadline, "no checkpoint was recorded in time"
             time.sleep(0.2)
-        storage.engine.dispose()
         # Like a terminal's Ctrl-C, the signal goes to the whole process group.
         os.killpg(driver.pid, how)
         if how == signal.SIGINT:
-            assert driver.wait(timeout=120) in (0, 130, 1), "Ctrl-C did not stop the driver"
+            # The driver retires its open trials and exits 130, the Ctrl-C convention.
+            assert driver.wait(timeout=120) == 130, "Ctrl-C did not stop the driver cleanly"
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
