@@ -40,6 +40,7 @@ __all__ = [
     "tell",
     "trial_attrs",
     "trials",
+    "use_sampler",
 ]
 
 T = TypeVar("T")
@@ -120,6 +121,11 @@ def load_study(url: str, name: str) -> optuna.Study:
 
 def minimizes(study: optuna.Study) -> bool:
     return study.direction == optuna.study.StudyDirection.MINIMIZE
+
+
+def use_sampler(study: optuna.Study, sampler: optuna.samplers.BaseSampler) -> None:
+    """Sample this driver's suggestions with ``sampler`` from now on."""
+    study.sampler = sampler
 
 
 def study_id(study: optuna.Study) -> int:

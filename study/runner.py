@@ -159,7 +159,7 @@ def _join(study: optuna.Study, spec: StudySpec, driver_id: str) -> None:
     first driver's seed would replay its suggestions: random start-up trials, random search)."""
     ostudy.record_heartbeat(study, driver_id)
     if ostudy.trials(study) or other_live_drivers(study, driver_id):
-        study.sampler = build_sampler(spec, seed_offset=zlib.crc32(driver_id.encode()))
+        ostudy.use_sampler(study, build_sampler(spec, seed_offset=zlib.crc32(driver_id.encode())))
 
 
 def _reap(

@@ -170,7 +170,6 @@ def test_cut_off_trial_continues_from_its_checkpoint(
     own_ray_tmpdir: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    started = time.monotonic()
     url = (
         request.getfixturevalue("postgres_url")
         if backend == "postgres"
@@ -232,11 +231,15 @@ def test_cut_off_trial_continues_from_its_checkpoint(
         f"{signal_name} the `zoneout-study run` process group once every seed of a running "
         f"{EPOCHS}-epoch trial had a checkpoint recorded; the same command run again",
         f"trial(s) {open_then} retired ({reason!r}) with checkpoints at epochs {continued} "
-        "(per seed; 0 = none yet); each replacement continued every seed at the epoch after its "
-        "checkpoint (earlier epochs carried, not re-run; a seed without one started fresh, "
-        "reason recorded) and ended with the validation numbers of an uninterrupted run, bit "
-        f"for bit; every epoch stored once; {N_TRIALS}/{N_TRIALS} counted trials COMPLETE "
-        f"({time.monotonic() - started:.0f} s)",
+        "(per seed); each replacement continued every seed at the epoch after its checkpoint "
+        "(earlier epochs carried, not re-run"
+        + (
+            "; a seed without a checkpoint (0) started fresh, reason recorded"
+            if any(0 in cut for cut in continued)
+            else ""
+        )
+        + ") and ended with the validation numbers of an uninterrupted run, bit for bit; every "
+        f"epoch stored once; {N_TRIALS}/{N_TRIALS} counted trials COMPLETE",
     )
 
 
