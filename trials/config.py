@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "TrialConfig",
     "apply_overrides",
+    "did_you_mean",
     "dump_config",
     "load_config",
 ]
@@ -185,6 +186,13 @@ class TrialConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
+def did_you_mean(word: str, choices: Any) -> str:
+    """'; did you mean 'x'?' for the closest of ``choices``, or '' when none is close: the one
+    spelling of the hint in every error message of trials/ and study/."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = []
     known = list(TrialConfig.model_fields)
@@ -192,9 +200,7 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         location = ".".join(str(part) for part in item["loc"]) or "(config)"
         if item["type"] == "extra_forbidden":
             key = str(item["loc"][-1])
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(f"unknown key {key!r}{hint}")
+            lines.append(f"unknown key {key!r}{did_you_mean(key, known)}")
         else:
             lines.append(f"{location}: {item['msg']}")
     return f"{source}: " + "; ".join(lines)
