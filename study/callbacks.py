@@ -12,12 +12,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from ray.tune import Callback
 
+from study.resume import checkpoint_location
 from study.searcher import STUDY_KEY, OptunaSearcher
 from study.store import Store, mask_url
 
-__all__ = ["StoreCallback", "error_reason"]
+__all__ = ["StoreCallback"]
 
 
 def error_reason(trial: Any) -> str:
@@ -50,6 +52,7 @@ class StoreCallback(Callback):
         self._searcher = searcher
         self._study = study_name
         self._started: dict[int, float] = {}
+        self._carried: set[int] = set()
         self.epochs_written = 0
         self.write_seconds = 0.0
 
@@ -91,10 +94,25 @@ class StoreCallback(Callback):
             ray_trial_id=",".join(configuration.ray_trial_ids),
             params=configuration.params,
             seed=configuration.seeds[0],
-            state="RUNNING",
+            state=TrialState.RUNNING,
             config=trial.config.get("trial"),
             started_at=datetime.fromtimestamp(self._started[number], tz=timezone.utc),
         )
+        if configuration.replaces is not None and number not in self._carried:
+            self._carried.add(number)
+            # The replacement continues the retired trial's checkpoints: each seed's stored
+            # curve starts with the epochs that trial ran (copied, not re-run). A seed that had
+            # finished before the cut runs no Ray trial, so all seeds are copied at once.
+            for run in configuration.runs:
+                if run.carried_epochs:
+                    self._timed(
+                        self._store.carry_epochs,
+                        self._study,
+                        from_number=configuration.replaces,
+                        to_number=number,
+                        seed=run.seed,
+                        through_epoch=run.carried_epochs,
+                    )
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -130,7 +148,7 @@ class StoreCallback(Callback):
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
         # Before the searcher tells Optuna, so the trial's user_attrs name its checkpoint.
-        self._searcher.record_location(trial.trial_id, checkpoint=getattr(checkpoint, "path", None))
+        self._searcher.record_checkpoint(trial.trial_id, checkpoint_location(checkpoint))
 
     def _finish(self, trial: Any) -> None:
         slot = self._slot(trial)
@@ -145,13 +163,13 @@ class StoreCallback(Callback):
             self._store.upsert_trial,
             self._study,
             number,
-            state=outcome["state"],
-            final_value=_finite(outcome["value"]),
-            best_value=_finite(outcome["best_value"]),
-            epochs=outcome["epochs"],
-            error=outcome["error"],
-            node=",".join(outcome["nodes"]) or None,
-            checkpoint=",".join(c for c in outcome["checkpoints"] if c) or None,
+            state=outcome.state,
+            final_value=_finite(outcome.value),
+            best_value=_finite(outcome.best_value),
+            epochs=outcome.epochs,
+            error=outcome.error,
+            node=",".join(outcome.nodes) or None,
+            checkpoint=",".join(c for c in outcome.checkpoints if c) or None,
             wall_seconds=(time.time() - started) if started else None,
             finished_at=datetime.now(timezone.utc),
         )

@@ -463,7 +463,7 @@ def run(
     console.print(
         f"study {outcome.name!r} {outcome.status}: {kinds.count('COMPLETE')} complete, "
         f"{kinds.count('PRUNED')} pruned, {kinds.count('FAIL')} failed"
-        + (f", {requeued} interrupted and re-queued" if requeued else "")
+        + (f", {requeued} interrupted (the next run continues them)" if requeued else "")
         + f" ({outcome.wall_seconds:.0f} s)"
     )
     if outcome.epochs_written:
@@ -497,7 +497,7 @@ def run(
 
 def _trial_kinds(url: str, study_name: str) -> list[str]:
     """Each stored trial's state, with 'interrupted' / 'driver lost' for the FAIL rows the
-    service re-queued: Optuna counts them as FAIL; the summary does not."""
+    service retired to be continued: Optuna counts them as FAIL; the summary does not."""
     from study.store import Store
 
     with Store(url) as store:
@@ -649,8 +649,8 @@ def _table(title: str) -> Table:
 
 class _FailureWords:
     """Words for the FAIL rows the service writes itself: a trial cut short by Ctrl-C and one
-    left running by a driver that died. Both are re-queued (the next run of the spec trains
-    their parameters again), so they do not count towards the plan. Other states keep the
+    left running by a driver that died. The next run of the spec continues each in a new trial
+    from its last checkpoint, so they do not count towards the plan. Other states keep the
     names Optuna and the store give them (COMPLETE, PRUNED, FAIL, RUNNING)."""
 
     def __init__(self, interrupted: str, driver_lost: str) -> None:
@@ -675,13 +675,13 @@ class _FailureWords:
     def sentence(self, state: Any, error: str) -> str:
         if error == self.interrupted:
             return (
-                "interrupted (the driver stopped before it finished); its parameters run again "
-                "when the spec is run again"
+                "interrupted (the driver stopped before it finished); running the spec again "
+                "continues it from its last checkpoint"
             )
         if error == self.driver_lost:
             return (
-                "its driver was lost while it ran; its parameters run again when the spec is "
-                "run again"
+                "its driver was lost while it ran; running the spec again continues it from its "
+                "last checkpoint"
             )
         return f"{state}: {error}"
 
@@ -708,7 +708,7 @@ def _cell(value: Any) -> str:
 
 def _print_studies(store: Any) -> None:
     """One row per study, in words that add up: the plan (n_trials of the spec), trials that
-    finished (complete, pruned, failed), trials cut short and re-queued (interrupted), and the
+    finished (complete, pruned, failed), trials cut short to be continued (interrupted), and the
     ones running now."""
     frame = store.studies_frame()
     if frame.empty:
@@ -741,8 +741,8 @@ def _print_studies(store: Any) -> None:
     console.print(table)
     if any_requeued:
         console.print(
-            "interrupted: cut short (Ctrl-C or a lost driver) and re-queued; the next "
-            "`zoneout-study run` of the spec trains them again, so they do not count towards "
+            "interrupted: cut short (Ctrl-C or a lost driver); the next `zoneout-study run` of "
+            "the spec continues each from its last checkpoint, so they do not count towards "
             "the plan",
             soft_wrap=False,
         )

@@ -18,13 +18,11 @@ none, so such a trial would compute on a GPU that others have reserved.)
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,7 +33,8 @@ from pydantic import (
 )
 
 from study.errors import UserError
-from trials.config import TASKS, TrialConfig
+from study.space import build_sampler
+from trials.config import TASKS, ConfigError, TrialConfig, did_you_mean, read_yaml
 from trials.tasks import metric_for_task
 
 __all__ = [
@@ -235,8 +234,7 @@ class StudySpec(_Strict):
     def _check_search(self) -> StudySpec:
         for key, param in self.search.items():
             if key not in SEARCHABLE:
-                close = difflib.get_close_matches(key, sorted(SEARCHABLE), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, sorted(SEARCHABLE))
                 raise ValueError(f"search: {key!r} is not a searchable config field{hint}")
             if key in ("zoneout_cell", "zoneout_hidden", "recurrent_dropout", "dropout") and not (
                 isinstance(param, CategoricalParam)
@@ -274,8 +272,6 @@ class StudySpec(_Strict):
                         f"search: the grid has more than {MAX_GRID_POINTS:,} points (at "
                         f"search.{key}, {values} values); use a larger step or fewer values"
                     )
-        from study.space import build_sampler  # the space module builds on this one
-
         try:
             build_sampler(self)
         except (TypeError, ValueError) as error:
@@ -330,9 +326,7 @@ def _format(error: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             key = str(loc[-1])
             parent = loc[:-1]
-            known = _known_keys(parent)
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, _known_keys(parent))
             parts.append(f"unknown key {location!r}{hint}")
         elif item["type"] == "union_tag_invalid" or item["type"] == "union_tag_not_found":
             parts.append(f"{location}: type must be one of 'float', 'int', 'categorical'")
@@ -380,34 +374,6 @@ def validate_spec(data: Any, source: str = "spec") -> StudySpec:
         raise SpecError(_format(error, source)) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
-    silently). Keys merged in with ``<<`` may be overridden: that is what merging is for."""
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.get(key)
-                except TypeError:
-                    continue  # unhashable key: the base constructor reports it
-                line = key_node.start_mark.line + 1
-                if first is not None:
-                    raise _DuplicateKey(
-                        f"duplicate key {key!r} at line {line} (first at line {first})"
-                    )
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
 def _count_nodes(data: Any, limit: int) -> int:
     """Values in ``data`` counting an aliased value at each use, stopping past ``limit``: an
     alias 'bomb' is a small file whose values, expanded, do not fit in memory."""
@@ -426,8 +392,9 @@ def _count_nodes(data: Any, limit: int) -> int:
 
 def read_spec_file(path: Path | str) -> Any:
     """The parsed YAML document of a spec file, refused (SpecError) before parsing when the file
-    is larger than ``MAX_SPEC_BYTES``, and after it when it has duplicate keys, malformed YAML
-    (naming the line), or more than ``MAX_SPEC_NODES`` values."""
+    is larger than ``MAX_SPEC_BYTES`` or not UTF-8, and after it when it has duplicate keys or
+    malformed YAML (both named with their line by trials.config.read_yaml), or more than
+    ``MAX_SPEC_NODES`` values."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -445,18 +412,14 @@ def read_spec_file(path: Path | str) -> Any:
     if len(raw) > MAX_SPEC_BYTES:  # a file that grew (or a device that streams)
         raise SpecError(f"{path}: a spec may be at most {MAX_SPEC_BYTES:,} bytes")
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise SpecError(f"{path}: not UTF-8 text (byte {error.start})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except _DuplicateKey as error:
-        raise SpecError(f"{path}: {error}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SpecError(f"{path}:{where} malformed YAML ({problem})") from None
+        # trials' reader: malformed YAML and duplicate keys are refused naming the line.
+        data = read_yaml(path)
+    except ConfigError as error:
+        raise SpecError(str(error)) from None
     except RecursionError:
         raise SpecError(f"{path}: malformed YAML (nested too deeply)") from None
     except ValueError as error:  # e.g. an integer longer than Python converts

@@ -258,7 +258,7 @@ def test_status_and_list_say_interrupted_in_words_at_80_columns(tmp_path: Path) 
     row = next(line for line in lines if line.split()[:1] == ["known"])
     # plan 3; complete 2, pruned 0, failed 0, interrupted 1, running 0
     assert row.split()[2:] == ["3", "2", "0", "0", "1", "0"], row
-    assert "re-queued" in listed.output
+    assert "continues each from its last checkpoint" in " ".join(listed.output.split())
     shown = _run(tmp_path, "status", "known", "--storage", url)
     assert shown.exit_code == 0, shown.output
     assert all(len(line) <= 80 for line in shown.output.splitlines()), shown.output
@@ -267,7 +267,7 @@ def test_status_and_list_say_interrupted_in_words_at_80_columns(tmp_path: Path) 
     assert "COMPLETE" in shown.output
     assert "<NA>" not in shown.output and "nan" not in shown.output
     flat = " ".join(shown.output.split())
-    assert "its parameters run again when the spec is run again" in flat
+    assert "running the spec again continues it from its last checkpoint" in flat
 
 
 def test_a_bug_exits_1_with_its_traceback(tmp_path: Path, monkeypatch: Any) -> None:
@@ -304,7 +304,7 @@ def test_an_interrupted_run_ends_with_the_resume_line_only(
     assert result.exit_code == 130, result.output
     assert "Traceback" not in result.output and "internal error" not in result.output
     flat = " ".join(result.output.split())
-    assert "2 complete, 0 pruned, 0 failed, 1 interrupted and re-queued" in flat
+    assert "2 complete, 0 pruned, 0 failed, 1 interrupted (the next run continues them)" in flat
     assert result.output.splitlines()[-1] == f"interrupted; resume with: zoneout-study run {spec}"
     assert "Tuner.restore" not in result.output
 
@@ -359,7 +359,7 @@ def test_duplicate_keys_name_the_key_and_line(tmp_path: Path) -> None:
     text = yaml.safe_dump(GOOD) + "n_trials: 5\n"
     result = _run(tmp_path, "run", str(_write(tmp_path, text)))
     line = text.splitlines().index("n_trials: 5") + 1
-    _assert_one_line_error(result, f"duplicate key 'n_trials' at line {line}")
+    _assert_one_line_error(result, f"line {line}: duplicate key 'n_trials'")
 
 
 def test_an_alias_bomb_is_refused_by_its_expanded_size(tmp_path: Path) -> None:
@@ -446,7 +446,7 @@ def test_train_with_a_batch_larger_than_its_data_exits_2(tmp_path: Path) -> None
 
 
 def test_rays_notices_are_silenced_where_ray_logs_them() -> None:
-    """The runner quiets two Ray loggers by name: the token-authentication notice of a local Ray
+    """The service quiets two Ray loggers by name: the token-authentication notice of a local Ray
     it starts, and Tune's Tuner.restore() advice on Ctrl-C. Both names must be the loggers Ray
     actually uses, or the notices come back unnoticed after a Ray upgrade."""
     import logging
@@ -454,16 +454,16 @@ def test_rays_notices_are_silenced_where_ray_logs_them() -> None:
     import ray.tune.tune as tune_module
     from ray._private.authentication import authentication_token_setup as auth
 
-    from study import runner
+    from study import ray_session
 
-    assert auth.logger.name == runner._RAY_AUTH_LOGGER
+    assert auth.logger.name == ray_session.RAY_AUTH_LOGGER
     assert tune_module.logger.name == "ray.tune.tune"
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append  # type: ignore[method-assign]
     auth.logger.addHandler(handler)  # Ray's loggers do not propagate to pytest's root handler
     try:
-        with runner._quiet_logger(runner._RAY_AUTH_LOGGER, logging.ERROR):
+        with ray_session.quiet_logger(ray_session.RAY_AUTH_LOGGER, logging.ERROR):
             auth._warn_token_auth_enabled()
         assert records == []
         auth._warn_token_auth_enabled()  # outside the block the logger is as it was
