@@ -1,4 +1,4 @@
-"""Driver-side Ray Tune callbacks: the store writer and the live progress display.
+"""Driver-side Ray Tune callback: the store writer (the live display is study/progress.py).
 
 `StoreCallback` is the only writer of the service's own tables (zs_*). It runs in the driver,
 so workers never need database credentials.
@@ -14,15 +14,12 @@ from typing import Any
 
 from optuna.trial import TrialState
 from ray.tune import Callback
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from study.resume import checkpoint_location
 from study.searcher import STUDY_KEY, OptunaSearcher
 from study.store import Store, mask_url
 
-__all__ = ["ProgressCallback", "StoreCallback"]
+__all__ = ["StoreCallback"]
 
 
 def error_reason(trial: Any) -> str:
@@ -183,76 +180,3 @@ class StoreCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._searcher.set_error_reason(trial.trial_id, error_reason(trial))
         self._finish(trial)
-
-
-class ProgressCallback(Callback):
-    """A live table: trials done / running / pruned / failed and the best value so far."""
-
-    def __init__(
-        self,
-        searcher: OptunaSearcher,
-        *,
-        metric: str,
-        console: Console | None = None,
-    ) -> None:
-        self._searcher = searcher
-        self._metric = metric
-        self._console = console or Console()
-        self._live: Live | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_console=None, _live=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._console = Console()
-
-    def _table(self) -> Table:
-        counts = self._searcher.counts()
-        table = Table(title="zoneout-study", expand=False)
-        for column in ("running", "complete", "pruned", "failed", f"best {self._metric}"):
-            table.add_column(column, justify="right")
-        best = self._searcher.best_value()
-        table.add_row(
-            str(counts["RUNNING"]),
-            str(counts["COMPLETE"]),
-            str(counts["PRUNED"]),
-            str(counts["FAIL"]),
-            f"{best:.4f}" if best is not None else "-",
-        )
-        return table
-
-    def setup(self, **info: Any) -> None:
-        if self._console.is_terminal:
-            self._live = Live(self._table(), console=self._console, refresh_per_second=2)
-            self._live.start()
-
-    def _refresh(self) -> None:
-        if self._live is not None:
-            self._live.update(self._table())
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._refresh()
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._refresh()
-        if self._live is None:
-            counts = self._searcher.counts()
-            best = self._searcher.best_value()
-            best_text = f"{best:.4f}" if best is not None else "-"
-            self._console.print(
-                f"trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
-                f"{counts['FAIL']} failed, {counts['RUNNING']} running; best {self._metric} "
-                f"{best_text}"
-            )
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.update(self._table())
-            self._live.stop()
-            self._live = None

@@ -15,13 +15,14 @@ import yaml
 
 from study import keys
 from study import optuna_study as ostudy
-from study.store import Store, mask_url, scrub_secrets
+from study.errors import UserError
+from study.store import Store, StoreError, mask_url, scrub_secrets
 from trials.config import TrialConfig
 
 __all__ = ["ExportError", "best_configs", "export_best"]
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """Nothing to export, or an unknown study."""
 
 
@@ -31,7 +32,7 @@ def best_configs(
     """The ``top`` COMPLETE trials by value, as (config, provenance), best first."""
     try:
         spec = store.study_spec(study_name)
-    except Exception as error:  # the store names the study in its error
+    except StoreError as error:  # an unknown study; anything else is a bug, not bad input
         raise ExportError(f"no study named {study_name!r} in {mask_url(store.url)}") from error
     complete = ostudy.best_complete(ostudy.load_study(store.url, study_name), top=top)
     if not complete:

@@ -3,16 +3,31 @@ on some node, and shut down on the way out only what this run started."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
-__all__ = ["RaySessionError", "ray_session"]
+__all__ = ["RAY_AUTH_LOGGER", "RaySessionError", "quiet_logger", "ray_session"]
+
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 class RaySessionError(RuntimeError):
     """Ray cannot be reached, or no node can ever run one trial."""
+
+
+@contextmanager
+def quiet_logger(name: str, level: int = logging.CRITICAL) -> Iterator[None]:
+    """Drop ``name``'s records below ``level`` while the block runs."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _connect(address: str | None) -> bool:
@@ -27,11 +42,19 @@ def _connect(address: str | None) -> bool:
         "logging_level": "WARNING",
         "configure_logging": True,
     }
+    # A local Ray this process starts: Ray >= 2.59 turns token authentication on for it (a
+    # token in ~/.ray/auth_token, made if missing) and warns that it did, on every run. The
+    # protection stays; the warning about a cluster of our own making goes. (Setting
+    # RAY_AUTH_MODE=token here instead does not work: Ray has already read its configuration,
+    # so this driver would not send the token its own new cluster asks for.)
+    starts_local = not address and not os.environ.get("RAY_ADDRESS")
+    quiet = quiet_logger(RAY_AUTH_LOGGER, logging.ERROR) if starts_local else nullcontext()
     try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(**kwargs)
+        with quiet:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as error:
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -22,9 +22,11 @@ from rich.console import Console
 
 from study import keys
 from study import optuna_study as ostudy
-from study.callbacks import ProgressCallback, StoreCallback
+from study.callbacks import StoreCallback
+from study.errors import UserError
 from study.heartbeat import HeartbeatCallback, new_driver_id, other_live_drivers
-from study.ray_session import RaySessionError, ray_session
+from study.progress import ProgressCallback
+from study.ray_session import RaySessionError, quiet_logger, ray_session
 from study.reaper import DRIVER_LOST, reap_lost_trials
 from study.searcher import OptunaSearcher
 from study.space import build_sampler
@@ -43,7 +45,7 @@ __all__ = [
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
 
 
-class StudyRunError(RuntimeError):
+class StudyRunError(UserError, RuntimeError):
     """A study that cannot start (e.g. its stored direction differs from this spec's)."""
 
 
@@ -189,11 +191,19 @@ def _tune(
     continue from its checkpoints."""
     searcher = OptunaSearcher(study, spec, driver_id=driver_id)
     store_callback = StoreCallback(store, searcher, spec.name)
-    progress = ProgressCallback(searcher, metric=spec.metric, console=console)
+    progress = ProgressCallback(
+        searcher,
+        metric=spec.metric,
+        planned=spec.n_trials - ostudy.counted_trials(study),
+        console=console,
+    )
     heartbeat = HeartbeatCallback(study, driver_id)
     tuner = _tuner(spec, driver_id, searcher, [store_callback, heartbeat, progress], trainable)
     try:
-        tuner.fit()
+        # On Ctrl-C Tune stops the trials, logs "Trials did not complete" and advises
+        # Tuner.restore(); a study resumes by running its spec again, which the CLI says.
+        with quiet_logger("ray.tune.tune"):
+            tuner.fit()
     except KeyboardInterrupt:
         outcome.status = "interrupted"
     finally:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trials.errors import UserError
+
 __all__ = [
     "TASKS",
     "ConfigError",
@@ -29,7 +31,7 @@ TASKS: tuple[str, ...] = ("ptb-char", "ptb-word", "text-char", "seq-mnist", "pmn
 LANGUAGE_TASKS = frozenset({"ptb-char", "ptb-word", "text-char"})
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be run; the message names the field and what is allowed."""
 
 
