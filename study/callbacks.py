@@ -1,4 +1,4 @@
-"""Driver-side Ray Tune callbacks: the store writer and the live progress display.
+"""Driver-side Ray Tune callback: the store writer (the live display is study/progress.py).
 
 `StoreCallback` is the only writer of the service's own tables (zs_*). It runs in the driver,
 so workers never need database credentials.
@@ -12,15 +12,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from ray.tune import Callback
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
+from study.resume import checkpoint_location
 from study.searcher import STUDY_KEY, OptunaSearcher
 from study.store import Store, mask_url
 
-__all__ = ["ProgressCallback", "StoreCallback", "error_reason"]
+__all__ = ["StoreCallback"]
 
 
 def error_reason(trial: Any) -> str:
@@ -53,6 +52,7 @@ class StoreCallback(Callback):
         self._searcher = searcher
         self._study = study_name
         self._started: dict[int, float] = {}
+        self._carried: set[int] = set()
         self.epochs_written = 0
         self.write_seconds = 0.0
 
@@ -94,10 +94,25 @@ class StoreCallback(Callback):
             ray_trial_id=",".join(configuration.ray_trial_ids),
             params=configuration.params,
             seed=configuration.seeds[0],
-            state="RUNNING",
+            state=TrialState.RUNNING,
             config=trial.config.get("trial"),
             started_at=datetime.fromtimestamp(self._started[number], tz=timezone.utc),
         )
+        if configuration.replaces is not None and number not in self._carried:
+            self._carried.add(number)
+            # The replacement continues the retired trial's checkpoints: each seed's stored
+            # curve starts with the epochs that trial ran (copied, not re-run). A seed that had
+            # finished before the cut runs no Ray trial, so all seeds are copied at once.
+            for run in configuration.runs:
+                if run.carried_epochs:
+                    self._timed(
+                        self._store.carry_epochs,
+                        self._study,
+                        from_number=configuration.replaces,
+                        to_number=number,
+                        seed=run.seed,
+                        through_epoch=run.carried_epochs,
+                    )
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -133,7 +148,7 @@ class StoreCallback(Callback):
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
         # Before the searcher tells Optuna, so the trial's user_attrs name its checkpoint.
-        self._searcher.record_location(trial.trial_id, checkpoint=getattr(checkpoint, "path", None))
+        self._searcher.record_checkpoint(trial.trial_id, checkpoint_location(checkpoint))
 
     def _finish(self, trial: Any) -> None:
         slot = self._slot(trial)
@@ -148,13 +163,13 @@ class StoreCallback(Callback):
             self._store.upsert_trial,
             self._study,
             number,
-            state=outcome["state"],
-            final_value=_finite(outcome["value"]),
-            best_value=_finite(outcome["best_value"]),
-            epochs=outcome["epochs"],
-            error=outcome["error"],
-            node=",".join(outcome["nodes"]) or None,
-            checkpoint=",".join(c for c in outcome["checkpoints"] if c) or None,
+            state=outcome.state,
+            final_value=_finite(outcome.value),
+            best_value=_finite(outcome.best_value),
+            epochs=outcome.epochs,
+            error=outcome.error,
+            node=",".join(outcome.nodes) or None,
+            checkpoint=",".join(c for c in outcome.checkpoints if c) or None,
             wall_seconds=(time.time() - started) if started else None,
             finished_at=datetime.now(timezone.utc),
         )
@@ -165,83 +180,3 @@ class StoreCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._searcher.set_error_reason(trial.trial_id, error_reason(trial))
         self._finish(trial)
-
-
-class ProgressCallback(Callback):
-    """A live table: trials done / running / pruned / failed and the best value so far."""
-
-    def __init__(
-        self,
-        searcher: OptunaSearcher,
-        *,
-        metric: str,
-        console: Console | None = None,
-        heartbeat: Any = None,
-    ) -> None:
-        self._searcher = searcher
-        self._metric = metric
-        self._console = console or Console()
-        self._live: Live | None = None
-        self._heartbeat = heartbeat
-        self._last_beat = 0.0
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_console=None, _live=None, _heartbeat=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._console = Console()
-
-    def _table(self) -> Table:
-        counts = self._searcher.counts()
-        table = Table(title="zoneout-study", expand=False)
-        for column in ("running", "complete", "pruned", "failed", f"best {self._metric}"):
-            table.add_column(column, justify="right")
-        best = self._searcher.best_value()
-        table.add_row(
-            str(counts["RUNNING"]),
-            str(counts["COMPLETE"]),
-            str(counts["PRUNED"]),
-            str(counts["FAIL"]),
-            f"{best:.4f}" if best is not None else "-",
-        )
-        return table
-
-    def setup(self, **info: Any) -> None:
-        if self._console.is_terminal:
-            self._live = Live(self._table(), console=self._console, refresh_per_second=2)
-            self._live.start()
-
-    def _refresh(self) -> None:
-        now = time.monotonic()
-        if self._heartbeat is not None and now - self._last_beat > 10:
-            self._last_beat = now
-            self._heartbeat()
-        if self._live is not None:
-            self._live.update(self._table())
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._refresh()
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._refresh()
-        if self._live is None:
-            counts = self._searcher.counts()
-            best = self._searcher.best_value()
-            best_text = f"{best:.4f}" if best is not None else "-"
-            self._console.print(
-                f"trials: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
-                f"{counts['FAIL']} failed, {counts['RUNNING']} running; best {self._metric} "
-                f"{best_text}"
-            )
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.update(self._table())
-            self._live.stop()
-            self._live = None

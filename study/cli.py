@@ -1,23 +1,102 @@
 """The ``zoneout-study`` command line.
 
-Each command is a thin shell over a library function; user mistakes (a bad config, missing
-data, an unreachable database) end with exit status 2 and one line that says what to do.
+Each command is a thin shell over a library function. A user mistake (a bad config, spec, path
+or database URL, missing data: any :class:`study.errors.UserError`) ends with exit status 2 and
+one line that says what to do; any other exception is a bug and ends with its traceback and exit
+status 1. Inputs are checked before anything is written: a refused command leaves no file,
+directory or row behind, and the commands that only read (``list``, ``status``, ``export``,
+``report``, ``dashboard``) never create a database.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import os
+import socket
 import sys
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
+import click
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from study.errors import OptionError, PathError, UserError
 
-app = typer.Typer(
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tune warns whenever a driver-loop step takes over 0.5 s ("may be a performance bottleneck"):
+# on a busy laptop that is every few seconds and nothing a user can act on. Read at import.
+os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+_open_resources: list[contextlib.ExitStack] = []
+
+
+@contextlib.contextmanager
+def _closing_at_exit() -> Iterator[None]:
+    """Stores opened by a command are closed when it ends, however it ends: SQLite removes its
+    -wal and -shm files only when the last connection closes."""
+    with contextlib.ExitStack() as stack:
+        _open_resources.append(stack)
+        try:
+            yield
+        finally:
+            _open_resources.pop()
+
+
+def _close_at_exit(close: Callable[[], Any]) -> None:
+    if _open_resources:
+        _open_resources[-1].callback(close)
+
+
+def _guarded(function: F) -> F:
+    """Run a command: a UserError becomes one line and exit 2; anything else is a bug, shown
+    with its traceback, exit 1. Exits, aborts and Ctrl-C pass through."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with _closing_at_exit():
+                return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+            raise  # typer's Exit is its own class, not click's
+        except UserError as error:
+            fail(str(error))
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            error_console.print(
+                "[bold red]internal error[/] (a bug in zoneout-study, not in your input): "
+                "please report it with the traceback above",
+                highlight=False,
+            )
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose every command runs under :func:`_guarded`."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(function: F) -> F:
+            register(_guarded(function))
+            return function
+
+        return decorator
+
+
+app = _Typer(
     name="zoneout-study",
     help="Hyperparameter studies for zoneout RNNs: Optuna suggests, Ray Tune schedules, "
     "one SQL database keeps every trial and epoch.",
@@ -36,8 +115,112 @@ def _root() -> None:
 
 def fail(message: str) -> NoReturn:
     """One clear line and exit status 2: the contract for every user error."""
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    line = " ".join(message.split())  # one line, whatever the message carried
+    # The message is the user's words (a key, a path, a YAML fragment): never read as markup.
+    error_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+# ------------------------------------------------------------------ paths, checked up front
+MAX_CONFIG_BYTES = 256 * 1024  # a trial config is a few hundred bytes
+
+
+def _check_input_file(path: Path, what: str, max_bytes: int) -> None:
+    """An existing regular file no larger than ``max_bytes``, refused by size before parsing."""
+    try:
+        if not path.exists() and not path.is_symlink():
+            raise PathError(f"{path}: no such file")
+        if path.is_dir():
+            raise PathError(f"{path}: is a directory; expected a {what} (a YAML file)")
+        size = path.stat().st_size
+    except OSError as error:
+        raise PathError(f"{path}: cannot read ({error.strerror})") from None
+    if size > max_bytes:
+        raise PathError(f"{path}: {size:,} bytes; a {what} may be at most {max_bytes:,} bytes")
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PathError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise PathError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def _first_missing(path: Path) -> tuple[Path | None, Path]:
+    """(the outermost directory ``path`` would create, or None; the nearest existing ancestor)."""
+    path = path.absolute()
+    missing: Path | None = None
+    current = path
+    while not current.exists() and not current.is_symlink():
+        missing = current
+        current = current.parent
+    return missing, current
+
+
+def _check_writable_ancestor(path: Path, option: str, existing: Path) -> None:
+    if not existing.is_dir():
+        raise PathError(f"{option} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PathError(f"{option} {path}: {existing} is not writable")
+
+
+@contextlib.contextmanager
+def _path_errors(path: Path, option: str) -> Iterator[None]:
+    """An OSError while looking at a path (a name too long, a loop of links) is bad input."""
+    try:
+        yield
+    except OSError as error:
+        raise PathError(f"{option} {path}: {error.strerror or error}") from None
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """``path`` is a writable directory or can be made one; nothing is created here."""
+    with _path_errors(path, option):
+        _check_output_dir(path, option)
+
+
+def _check_output_dir(path: Path, option: str) -> None:
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise PathError(f"{option} {path}: exists and is not a directory")
+        _check_writable_ancestor(path, option, path)
+        return
+    _, existing = _first_missing(path)
+    _check_writable_ancestor(path, option, existing)
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """``path`` is a writable file (new or existing) in a directory that exists or can be made."""
+    with _path_errors(path, option):
+        _check_output_file(path, option)
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise PathError(f"{option} {path}: is a directory; give a file name (e.g. trials.csv)")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise PathError(f"{option} {path}: is not writable")
+        return
+    _, existing = _first_missing(path.parent)
+    _check_writable_ancestor(path, option, existing)
+
+
+@contextlib.contextmanager
+def _written_or_removed(path: Path) -> Iterator[None]:
+    """Directories created under ``path`` while the block runs are removed again (if empty) when
+    it fails, so a refused command leaves nothing behind."""
+    missing, _ = _first_missing(path)
+    try:
+        yield
+    except BaseException:
+        if missing is not None and missing.is_dir():
+            created = sorted(
+                (p for p in missing.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)
+            )
+            for directory in [*created, missing]:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # only empty ones: files someone wrote stay
+        raise
 
 
 @app.command()
@@ -59,8 +242,7 @@ def train(
     ] = None,
 ) -> None:
     """Train one config (for example one exported from a study) and print its epochs."""
-    from trials.config import ConfigError, load_config
-    from trials.data import DataNotFoundError
+    from trials.config import load_config
     from trials.train import EpochResult
     from trials.train import train as run_training
 
@@ -69,10 +251,15 @@ def train(
         overrides.append(f"device={device}")
     if epochs is not None:
         overrides.append(f"epochs={epochs}")
-    try:
-        config = load_config(config_path, overrides)
-    except ConfigError as error:
-        fail(str(error))
+    _check_input_file(config_path, "trial config", MAX_CONFIG_BYTES)
+    if checkpoint_dir is not None:
+        check_output_dir(checkpoint_dir, "--checkpoint-dir")
+    config = load_config(config_path, overrides)
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            fail("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -84,6 +271,9 @@ def train(
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        # Off a terminal the bar would print its last frame at exit, above an error line
+        # too; a plain line per epoch instead.
+        disable=not console.is_terminal,
     ) as progress:
         task_id = progress.add_task("training", total=config.epochs)
 
@@ -94,13 +284,14 @@ def train(
                 completed=result.epoch,
                 description=f"valid {result.metric} {result.valid_metric:.4f}",
             )
+            if progress.disable:
+                console.print(
+                    f"epoch {result.epoch}/{config.epochs}: valid {result.metric} "
+                    f"{result.valid_metric:.4f}",
+                    highlight=False,
+                )
 
-        try:
-            result = run_training(config, report=report, checkpoint_dir=checkpoint_dir)
-        except DataNotFoundError as error:
-            fail(str(error))
-        except (ValueError, RuntimeError) as error:
-            fail(str(error))
+        result = run_training(config, report=report, checkpoint_dir=checkpoint_dir)
 
     table = Table(title=f"{config.task}: {config_path.name}")
     for column in ("epoch", "train loss", "valid loss", f"valid {result.metric}", "tokens/s", "s"):
@@ -116,7 +307,7 @@ def train(
         )
     console.print(table)
     if result.status == "diverged":
-        error_console.print(f"[bold red]diverged:[/] {result.reason}")
+        error_console.print(f"[bold red]diverged:[/] {escape(str(result.reason))}")
         raise typer.Exit(code=1)
     console.print(
         f"best epoch {result.best_epoch}: valid {result.metric} {result.best_valid_metric:.4f}; "
@@ -137,13 +328,105 @@ def _resolve_storage(storage: str | None) -> str:
     return storage or default_storage_url()
 
 
-def _open_store(storage: str | None) -> Any:
-    from study.store import Store, StoreError
+def _sqlite_file(url: str) -> Path | str | None:
+    """The file of a SQLite URL (relative to the working directory); '' for an in-memory
+    database; None for another backend."""
+    from sqlalchemy.engine import make_url
 
+    from study.store import StoreError, mask_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if "\x00" in database:
+        raise StoreError(f"invalid storage URL {mask_url(url)!r}: a NUL character in the path")
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return ""
+    if database.startswith("file:"):  # a URI filename (uri=true): strip scheme and query
+        database = database[len("file:") :].split("?", 1)[0]
+    path = Path(database)
     try:
-        return Store.open(_resolve_storage(storage))
-    except StoreError as error:
-        fail(str(error))
+        path.stat()
+    except FileNotFoundError:
+        pass  # read-only commands say "no such database"; `run` creates it
+    except OSError as error:  # a name too long, a file where a directory should be, ...
+        raise StoreError(f"--storage {mask_url(url)}: {error.strerror or error}") from None
+    return path
+
+
+def _open_store(storage: str | None) -> Any:
+    """The store for a command that only reads: never creates a database or its tables (a
+    mistyped SQLite path is 'no such database', not a new empty one) and never migrates."""
+    import sqlalchemy as sa
+
+    from study.store import Store, StoreError, mask_url, normalize_url
+
+    url = normalize_url(_resolve_storage(storage))
+    _check_backend(url)
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file == "":
+        raise StoreError(f"no such database: {mask_url(url)} is an empty in-memory database")
+    if isinstance(sqlite_file, Path) and not sqlite_file.is_file():
+        where = f"{sqlite_file} is a directory" if sqlite_file.is_dir() else f"{sqlite_file}"
+        raise StoreError(
+            f"no such database: {where} (--storage / ZONEOUT_STUDY_STORAGE; "
+            "`zoneout-study run SPEC.yaml` creates it)"
+        )
+    # A SQLite file is looked at read-only first: the store's connections switch it to WAL.
+    if isinstance(sqlite_file, Path):
+        _require_study_tables(_sqlite_tables(sqlite_file, mask_url(url)), url)
+    store = Store(url)
+    _close_at_exit(store.close)
+    if not isinstance(sqlite_file, Path):
+        try:
+            tables = set(sa.inspect(store.engine).get_table_names())
+        except sa.exc.DBAPIError as error:
+            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            raise StoreError(f"cannot read {mask_url(url)}: {reason}") from None
+        _require_study_tables(tables, url)
+    return store
+
+
+def _require_study_tables(tables: set[str], url: str) -> None:
+    from study.store import StoreError, mask_url
+
+    if "zs_studies" not in tables:
+        raise StoreError(
+            f"{mask_url(url)} holds no zoneout-study tables (a database made by another "
+            "program, or one no study has run in)"
+        )
+
+
+def _sqlite_tables(path: Path, shown: str) -> set[str]:
+    import sqlite3
+    import urllib.parse
+
+    from study.store import StoreError
+
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {str(row[0]) for row in rows}
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"cannot read {shown}: {error}") from None
+
+
+def _study_names(store: Any) -> list[str]:
+    return [str(name) for name in store.studies_frame()["name"]]
+
+
+def _require_study(store: Any, study_name: str) -> None:
+    """A study the store knows, else one line naming the studies it does know."""
+    from study.store import StoreError, mask_url
+
+    names = _study_names(store)
+    if study_name not in names:
+        there = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "none"
+        raise StoreError(
+            f"no study named {study_name!r} in {mask_url(store.url)}; studies there: {there}"
+        )
 
 
 @app.command()
@@ -153,34 +436,35 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Ray cluster address, e.g. 'auto'")
     ] = None,
-    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1)] = None,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, max=100_000)] = None,
     report_dir: Annotated[
         Path | None, typer.Option("--report-dir", help="where the HTML/PNG report goes")
     ] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the report")] = False,
 ) -> None:
     """Run (or resume) a study: Optuna suggests, Ray Tune trains, the store keeps everything."""
-    from study.runner import StudyRunError, resolve_storage, run_study
-    from study.spec import SpecError, load_spec
-    from study.store import StoreError, mask_url
+    from study.runner import resolve_storage, run_study
+    from study.spec import MAX_SPEC_BYTES, load_spec
+    from study.store import mask_url
 
-    try:
-        spec = load_spec(spec_path)
-    except SpecError as error:
-        fail(str(error))
-    _check_data(spec.base)
-    try:
-        outcome = run_study(
-            spec, storage=storage, ray_address=ray_address, n_trials=n_trials, console=console
-        )
-    except (StoreError, StudyRunError) as error:
-        fail(str(error))
+    _check_input_file(spec_path, "study spec", MAX_SPEC_BYTES)
+    spec = load_spec(spec_path)
     url = resolve_storage(spec, storage)
-    counts = outcome.counts
+    _check_run_storage(url)
+    report_path = report_dir or Path("reports") / spec.name
+    if not no_report:
+        check_output_dir(report_path, "--report-dir")
+    _check_data(spec.base)
+    outcome = run_study(
+        spec, storage=storage, ray_address=ray_address, n_trials=n_trials, console=console
+    )
+    kinds = _trial_kinds(url, spec.name)
+    requeued = kinds.count("interrupted") + kinds.count("driver lost")
     console.print(
-        f"study {outcome.name!r} {outcome.status}: {counts.get('COMPLETE', 0)} complete, "
-        f"{counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed "
-        f"({outcome.wall_seconds:.0f} s)"
+        f"study {outcome.name!r} {outcome.status}: {kinds.count('COMPLETE')} complete, "
+        f"{kinds.count('PRUNED')} pruned, {kinds.count('FAIL')} failed"
+        + (f", {requeued} interrupted (the next run continues them)" if requeued else "")
+        + f" ({outcome.wall_seconds:.0f} s)"
     )
     if outcome.epochs_written:
         console.print(
@@ -193,37 +477,99 @@ def run(
     if outcome.best_params is not None:
         console.print(
             f"best trial #{outcome.best_number}: {spec.metric} {outcome.best_value:.4f} "
-            f"with {outcome.best_params}"
+            f"with {outcome.best_params}",
+            markup=False,
         )
     if not no_report:
-        _write_report(url, spec.name, report_dir or Path("reports") / spec.name)
-    console.print(f"database: {mask_url(url)}")
+        _write_report(url, spec.name, report_path)
+    # Commands and URLs stay on one line whatever the width: they are copied and pasted.
+    console.print(f"database: {mask_url(url)}", soft_wrap=True, markup=False)
     if outcome.status == "interrupted":
         console.print(
             f"interrupted; resume with: zoneout-study run {spec_path}"
-            + (f" --storage '{mask_url(url)}'" if storage else "")
+            + (f" --storage '{mask_url(url)}'" if storage else ""),
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
         )
         raise typer.Exit(code=130)
 
 
+def _trial_kinds(url: str, study_name: str) -> list[str]:
+    """Each stored trial's state, with 'interrupted' / 'driver lost' for the FAIL rows the
+    service retired to be continued: Optuna counts them as FAIL; the summary does not."""
+    from study.store import Store
+
+    with Store(url) as store:
+        trials = store.trials_frame(study_name)
+    words = _FailureWords.load()
+    return [words.kind(s, e) for s, e in zip(trials["state"], trials["error"], strict=True)]
+
+
+def _check_backend(url: str) -> None:
+    """The store keeps SQLite and PostgreSQL; say so before any driver is looked for."""
+    from sqlalchemy.engine import make_url
+
+    from study.store import StoreError, mask_url
+
+    if make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"unsupported database {mask_url(url)}: use sqlite:///FILE.db or "
+            "postgresql+psycopg://USER@HOST/DB"
+        )
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_run_storage(url: str) -> None:
+    """What `run` (and `db upgrade`) can tell about the database before Ray starts: a URL of a
+    supported backend; for SQLite a database file, or none yet, in a writable directory; for
+    PostgreSQL a server that answers (connecting writes nothing)."""
+    from study.store import StoreError, create_engine_for, mask_url, normalize_url
+
+    url = normalize_url(url)  # refuses a malformed URL, naming it without its password
+    _check_backend(url)
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file == "":
+        raise StoreError(
+            f"{mask_url(url)} is an in-memory database: the study would vanish with the "
+            "process; give a file, e.g. sqlite:///studies.db"
+        )
+    if isinstance(sqlite_file, Path):
+        if sqlite_file.exists() and not sqlite_file.is_file():
+            raise StoreError(f"--storage {mask_url(url)}: {sqlite_file} is not a file")
+        parent = sqlite_file.absolute().parent
+        if not parent.is_dir():
+            raise StoreError(
+                f"--storage {mask_url(url)}: directory {parent} does not exist (create it first)"
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise StoreError(f"--storage {mask_url(url)}: directory {parent} is not writable")
+        if sqlite_file.is_file() and sqlite_file.stat().st_size > 0:
+            with sqlite_file.open("rb") as handle:
+                if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                    raise StoreError(f"--storage {mask_url(url)}: {sqlite_file} is not SQLite")
+    else:
+        create_engine_for(url).dispose()  # an unreachable server: StoreError, masked URL
+
+
 def _check_data(config: Any) -> None:
-    """Missing data is a user error worth one line before any Ray worker starts."""
-    from trials.data import DataNotFoundError
+    """Missing data is a user error (DataNotFoundError) worth one line before Ray starts."""
     from trials.tasks import load_task
 
-    try:
-        load_task(config)
-    except DataNotFoundError as error:
-        fail(str(error))
+    load_task(config)
 
 
 def _write_report(url: str, study_name: str, out_dir: Path, *, png: bool = True) -> None:
     from dashboards import write_study_report
 
-    result = write_study_report(url, study_name, out_dir, png=png)
+    check_output_dir(out_dir, "--out")
+    with _written_or_removed(out_dir):
+        result = write_study_report(url, study_name, out_dir, png=png)
     console.print(f"report: {result.html_path}")
     for message in result.messages:
-        console.print(message)
+        console.print(message, markup=False)
 
 
 @app.command()
@@ -236,56 +582,170 @@ def status(
     ] = None,
 ) -> None:
     """A table of a study's trials (or of all studies)."""
-    from study.store import StoreError
-
+    if csv_path is not None:
+        check_output_file(csv_path, "--csv")
+        check_output_file(csv_path.with_suffix(".epochs.csv"), "--csv")
     store = _open_store(storage)
     if study_name is None:
         _print_studies(store)
         return
-    try:
-        frame = store.trials_frame(study_name)
-    except StoreError as error:
-        fail(str(error))
+    _require_study(store, study_name)
+    frame = store.trials_frame(study_name)
     if frame.empty:
-        fail(f"no trials for study {study_name!r}; `zoneout-study list` shows the studies")
+        fail(f"study {study_name!r} has no trials yet; `zoneout-study run` its spec")
     if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        frame.drop(columns=["config"], errors="ignore").to_csv(csv_path, index=False)
-        store.epochs_frame(study_name).to_csv(csv_path.with_suffix(".epochs.csv"), index=False)
-    table = Table(title=f"study {study_name}")
+        with _written_or_removed(csv_path.parent):
+            csv_path.parent.mkdir(parents=True, exist_ok=True)
+            frame.drop(columns=["config"], errors="ignore").to_csv(csv_path, index=False)
+            store.epochs_frame(study_name).to_csv(csv_path.with_suffix(".epochs.csv"), index=False)
+    table = _table(f"study {study_name}")
     param_columns = [c for c in frame.columns if c.startswith("param_")]
-    columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs", "node"]
+    nodes = {str(node) for node in frame["node"].dropna()}
+    # One node (a laptop): said once below the table rather than in a column of repeats.
+    node_column = ["node"] if len(nodes) > 1 else []
+    columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs"]
+    columns += node_column
+    headers = {"number": "#", "best_value": "best", "final_value": "final"}
     for column in columns:
-        table.add_column(column.removeprefix("param_"), overflow="fold")
+        table.add_column(
+            headers.get(column, column.removeprefix("param_")),
+            overflow="fold",
+            no_wrap=column == "state",
+            justify="left" if column in ("state", "node") else "right",
+        )
     ordered = frame.sort_values("number")
+    reasons = _FailureWords.load()
     for _, row in ordered.iterrows():
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+        cells = []
+        for column in columns:
+            if column == "state":
+                cells.append(reasons.kind(row.get("state"), row.get("error")))
+            elif column == "epochs" and _is_missing(row.get("epochs")):
+                cells.append("0")
+            else:
+                cells.append(_cell(row.get(column)))
+        table.add_row(*cells)
     console.print(table)
+    if len(nodes) == 1:
+        console.print(f"every trial ran on {nodes.pop()}", highlight=False, markup=False)
     # Reasons are sentences: one line each below the table, where they are not cut to fit.
     for _, row in ordered.iterrows():
         error = row.get("error")
         if isinstance(error, str) and error:
-            console.print(f"trial {row['number']} {row['state']}: {error}", soft_wrap=True)
+            console.print(
+                f"trial {row['number']} {reasons.sentence(row['state'], error)}",
+                highlight=False,
+                markup=False,
+            )
+
+
+def _table(title: str) -> Table:
+    """A table that reads at 80 columns: a rule under the header, one space of padding
+    between columns (the box's separator adds the other), long cells folded, never cut."""
+    return Table(
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False
+    )
+
+
+class _FailureWords:
+    """Words for the FAIL rows the service writes itself: a trial cut short by Ctrl-C and one
+    left running by a driver that died. The next run of the spec continues each in a new trial
+    from its last checkpoint, so they do not count towards the plan. Other states keep the
+    names Optuna and the store give them (COMPLETE, PRUNED, FAIL, RUNNING)."""
+
+    def __init__(self, interrupted: str, driver_lost: str) -> None:
+        self.interrupted = interrupted
+        self.driver_lost = driver_lost
+
+    @classmethod
+    def load(cls) -> _FailureWords:
+        from study.reaper import DRIVER_LOST
+        from study.runner import INTERRUPTED
+
+        return cls(INTERRUPTED, DRIVER_LOST)
+
+    def kind(self, state: Any, error: Any) -> str:
+        """'interrupted', 'driver lost', or the stored state (COMPLETE, PRUNED, FAIL, ...)."""
+        if state == "FAIL" and error == self.interrupted:
+            return "interrupted"
+        if state == "FAIL" and error == self.driver_lost:
+            return "driver lost"
+        return str(state)
+
+    def sentence(self, state: Any, error: str) -> str:
+        if error == self.interrupted:
+            return (
+                "interrupted (the driver stopped before it finished); running the spec again "
+                "continues it from its last checkpoint"
+            )
+        if error == self.driver_lost:
+            return (
+                "its driver was lost while it ran; running the spec again continues it from its "
+                "last checkpoint"
+            )
+        return f"{state}: {error}"
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN, pandas' NA and NaT: what a table shows as '-'."""
+    import pandas as pd
+
+    if isinstance(value, (list, dict)):
+        return False
+    return value is None or bool(pd.isna(value))
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    """A table cell's text; escaped, since a categorical value may look like markup."""
+    if isinstance(value, (list, dict)):
+        return escape(str(value))
+    if _is_missing(value):
         return "-"
     if isinstance(value, float):
-        return "-" if value != value else f"{value:.4g}"
-    return str(value)
+        return f"{value:.4g}"
+    return escape(str(value))
 
 
 def _print_studies(store: Any) -> None:
+    """One row per study, in words that add up: the plan (n_trials of the spec), trials that
+    finished (complete, pruned, failed), trials cut short to be continued (interrupted), and the
+    ones running now."""
     frame = store.studies_frame()
-    table = Table(title="studies")
-    for column in frame.columns:
-        if column in ("spec", "versions"):
-            continue
-        table.add_column(str(column))
-    for _, row in frame.iterrows():
-        table.add_row(*(_cell(row[c]) for c in frame.columns if c not in ("spec", "versions")))
+    if frame.empty:
+        console.print("no studies yet; `zoneout-study run SPEC.yaml` starts one")
+        return
+    words = _FailureWords.load()
+    table = _table("studies")
+    table.add_column("study", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for column in ("plan", "complete", "pruned", "failed", "interrupted", "running"):
+        table.add_column(column, justify="right", no_wrap=True)
+    any_requeued = False
+    for _, study in frame.iterrows():
+        name = str(study["name"])
+        trials = store.trials_frame(name)
+        kinds = [words.kind(s, e) for s, e in zip(trials["state"], trials["error"], strict=True)]
+        requeued = kinds.count("interrupted") + kinds.count("driver lost")
+        any_requeued = any_requeued or requeued > 0
+        plan = (store.study_spec(name) or {}).get("n_trials")
+        table.add_row(
+            name,
+            str(study["status"]),
+            _cell(plan),
+            str(kinds.count("COMPLETE")),
+            str(kinds.count("PRUNED")),
+            str(kinds.count("FAIL")),
+            str(requeued),
+            str(kinds.count("RUNNING")),
+        )
     console.print(table)
+    if any_requeued:
+        console.print(
+            "interrupted: cut short (Ctrl-C or a lost driver); the next `zoneout-study run` of "
+            "the spec continues each from its last checkpoint, so they do not count towards "
+            "the plan",
+            soft_wrap=False,
+        )
 
 
 @app.command("list")
@@ -298,22 +758,22 @@ def list_studies(storage: Annotated[str | None, _storage_option()] = None) -> No
 def export(
     study_name: Annotated[str, typer.Argument(metavar="STUDY")],
     storage: Annotated[str | None, _storage_option()] = None,
-    top: Annotated[int, typer.Option("--top", min=1, help="how many configurations")] = 1,
+    top: Annotated[int, typer.Option("--top", min=1, max=1000, help="how many configurations")] = 1,
     fmt: Annotated[str, typer.Option("--format", help="yaml or json")] = "yaml",
     out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("."),
 ) -> None:
     """Write the best configurations as configs that `zoneout-study train` re-runs."""
-    from study.export import ExportError, export_best
+    from study.export import export_best
 
     if fmt not in ("yaml", "json"):
         fail(f"--format must be 'yaml' or 'json', got {fmt!r}")
+    check_output_dir(out, "--out")
     store = _open_store(storage)
-    try:
+    _require_study(store, study_name)
+    with _written_or_removed(out):
         paths = export_best(store, study_name, top=top, fmt=fmt, out_dir=out)  # type: ignore[arg-type]
-    except ExportError as error:
-        fail(str(error))
     for path in paths:
-        console.print(str(path))
+        console.print(str(path), markup=False, highlight=False)
 
 
 @app.command()
@@ -325,13 +785,8 @@ def report(
 ) -> None:
     """Sensitivity report: one offline HTML file, a PNG per figure, figures saved for
     optuna-dashboard."""
-    from study.store import StoreError
-
     store = _open_store(storage)
-    try:
-        store.trials_frame(study_name)
-    except StoreError as error:
-        fail(str(error))
+    _require_study(store, study_name)
     _write_report(store.url, study_name, out or Path("reports") / study_name, png=png)
 
 
@@ -346,27 +801,46 @@ def dashboard(
     from study.store import mask_url
 
     store = _open_store(storage)
+    _check_port_free(host, port)
     console.print(
         f"optuna-dashboard on http://{host}:{port} for {mask_url(store.url)} (Ctrl-C stops)"
     )
     serve_dashboard(store.url, host=host, port=port, background=False)
 
 
-db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+def _check_port_free(host: str, port: int) -> None:
+    """optuna-dashboard would start and then die with a long traceback on a busy port."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise OptionError(f"--host {host!r}: cannot resolve ({error.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # SO_REUSEADDR as the server sets it: a port in TIME_WAIT is free, one listened on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            reason = "in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+            raise OptionError(
+                f"port {port} on {host} is {reason}: choose another with --port "
+                f"(e.g. --port {port + 1 if port < 65535 else 8080})"
+            ) from None
+
+
+db_app = _Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
 @db_app.command("upgrade")
 def db_upgrade(storage: Annotated[str | None, _storage_option()] = None) -> None:
     """Create or upgrade the store's schema (Alembic) to the newest revision."""
-    from study.store import StoreError, current_revision, mask_url, upgrade
+    from study.store import current_revision, mask_url, upgrade
 
     url = _resolve_storage(storage)
-    try:
-        upgrade(url)
-        console.print(f"{mask_url(url)} at revision {current_revision(url)}")
-    except StoreError as error:
-        fail(str(error))
+    _check_run_storage(url)
+    upgrade(url)
+    console.print(f"{mask_url(url)} at revision {current_revision(url)}")
 
 
 def main() -> None:

@@ -3,11 +3,21 @@
 A spec is a base `TrialConfig` plus a search space over any of its fields, the sampler, the
 early-stopping scheduler, how many trials, how many seeds per configuration, resources per trial
 and where it all runs and is stored. Every error names the field and what is allowed.
+
+Sizes are checked before anything is allocated: a spec file over ``MAX_SPEC_BYTES`` is refused
+by its size before it is parsed, a parsed document over ``MAX_SPEC_NODES`` values before it is
+validated, and a grid is counted (never built) against ``MAX_GRID_POINTS``.
+
+Resources and device agree: ``resources.gpu > 0`` needs ``base.device`` 'cuda' or 'auto';
+``base.device: cuda`` needs ``resources.gpu > 0``. ``device: auto`` follows the resources: it
+becomes 'cuda' when trials reserve a GPU and 'cpu' when they do not, in the validated spec, so
+every trial config (and every export) names the device it ran on. (Left to torch, 'auto' would
+see every GPU of the node: Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for a trial that reserved
+none, so such a trial would compute on a GPU that others have reserved.)
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from pathlib import Path
@@ -22,7 +32,9 @@ from pydantic import (
     model_validator,
 )
 
-from trials.config import ConfigError, TrialConfig, read_yaml
+from study.errors import UserError
+from study.space import build_sampler
+from trials.config import TASKS, ConfigError, TrialConfig, did_you_mean, read_yaml
 from trials.tasks import metric_for_task
 
 __all__ = [
@@ -37,14 +49,25 @@ __all__ = [
     "SpecError",
     "StudySpec",
     "load_spec",
+    "read_spec_file",
     "validate_spec",
 ]
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SEARCHABLE = frozenset(TrialConfig.model_fields) - {"seed", "device", "data_dir", "text_path"}
 
+# Caps on what a spec may imply, far above any study a person runs, far below what hurts a
+# machine. A real spec is 1-3 KB; YAML parses about 150 KB/s in pure Python.
+MAX_SPEC_BYTES = 256 * 1024
+MAX_SPEC_NODES = 20_000  # values in the parsed document, aliases counted at every use
+MAX_GRID_POINTS = 100_000  # configurations a grid may enumerate (each one is a training run)
+MAX_CHOICES = 1_000  # choices of one categorical parameter
+MAX_TRIALS = 100_000
+MAX_REPEATS = 100
+MAX_CONCURRENT_TRIALS = 1_024
 
-class SpecError(ValueError):
+
+class SpecError(UserError, ValueError):
     """A spec that cannot run; the message names the field and the allowed values."""
 
 
@@ -71,10 +94,22 @@ class FloatParam(_Strict):
             raise ValueError("log and step cannot be combined")
         return self
 
-    def grid(self) -> list[float] | None:
+    def grid_count(self) -> int | None:
+        """How many points ``grid()`` would return (None: no grid), computed, not built; a
+        count past any representable size is ``MAX_GRID_POINTS + 1``."""
         if self.step is None:
             return None
-        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        steps = (self.high - self.low) / self.step + 1e-9
+        if not math.isfinite(steps) or steps >= MAX_GRID_POINTS:
+            return MAX_GRID_POINTS + 1
+        return math.floor(steps) + 1
+
+    def grid(self) -> list[float] | None:
+        count = self.grid_count()
+        if count is None:
+            return None
+        _check_grid_count(count)
+        assert self.step is not None
         return [round(self.low + index * self.step, 12) for index in range(count)]
 
 
@@ -95,16 +130,31 @@ class IntParam(_Strict):
             raise ValueError("log and step cannot be combined")
         return self
 
+    def grid_count(self) -> int | None:
+        return None if self.log else (self.high - self.low) // self.step + 1
+
     def grid(self) -> list[int] | None:
-        return None if self.log else list(range(self.low, self.high + 1, self.step))
+        count = self.grid_count()
+        if count is None:
+            return None
+        _check_grid_count(count)
+        return list(range(self.low, self.high + 1, self.step))
 
 
 class CategoricalParam(_Strict):
     type: Literal["categorical"] = "categorical"
-    choices: list[Any] = Field(min_length=1)
+    choices: list[Any] = Field(min_length=1, max_length=MAX_CHOICES)
+
+    def grid_count(self) -> int:
+        return len(self.choices)
 
     def grid(self) -> list[Any]:
         return list(self.choices)
+
+
+def _check_grid_count(count: int) -> None:
+    if count > MAX_GRID_POINTS:
+        raise ValueError(f"the grid would have more than {MAX_GRID_POINTS:,} points")
 
 
 SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
@@ -141,18 +191,33 @@ class FailureSpec(_Strict):
 class StudySpec(_Strict):
     name: str
     description: str = ""
-    base: TrialConfig = Field(default_factory=TrialConfig)
+    base: TrialConfig
     search: dict[str, SearchParam] = Field(default_factory=dict)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
-    n_trials: int = Field(default=20, gt=0)
-    max_concurrent_trials: int = Field(default=2, gt=0)
-    repeats: int = Field(default=1, gt=0, description="seeds per configuration")
+    n_trials: int = Field(default=20, gt=0, le=MAX_TRIALS)
+    max_concurrent_trials: int = Field(default=2, gt=0, le=MAX_CONCURRENT_TRIALS)
+    repeats: int = Field(default=1, gt=0, le=MAX_REPEATS, description="seeds per configuration")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     storage: str | None = None
     ray_address: str | None = None
     checkpoint_path: str | None = None
     failure: FailureSpec = Field(default_factory=FailureSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _require_task(cls, data: Any) -> Any:
+        # Without these a spec would silently train the config's default task.
+        if isinstance(data, dict):
+            tasks = ", ".join(repr(task) for task in TASKS)
+            if data.get("base") is None:
+                raise ValueError(
+                    f"base: required: the trial config every trial starts from, with at least "
+                    f"'task' (one of {tasks})"
+                )
+            if isinstance(data["base"], dict) and "task" not in data["base"]:
+                raise ValueError(f"base.task: required (one of {tasks})")
+        return data
 
     @field_validator("name")
     @classmethod
@@ -169,8 +234,7 @@ class StudySpec(_Strict):
     def _check_search(self) -> StudySpec:
         for key, param in self.search.items():
             if key not in SEARCHABLE:
-                close = difflib.get_close_matches(key, sorted(SEARCHABLE), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, sorted(SEARCHABLE))
                 raise ValueError(f"search: {key!r} is not a searchable config field{hint}")
             if key in ("zoneout_cell", "zoneout_hidden", "recurrent_dropout", "dropout") and not (
                 isinstance(param, CategoricalParam)
@@ -188,20 +252,44 @@ class StudySpec(_Strict):
                         f"search: {key}={value!r} is not a valid config ({message})"
                     ) from None
         if self.sampler.name == "grid":
+            points = 1
             for key, param in self.search.items():
-                if param.grid() is None:
+                count = param.grid_count()
+                if count is None:
                     raise ValueError(
                         f"sampler 'grid' needs a finite grid: give search.{key} a 'step' "
                         "(float/int without log) or make it categorical"
                     )
-        from study.space import build_sampler  # the space module builds on this one
-
+                points *= count
+                if points > MAX_GRID_POINTS:
+                    # Counted, never built: Optuna's GridSampler would hold every point.
+                    values = (
+                        f"more than {MAX_GRID_POINTS:,}"
+                        if count > MAX_GRID_POINTS
+                        else f"{count:,}"
+                    )
+                    raise ValueError(
+                        f"search: the grid has more than {MAX_GRID_POINTS:,} points (at "
+                        f"search.{key}, {values} values); use a larger step or fewer values"
+                    )
         try:
             build_sampler(self)
         except (TypeError, ValueError) as error:
             raise ValueError(f"sampler.options: {error}") from None
         if self.resources.gpu == 0 and self.base.device == "cuda":
-            raise ValueError("base.device is 'cuda' but resources.gpu is 0: give trials a GPU")
+            raise ValueError(
+                "base.device is 'cuda' but resources.gpu is 0: each trial would compute on a "
+                "GPU Ray did not reserve for it (or find none on a CPU node); set resources.gpu "
+                "(e.g. 1) or base.device 'auto'"
+            )
+        if self.resources.gpu > 0 and self.base.device == "cpu":
+            raise ValueError(
+                f"resources.gpu is {self.resources.gpu:g} per trial but base.device is 'cpu' "
+                "(the default): set base.device to 'cuda' or 'auto', or resources.gpu to 0"
+            )
+        if self.base.device == "auto":
+            device = "cuda" if self.resources.gpu > 0 else "cpu"
+            self.base = self.base.model_copy(update={"device": device})
         return self
 
     @property
@@ -233,13 +321,12 @@ def _corner_values(param: FloatParam | IntParam | CategoricalParam) -> list[Any]
 def _format(error: ValidationError, source: str) -> str:
     parts = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
+        loc = _user_location(item["loc"])
+        location = ".".join(str(part) for part in loc)
         if item["type"] == "extra_forbidden":
-            key = str(item["loc"][-1])
-            parent = item["loc"][:-1]
-            known = _known_keys(parent)
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            key = str(loc[-1])
+            parent = loc[:-1]
+            hint = did_you_mean(key, _known_keys(parent))
             parts.append(f"unknown key {location!r}{hint}")
         elif item["type"] == "union_tag_invalid" or item["type"] == "union_tag_not_found":
             parts.append(f"{location}: type must be one of 'float', 'int', 'categorical'")
@@ -247,6 +334,14 @@ def _format(error: ValidationError, source: str) -> str:
             message = item["msg"].removeprefix("Value error, ")
             parts.append(f"{location}: {message}" if location else message)
     return f"{source}: " + "; ".join(parts)
+
+
+def _user_location(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The location as the user wrote it: pydantic puts the chosen parameter type in it
+    (search.zoneout_cell.float.low), which is no key of the spec."""
+    if len(loc) > 2 and loc[0] == "search" and loc[2] in ("float", "int", "categorical"):
+        return (*loc[:2], *loc[3:])
+    return tuple(loc)
 
 
 def _known_keys(parent: tuple[Any, ...]) -> list[str]:
@@ -279,10 +374,64 @@ def validate_spec(data: Any, source: str = "spec") -> StudySpec:
         raise SpecError(_format(error, source)) from None
 
 
-def load_spec(path: Path | str) -> StudySpec:
-    """Read and validate a YAML spec file (malformed YAML is reported with its line)."""
+def _count_nodes(data: Any, limit: int) -> int:
+    """Values in ``data`` counting an aliased value at each use, stopping past ``limit``: an
+    alias 'bomb' is a small file whose values, expanded, do not fit in memory."""
+    count = 0
+    stack = [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def read_spec_file(path: Path | str) -> Any:
+    """The parsed YAML document of a spec file, refused (SpecError) before parsing when the file
+    is larger than ``MAX_SPEC_BYTES`` or not UTF-8, and after it when it has duplicate keys or
+    malformed YAML (both named with their line by trials.config.read_yaml), or more than
+    ``MAX_SPEC_NODES`` values."""
+    path = Path(path)
     try:
-        data = read_yaml(Path(path))
+        size = path.stat().st_size
+        if path.is_dir():
+            raise SpecError(f"{path}: is a directory, not a spec file")
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(
+                f"{path}: {size:,} bytes; a spec may be at most {MAX_SPEC_BYTES:,} bytes"
+            )
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read ({error.strerror})") from None
+    if len(raw) > MAX_SPEC_BYTES:  # a file that grew (or a device that streams)
+        raise SpecError(f"{path}: a spec may be at most {MAX_SPEC_BYTES:,} bytes")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    try:
+        # trials' reader: malformed YAML and duplicate keys are refused naming the line.
+        data = read_yaml(path)
     except ConfigError as error:
         raise SpecError(str(error)) from None
-    return validate_spec(data, source=str(path))
+    except RecursionError:
+        raise SpecError(f"{path}: malformed YAML (nested too deeply)") from None
+    except ValueError as error:  # e.g. an integer longer than Python converts
+        raise SpecError(f"{path}: malformed YAML value ({str(error).splitlines()[0]})") from None
+    if _count_nodes(data, MAX_SPEC_NODES) > MAX_SPEC_NODES:
+        raise SpecError(
+            f"{path}: more than {MAX_SPEC_NODES:,} values once aliases are expanded; "
+            "a spec is a few dozen"
+        )
+    return data
+
+
+def load_spec(path: Path | str) -> StudySpec:
+    """Read and validate a YAML spec file (see :func:`read_spec_file` for what is refused)."""
+    return validate_spec(read_spec_file(path), source=str(path))

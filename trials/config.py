@@ -14,11 +14,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trials.errors import UserError
+
 __all__ = [
     "TASKS",
     "ConfigError",
     "TrialConfig",
     "apply_overrides",
+    "did_you_mean",
     "dump_config",
     "load_config",
 ]
@@ -28,7 +31,7 @@ TASKS: tuple[str, ...] = ("ptb-char", "ptb-word", "text-char", "seq-mnist", "pmn
 LANGUAGE_TASKS = frozenset({"ptb-char", "ptb-word", "text-char"})
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be run; the message names the field and what is allowed."""
 
 
@@ -185,6 +188,13 @@ class TrialConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
+def did_you_mean(word: str, choices: Any) -> str:
+    """'; did you mean 'x'?' for the closest of ``choices``, or '' when none is close: the one
+    spelling of the hint in every error message of trials/ and study/."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = []
     known = list(TrialConfig.model_fields)
@@ -192,9 +202,7 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         location = ".".join(str(part) for part in item["loc"]) or "(config)"
         if item["type"] == "extra_forbidden":
             key = str(item["loc"][-1])
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(f"unknown key {key!r}{hint}")
+            lines.append(f"unknown key {key!r}{did_you_mean(key, known)}")
         else:
             lines.append(f"{location}: {item['msg']}")
     return f"{source}: " + "; ".join(lines)

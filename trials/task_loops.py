@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trials.config import TrialConfig
+from trials.config import ConfigError, TrialConfig
 from trials.data import SequenceDataset, TokenCorpus
 from trials.models import LanguageModel, SequenceClassifier, build_model, detach_state
 from trials.reproducibility import data_order_generator
@@ -83,7 +83,8 @@ def batchify(tokens: torch.Tensor, streams: int) -> torch.Tensor:
     """Cut a token stream into ``streams`` parallel streams: (steps, streams)."""
     steps = tokens.numel() // streams
     if steps < 2:
-        raise ValueError(
+        # A config the data cannot serve: a user error (ConfigError is also a ValueError).
+        raise ConfigError(
             f"{tokens.numel()} tokens are too few for batch size {streams}; "
             "lower the batch size or use more data"
         )

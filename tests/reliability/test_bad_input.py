@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dashboards import serve_dashboard
 from study.cli import app
-from tests.study.test_cli_errors import CASES, GOOD
+from tests.study.test_cli_errors import CASES, GOOD, make_store
 from tests.support import free_port
 
 PASSWORD = "s3cret-pw"
@@ -74,6 +74,82 @@ def test_unreachable_database_for_status(tmp_path: Path, reliability_record: Any
         "Unreachable database (status)",
         "`zoneout-study status --storage <same URL>`",
         f"exit {result.exit_code}, no password in the output; {message[:120]}",
+    )
+
+
+def test_read_only_commands_never_create_a_database(
+    tmp_path: Path, reliability_record: Any
+) -> None:
+    typo = tmp_path / "studeis.db"
+    outputs = []
+    for command in (["list"], ["status"], ["export", "known"], ["dashboard"]):
+        result = CliRunner().invoke(app, [*command, "--storage", f"sqlite:///{typo}"])
+        outputs.append(_one_line_error(result))
+    assert all("no such database" in output for output in outputs), outputs
+    assert list(tmp_path.iterdir()) == []
+    reliability_record(
+        "Mistyped SQLite path (read-only commands)",
+        "`list`, `status`, `export`, `dashboard` with `--storage sqlite:///<missing file>`",
+        f"exit 2 each, no file created; {outputs[0].replace(str(tmp_path), '<tmp>')[:140]}",
+    )
+
+
+def test_missing_study_is_named_with_the_studies_there(
+    tmp_path: Path, reliability_record: Any
+) -> None:
+    database = make_store(tmp_path)
+    before = database.read_bytes()
+    result = CliRunner().invoke(
+        app, ["status", "nope", "--storage", f"sqlite:///{database}", "--csv", "x/t.csv"]
+    )
+    message = _one_line_error(result)
+    assert "no study named 'nope'" in message and "studies there: known" in message
+    assert database.read_bytes() == before and not (tmp_path / "x").exists()
+    reliability_record(
+        "Unknown study",
+        "`zoneout-study status nope --csv x/t.csv` on a database holding study 'known'",
+        f"exit 2, no CSV or directory written; {message.replace(str(tmp_path), '<tmp>')[:140]}",
+    )
+
+
+def test_busy_dashboard_port(tmp_path: Path, reliability_record: Any) -> None:
+    database = make_store(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            app, ["dashboard", "--storage", f"sqlite:///{database}", "--port", str(port)]
+        )
+    message = _one_line_error(result)
+    assert f"port {port}" in message and "--port" in message
+    reliability_record(
+        "Dashboard port in use",
+        "`zoneout-study dashboard --port P` while another socket listens on 127.0.0.1:P",
+        f"exit 2 before optuna-dashboard starts; {message.replace(str(port), 'P')}",
+    )
+
+
+def test_a_bug_is_not_dressed_as_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reliability_record: Any
+) -> None:
+    from study.store import Store
+
+    database = make_store(tmp_path)
+
+    def broken(self: Any) -> Any:
+        raise KeyError("injected")
+
+    monkeypatch.setattr(Store, "studies_frame", broken)
+    result = CliRunner().invoke(app, ["list", "--storage", f"sqlite:///{database}"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback (most recent call last)" in result.output
+    assert "KeyError: 'injected'" in result.output
+    reliability_record(
+        "A bug, not bad input",
+        "`Store.studies_frame` patched to raise KeyError; `zoneout-study list`",
+        f"exit {result.exit_code} with the full traceback "
+        f"({len(result.output.splitlines())} lines) ending in KeyError: 'injected'",
     )
 
 

@@ -7,10 +7,12 @@ from typing import Literal
 
 import torch
 
+from trials.errors import UserError
+
 __all__ = ["DataNotFoundError", "SequenceDataset", "TokenCorpus"]
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     """The data set is not available locally.
 
     The message says which files (or package) were looked for, where, and how to get them.

@@ -25,16 +25,13 @@ import os
 import warnings
 from collections import Counter
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from trials.zoneout._triton_lstm.loops import backward_loop, forward_loop, state_dtype
 from trials.zoneout._triton_lstm.noise import Noise
-
-if TYPE_CHECKING:
-    from trials.zoneout._triton_lstm.runs import BackwardResult, ForwardResult
+from trials.zoneout._triton_lstm.results import BackwardResult, ForwardResult, input_projection
 
 ENABLED = os.environ.get("ZONEOUT_TRITON_CUDA_GRAPHS", "1") != "0"
 MAX_GRAPHS = 8  # per direction; each holds (T, B, 4H)-sized static buffers
@@ -109,8 +106,6 @@ class _ForwardGraph:
         c0: Tensor,
         seed: int,
     ) -> ForwardResult:
-        from trials.zoneout._triton_lstm.runs import ForwardResult, input_projection
-
         input_projection(x, w_ih, bias, self.xproj)
         self.w_hh.copy_(w_hh)
         self.hs[0].copy_(h0)
@@ -166,8 +161,6 @@ class _BackwardGraph:
         w_hh: Tensor,
         seed: int,
     ) -> BackwardResult:
-        from trials.zoneout._triton_lstm.runs import BackwardResult
-
         self.gates.copy_(gates)
         self.c_prev.copy_(c_prev)
         self.grad_out.copy_(grad_out)

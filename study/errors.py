@@ -1,0 +1,36 @@
+"""One error hierarchy for the service and its command line.
+
+``ZoneoutError`` and ``UserError`` live in :mod:`trials.errors` (``trials`` may not import
+``study``) and are re-exported here. Every error a user can fix derives from ``UserError``:
+
+===========================  ==========================  =====================
+error                        raised by                   also a
+===========================  ==========================  =====================
+``ConfigError``              trials.config               ``ValueError``
+``DataNotFoundError``        trials.data                 ``FileNotFoundError``
+``SpecError``                study.spec                  ``ValueError``
+``StoreError``               study.store                 ``RuntimeError``
+``StudyRunError``            study.runner                ``RuntimeError``
+``ExportError``              study.export                ``ValueError``
+``OptionError``              study.cli (host, port)      ``ValueError``
+``PathError``                study.cli (paths)           ``OptionError``
+===========================  ==========================  =====================
+
+The CLI turns a ``UserError`` into ``error: <message>`` and exit status 2; anything else is a
+bug: its traceback is printed and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+from trials.errors import UserError, ZoneoutError
+
+__all__ = ["OptionError", "PathError", "UserError", "ZoneoutError"]
+
+
+class OptionError(UserError, ValueError):
+    """A command-line value the command cannot use (a host that does not resolve, a busy
+    port)."""
+
+
+class PathError(OptionError):
+    """A file-system path given on the command line has the wrong kind or is not writable."""
