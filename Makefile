@@ -18,8 +18,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 
+# The zoneout layer's CPU extension is compiled here, once (g++/ninja; it warns and falls back to
+# pure PyTorch if that fails), rather than inside the first trial or test that needs it.
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PIP_INSTALL) -e ".[data]"
+	$(PY) -c "from trials.zoneout import _cpu_ext; _cpu_ext.load()"
 	touch $@
 
 $(TEST_STAMP): $(STAMP)

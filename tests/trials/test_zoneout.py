@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -20,7 +21,7 @@ from trials.zoneout._lstm_fused import FusedZoneoutLSTMLayer
 
 DT = torch.float64
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
-IMPLEMENTATIONS = ["fused", "reference"]
+IMPLEMENTATIONS = ["fused", "fused-pytorch", "reference"]
 
 
 def _params(module: nn.Module, layer: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -80,8 +81,18 @@ def reference_forward(
     return x, torch.stack(h_n), torch.stack(c_n) if c0 is not None else None
 
 
-def _stream(seed: Tensor, shape: tuple[int, ...]) -> Tensor:
-    return torch.rand(shape, generator=torch.Generator().manual_seed(int(seed)))
+def _mask(seed: Tensor, rate: float, shape: tuple[int, ...]) -> Tensor:
+    """True where splitmix64's output i+1 from ``seed`` has its top 24 bits below rate*2^24."""
+    count = math.prod(shape)
+    with np.errstate(over="ignore"):
+        z = np.uint64(int(seed)) + np.arange(1, count + 1, dtype=np.uint64) * np.uint64(
+            0x9E3779B97F4A7C15
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    bits = (z >> np.uint64(40)).astype(np.int64)
+    return torch.from_numpy(bits < round(rate * 2**24)).view(shape)
 
 
 def draw_masks(module: nn.Module, seed: int, steps: int, batch: int) -> tuple[list, list, list]:
@@ -96,14 +107,14 @@ def draw_masks(module: nn.Module, seed: int, steps: int, batch: int) -> tuple[li
     d_h: list[Tensor | float] = []
     r_g: list[Tensor | float] = []
     for layer in range(module.num_layers):
-        cell = (_stream(seeds[layer, 0], shape) < z_c).to(DT) if 0 < z_c < 1 else z_c
+        cell = _mask(seeds[layer, 0], z_c, shape).to(DT) if 0 < z_c < 1 else z_c
         d_c.append(cell)
         if getattr(module, "zoneout_shared_mask", False):
             d_h.append(cell)
         else:
             z_h = module.zoneout_hidden
-            d_h.append((_stream(seeds[layer, 1], shape) < z_h).to(DT) if 0 < z_h < 1 else z_h)
-        keep = (_stream(seeds[layer, 2], shape) >= p).to(DT) / (1 - p) if 0 < p < 1 else 1.0
+            d_h.append(_mask(seeds[layer, 1], z_h, shape).to(DT) if 0 < z_h < 1 else z_h)
+        keep = (~_mask(seeds[layer, 2], p, shape)).to(DT) / (1 - p) if 0 < p < 1 else 1.0
         r_g.append(keep)
     return d_c, d_h, r_g
 

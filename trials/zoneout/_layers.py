@@ -5,8 +5,8 @@ from torch's global RNG, whatever the rates, and every mask comes from its own p
 (`trials.zoneout._masks`); the inter-layer dropout then draws from the global RNG as nn.LSTM's
 does. Parameters are created and initialised exactly as nn.LSTM's (names, shapes, order, the
 same U(-1/sqrt(H), 1/sqrt(H)) draws); recurrent batch norm's parameters are constants and draw
-nothing. So the same seed gives the same initial weights and the same later random numbers for
-every choice of rates and regularizers.
+nothing. So the same seed gives the same initial weights and the same later random numbers
+whatever the zoneout, recurrent-dropout and batch-norm settings.
 """
 
 from __future__ import annotations
@@ -21,11 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from trials.zoneout import _cpu_ext
 from trials.zoneout._loops import StepBatchNorm, gru_layer, lstm_layer_reference, rnn_tanh_layer
+from trials.zoneout._lstm_cpu import CpuZoneoutLSTMLayer
 from trials.zoneout._lstm_fused import FusedZoneoutLSTMLayer, Weight
 from trials.zoneout._masks import MaskKind, bernoulli_mask, draw_seeds
 
-_IMPLEMENTATIONS = ("fused", "reference")
+# "fused": the fastest available single-node layer (the C++ extension on CPU when it builds,
+# else the pure-PyTorch node); "fused-pytorch": always the pure-PyTorch node (the extension's
+# test oracle); "reference": the per-step autograd loop.
+_IMPLEMENTATIONS = ("fused", "fused-pytorch", "reference")
 # Per-step statistic sets kept by recurrent batch norm unless told otherwise: char-PTB's 100-step
 # windows. Longer sequences reuse the last set.
 DEFAULT_BATCH_NORM_STEPS = 100
@@ -254,10 +259,12 @@ class ZoneoutLSTM(_ZoneoutBase):
     parameters (gammas 0.1, the cell's beta 0) are registered after nn.LSTM's, as
     ``bn_weight_ih_l{k}``, ``bn_weight_hh_l{k}``, ``bn_weight_c_l{k}``, ``bn_bias_c_l{k}``.
 
-    ``implementation`` picks the fast path ("fused", default) or the per-step autograd loop it is
-    tested against ("reference"); recurrent batch norm always runs the reference loop. The fast
-    path runs the fused single-node layer, or nn.LSTM's own kernel in a pass where no rate
-    perturbs the recurrence (so with all rates 0 the numbers are nn.LSTM's, bit for bit).
+    ``implementation`` picks the fast path ("fused", default), the pure-PyTorch fused node
+    ("fused-pytorch") or the per-step autograd loop they are tested against ("reference");
+    recurrent batch norm always runs the reference loop. The fast path runs a fused single-node
+    layer (on CPU the C++ extension of `_cpu_ext`, built at first use, else the pure-PyTorch
+    node), or nn.LSTM's own kernel in a pass where no rate perturbs the recurrence (so with all
+    rates 0 the numbers are nn.LSTM's, bit for bit).
     """
 
     _gates = 4
@@ -370,6 +377,15 @@ class ZoneoutLSTM(_ZoneoutBase):
             training=self.training,
         )
 
+    def _fused_node(self, x: Tensor) -> type[torch.autograd.Function]:
+        use_extension = (
+            self.implementation == "fused"
+            and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
+            and _cpu_ext.load()
+        )
+        return CpuZoneoutLSTMLayer if use_extension else FusedZoneoutLSTMLayer
+
     def _perturbed(self) -> bool:
         # Zoneout acts in evaluation too (the expectation); recurrent dropout only in training.
         return (
@@ -408,7 +424,7 @@ class ZoneoutLSTM(_ZoneoutBase):
             raise TypeError("ZoneoutLSTM: hx must be a tuple (h_0, c_0) or None")
         h0 = self._prepare_state(h0, x, unbatched, "h_0")
         c0 = self._prepare_state(c0, x, unbatched, "c_0")
-        fused = self.implementation == "fused" and not self.recurrent_batch_norm
+        fused = self.implementation != "reference" and not self.recurrent_batch_norm
         seeds = self._seed_table()
         if fused and not self._perturbed():
             # Nothing perturbs the recurrence in this pass: run nn.LSTM's own kernel (oneDNN on
@@ -439,9 +455,8 @@ class ZoneoutLSTM(_ZoneoutBase):
             rd_keep, rd_scale = self._dropout_keep(x, seeds, layer)
             params = self._layer_params(layer)
             if fused:
-                x, h, c = FusedZoneoutLSTMLayer.apply(
-                    x, h0[layer], c0[layer], *params, d_c, d_h, rd_keep, rd_scale
-                )
+                node = self._fused_node(x)
+                x, h, c = node.apply(x, h0[layer], c0[layer], *params, d_c, d_h, rd_keep, rd_scale)
             else:
                 x, h, c = lstm_layer_reference(
                     x,

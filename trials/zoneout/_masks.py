@@ -1,17 +1,16 @@
 """The layers' random masks: one private stream per (layer, mask kind), seeded from torch's RNG.
 
-Contract (reproducibility): in training, a forward pass first draws one int64 seed per layer and
-mask kind from torch's global CPU generator, as ``torch.randint(0, 2**62, (num_layers, 3))``,
+Contract (reproducibility): in training, a forward pass first draws one seed per layer and mask
+kind from torch's global CPU generator, as ``torch.randint(0, 2**62, (num_layers, 3))``,
 whatever the rates (so the global stream advances by the same amount for every configuration,
-and the data order or any later draw does not depend on which rates are non-zero). Each mask is
-then ``torch.rand(T, B, H, generator=torch.Generator(device).manual_seed(seed))`` compared with
-its rate. A mask kind whose rate is 0 (or 1) is simply not generated: its private stream is
-not shared with anything, so skipping it changes no other mask. Two configurations that differ
-only in the recurrent-dropout rate therefore get the very same zoneout masks. Evaluation draws
-nothing.
-
-Note: torch's CPU generator keeps only the low 32 bits of a seed, so two of the ~10^5 streams
-of a long run may coincide; the masks of those two steps are then equal, which is harmless.
+and the data order or any later draw does not depend on which rates are non-zero). Element i
+(row-major over (T, B, H)) of a mask with seed s is output i+1 of splitmix64 started at s: a
+counter hash, so any thread can draw any part, and the C++ extension (`_cpu/zoneout_lstm.cpp`,
+on CPU) and the torch integer ops below (the fallback, and CUDA) give the same bits. The element
+is True (keep the previous value; for recurrent dropout: drop) when the output's top 24 bits
+are below round(rate * 2^24). A mask kind whose rate is 0 (or 1) is not generated: its stream is
+nobody else's, so skipping it changes no other mask, and two configurations that differ only in
+the recurrent-dropout rate get the very same zoneout masks. Evaluation draws nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from enum import IntEnum
 
 import torch
 from torch import Tensor
+
+from trials.zoneout import _cpu_ext
 
 
 class MaskKind(IntEnum):
@@ -31,6 +32,12 @@ class MaskKind(IntEnum):
 
 
 SEED_HIGH = 2**62
+RESOLUTION_BITS = 24
+
+# splitmix64's constants as two's-complement int64 (torch's integer arithmetic wraps).
+_GAMMA = 0x9E3779B97F4A7C15 - 2**64
+_MIX1 = 0xBF58476D1CE4E5B9 - 2**64
+_MIX2 = 0x94D049BB133111EB - 2**64
 
 
 def draw_seeds(num_layers: int) -> Tensor:
@@ -38,13 +45,30 @@ def draw_seeds(num_layers: int) -> Tensor:
     return torch.randint(0, SEED_HIGH, (num_layers, len(MaskKind)), dtype=torch.int64)
 
 
-def uniform(seed: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
-    """U[0, 1) float32 values of one private stream."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return torch.rand(shape, generator=generator, dtype=torch.float32, device=device)
+def threshold(rate: float) -> int:
+    """Elements whose 24-bit draw is below this are True: P = threshold / 2^24 ~ rate."""
+    return round(rate * 2**RESOLUTION_BITS)
+
+
+def _shift_right(z: Tensor, bits: int) -> Tensor:
+    # A logical shift: torch's >> on int64 is arithmetic (it copies the sign bit).
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def splitmix_mask(seed: int, rate: float, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """The mask in torch integer ops: the fallback without the extension, and CUDA."""
+    count = 1
+    for size in shape:
+        count *= size
+    z = torch.arange(1, count + 1, dtype=torch.int64, device=device) * _GAMMA + seed
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    z = z ^ _shift_right(z, 31)
+    return (_shift_right(z, 64 - RESOLUTION_BITS) < threshold(rate)).view(shape)
 
 
 def bernoulli_mask(seed: int, rate: float, shape: tuple[int, ...], device: torch.device) -> Tensor:
     """A bool mask, True with probability ``rate`` independently per element."""
-    return uniform(seed, shape, device) < rate
+    if torch.device(device).type == "cpu" and _cpu_ext.load():
+        return torch.ops.zoneout_cpu.bernoulli_mask(seed, threshold(rate), list(shape))
+    return splitmix_mask(seed, rate, shape, device)
