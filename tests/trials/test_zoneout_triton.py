@@ -39,6 +39,17 @@ def test_triton_available_only_on_cuda() -> None:
     assert not triton_available(torch.device("meta"))
 
 
+def test_zoneout_lstm_refuses_triton_off_cuda_and_keeps_it_opt_in() -> None:
+    from trials.zoneout import ZoneoutLSTM
+
+    layer = ZoneoutLSTM(IN, H, zoneout_cell=0.5)
+    x = torch.randn(T, B, IN)
+    assert not layer._use_triton(x)  # "fused" on CPU never picks it
+    layer.implementation = "triton"
+    with pytest.raises(ValueError, match="needs a CUDA tensor"):
+        layer(x)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -326,6 +337,35 @@ def check_recurrent_dropout_drops_g() -> None:
         recurrent_dropout=1.0, shared_mask=False, training=True, seed=31,
     )  # fmt: skip
     assert torch.equal(c_all_dropped, torch.zeros_like(c0))
+
+
+def check_zoneout_lstm_dispatches_to_the_kernels() -> None:
+    # ZoneoutLSTM(implementation="triton") runs these kernels: in eval it equals the reference
+    # loop's expectation; in training it reproduces under the same torch seed and draws masks.
+    from trials.zoneout import ZoneoutLSTM
+
+    torch.manual_seed(0)
+    layer = ZoneoutLSTM(IN, H, num_layers=2, zoneout_cell=0.5, zoneout_hidden=0.25,
+                        recurrent_dropout=0.25).double()  # fmt: skip
+    x = torch.randn(T, B, IN, dtype=torch.float64)
+    layer.eval()
+    layer.implementation = "reference"
+    want, (want_h, want_c) = layer(x)
+    layer.implementation = "triton"
+    got, (got_h, got_c) = layer(x)
+    _assert_close([got, got_h, got_c], [want, want_h, want_c], torch.float64)
+    layer.train()
+    torch.manual_seed(1)
+    first, _ = layer(x)
+    torch.manual_seed(1)
+    again, _ = layer(x)
+    torch.manual_seed(2)
+    other, _ = layer(x)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert not torch.allclose(first, want)
+    first.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
 
 
 def check_rate_one_keeps_the_initial_state() -> None:

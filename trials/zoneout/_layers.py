@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -26,11 +27,17 @@ from trials.zoneout._loops import StepBatchNorm, gru_layer, lstm_layer_reference
 from trials.zoneout._lstm_cpu import CpuZoneoutLSTMLayer
 from trials.zoneout._lstm_fused import FusedZoneoutLSTMLayer, Weight
 from trials.zoneout._masks import MaskKind, bernoulli_mask, draw_seeds
+from trials.zoneout._triton_lstm import triton_available, triton_lstm_layer
 
 # "fused": the fastest available single-node layer (the C++ extension on CPU when it builds,
 # else the pure-PyTorch node); "fused-pytorch": always the pure-PyTorch node (the extension's
 # test oracle); "reference": the per-step autograd loop.
-_IMPLEMENTATIONS = ("fused", "fused-pytorch", "reference")
+_IMPLEMENTATIONS = ("fused", "fused-pytorch", "reference", "triton")
+# The Triton CUDA path (trials.zoneout._triton_lstm) is checked under Triton's interpreter and
+# compiled for sm_90 in CI, but it has not yet run on a real GPU: until a GPU run has measured it
+# (benchmarks/gpu_triton_check.py), "fused" on CUDA keeps the PyTorch node and Triton is opt-in,
+# per layer (implementation="triton") or per process (ZONEOUT_TRITON=1, e.g. on Ray workers).
+_TRITON_BY_DEFAULT = os.environ.get("ZONEOUT_TRITON", "0") == "1"
 # Per-step statistic sets kept by recurrent batch norm unless told otherwise: char-PTB's 100-step
 # windows. Longer sequences reuse the last set.
 DEFAULT_BATCH_NORM_STEPS = 100
@@ -386,6 +393,16 @@ class ZoneoutLSTM(_ZoneoutBase):
         )
         return CpuZoneoutLSTMLayer if use_extension else FusedZoneoutLSTMLayer
 
+    def _use_triton(self, x: Tensor) -> bool:
+        if self.implementation == "triton":
+            if not triton_available(x.device):
+                raise ValueError(
+                    "implementation='triton' needs a CUDA tensor and the triton package "
+                    f"(got a tensor on {x.device}); use 'fused' elsewhere"
+                )
+            return True
+        return self.implementation == "fused" and _TRITON_BY_DEFAULT and triton_available(x.device)
+
     def _perturbed(self) -> bool:
         # Zoneout acts in evaluation too (the expectation); recurrent dropout only in training.
         return (
@@ -447,6 +464,24 @@ class ZoneoutLSTM(_ZoneoutBase):
         c_n: list[Tensor] = []
         for layer in range(self.num_layers):
             x = self._inter_layer(x, layer)
+            if fused and self._use_triton(x):
+                # Masks are drawn inside the kernels from one Philox key per layer (its three
+                # masks are separate Philox lanes): no (T, B, H) mask tensors.
+                x, h, c = triton_lstm_layer(
+                    x,
+                    h0[layer],
+                    c0[layer],
+                    *self._layer_params(layer),
+                    zoneout_cell=self.zoneout_cell,
+                    zoneout_hidden=self.zoneout_hidden,
+                    recurrent_dropout=self.recurrent_dropout,
+                    shared_mask=self.zoneout_shared_mask,
+                    training=self.training,
+                    seed=int(seeds[layer, MaskKind.CELL]) if seeds is not None else 0,
+                )
+                h_n.append(h)
+                c_n.append(c)
+                continue
             d_c = self._zoneout_weight(self.zoneout_cell, x, seeds, layer, MaskKind.CELL)
             if self.zoneout_shared_mask:
                 d_h = d_c
