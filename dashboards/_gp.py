@@ -65,6 +65,47 @@ class FittedGP:
             mu, sd = self.model.predict(self.normalize(xt), return_std=True)
         return mu * self.y_std + self.y_mean, sd * self.y_std
 
+    def predict_cov(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and covariance of the latent function at raw inputs ``x``."""
+        xt = transform(np.asarray(x, dtype=float).reshape(len(x), -1), self.log)
+        with threadpool_limits(limits=1, user_api="blas"):
+            mu, cov = self.model.predict(self.normalize(xt), return_cov=True)
+        return mu * self.y_std + self.y_mean, cov * self.y_std**2
+
+    def partial_dependence(
+        self, dims: tuple[int, ...], grid: np.ndarray, others: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Partial dependence on the dimensions ``dims``: at each row of ``grid`` (values of
+        ``dims``), the GP mean averaged over the observed values of the other dimensions
+        (``others``: rows of full inputs). Returns the mean and its posterior std.
+
+        One searched dimension left over or none: the average is over ``others``' rows; its
+        variance is the average of the posterior covariance over those rows (exact for 1-D grids;
+        for 2-D grids with other dimensions, the mean of pointwise variances, an upper bound).
+        """
+        grid = np.asarray(grid, dtype=float).reshape(len(grid), -1)
+        others = np.asarray(others, dtype=float).reshape(len(others), -1)
+        m = len(others)
+        if m == 1 or others.shape[1] == len(dims):
+            x = np.repeat(others[:1], len(grid), axis=0)
+            x[:, list(dims)] = grid
+            return self.predict(x)
+        if len(grid) <= 200:
+            mean = np.empty(len(grid))
+            std = np.empty(len(grid))
+            for i, g in enumerate(grid):
+                x = others.copy()
+                x[:, list(dims)] = g
+                mu, cov = self.predict_cov(x)
+                mean[i] = mu.mean()
+                std[i] = np.sqrt(max(float(cov.sum()) / m**2, 0.0))
+            return mean, std
+        x = np.repeat(others, len(grid), axis=0)
+        x[:, list(dims)] = np.tile(grid, (m, 1))
+        mu, sd = self.predict(x)
+        mu, sd = mu.reshape(m, len(grid)), sd.reshape(m, len(grid))
+        return mu.mean(axis=0), np.sqrt((sd**2).mean(axis=0))
+
 
 def _bin(
     xn: np.ndarray, y: np.ndarray, bins: int
