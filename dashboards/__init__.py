@@ -4,7 +4,8 @@ The few things a user calls:
 
 - :func:`analyze` -> :class:`StudyAnalysis` (pure data) and :func:`report_figures` (plotly);
 - :func:`build_report` -> :class:`ReportResult`: an offline HTML report, PNGs and a summary;
-- :func:`save_figures_to_study` / :func:`serve_dashboard`: the bridge into optuna-dashboard;
+- :func:`save_figures_to_study`, :func:`save_note_section`, :func:`serve_dashboard`: the
+  bridge into optuna-dashboard;
 - :func:`seed_interval` / :func:`paired_difference` -> :class:`Interval`: means over seeds and
   seed-paired differences with the interval their n supports;
 - :func:`select_configuration`, :func:`compare_methods`, :func:`write_comparison`: Table 1
@@ -28,7 +29,12 @@ from ._compare import (
 from ._configs import ConfigTable
 from ._figures import report_figures
 from ._importance import ParamImportance
-from ._optuna_bridge import DashboardServer, save_figures_to_study, serve_dashboard
+from ._optuna_bridge import (
+    DashboardServer,
+    save_figures_to_study,
+    save_note_section,
+    serve_dashboard,
+)
 from ._report import ReportResult, build_report
 from ._runs import EpochChoice
 from ._stats import Interval, IntervalKind, paired_difference, seed_interval
@@ -51,6 +57,7 @@ __all__ = [
     "paired_difference",
     "report_figures",
     "save_figures_to_study",
+    "save_note_section",
     "seed_interval",
     "select_configuration",
     "serve_dashboard",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import optuna
 import pandas as pd
 
@@ -56,10 +57,23 @@ def _table_epoch(runs: StudyRuns, baseline_trial: int | None) -> EpochChoice:
         k = int(row["epoch"])
         if row["n_configs"] < need:
             continue
-        if base is not None and not (runs.runs.loc[runs.runs["config"] == base, "reached"] >= k).any():
+        if (
+            base is not None
+            and not (runs.runs.loc[runs.runs["config"] == base, "reached"] >= k).any()
+        ):
             continue
         return EpochChoice(k, runs.max_epochs, int(row["n_configs"]), int(row["n_runs"]))
     return pick_epoch(runs, need)
+
+
+def _strongest(table: ConfigTable, params: list[str]) -> str | None:
+    """The parameter whose values move the per-configuration means most (the learning curves
+    are coloured by it)."""
+    c = table.configs
+    if not params or c.empty:
+        return params[0] if params else None
+    spread = {p: float(np.ptp(c.groupby("param_" + p)["mean"].mean())) for p in params}
+    return max(params, key=lambda p: spread[p])
 
 
 def analyze(
@@ -98,14 +112,17 @@ def analyze(
     model_table = (
         table
         if model_epoch.epoch == table.epoch.epoch
-        else config_table(model_runs, model_epoch, runs.params, direction=direction,
-                          baseline_trial=baseline_trial)
-    )  # fmt: skip
+        else config_table(
+            model_runs, model_epoch, runs.params, direction=direction, baseline_trial=baseline_trial
+        )
+    )
     surface = None
     if len(nums) >= 2:
-        x, y = ("zoneout_cell", "zoneout_hidden") if {"zoneout_cell", "zoneout_hidden"} <= set(
-            nums
-        ) else (nums[0], nums[1])
+        x, y = (
+            ("zoneout_cell", "zoneout_hidden")
+            if {"zoneout_cell", "zoneout_hidden"} <= set(nums)
+            else (nums[0], nums[1])
+        )
         surface = response_surface(model_table, model, x, y, direction=direction)
     marginals = {}
     for p in nums:
@@ -113,11 +130,16 @@ def analyze(
         marginals[p] = marginal(
             model_table, model, p, color_param=others[0] if others else None, direction=direction
         )
-    color = nums[0] if nums else None
+    color = _strongest(table, nums)
     curves = learning_curves(
-        trials, epochs, max_epochs=max_epochs, budget="last", color_param=color,
-        grace_period=grace_period, reduction_factor=reduction_factor,
-    )  # fmt: skip
+        trials,
+        epochs,
+        max_epochs=max_epochs,
+        budget="last",
+        color_param=color,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+    )
     importance = parameter_importance(study)
     ranges = {}
     for p in nums:

@@ -18,7 +18,13 @@ from ._report import markdown_to_html, write_pngs
 from ._runs import EpochChoice, StudyRuns, study_runs
 from ._stats import LEVEL, Interval, paired_difference
 
-__all__ = ["Comparison", "MethodResult", "compare_methods", "select_configuration", "write_comparison"]
+__all__ = [
+    "Comparison",
+    "MethodResult",
+    "compare_methods",
+    "select_configuration",
+    "write_comparison",
+]
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,7 @@ def _plain(v: object) -> object:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def compare_methods(
-    rows: list[MethodResult], *, baseline: str, metric: MetricInfo
-) -> Comparison:
+def compare_methods(rows: list[MethodResult], *, baseline: str, metric: MetricInfo) -> Comparison:
     """Seed-paired differences of every method's validation values to ``baseline``'s."""
     base = next((r for r in rows if r.method == baseline), None)
     if base is None:
@@ -121,15 +125,29 @@ def _config_text(cfg: dict[str, object]) -> str:
 
 def comparison_markdown(c: Comparison) -> str:
     m = c.metric
-    head = ["method", "selected configuration", f"validation {m.name}", f"test {m.name}",
-            f"Δ validation vs {c.baseline}"]  # fmt: skip
-    out = [f"## Table 1: {m.title.removeprefix('validation ')} by method", "",
-           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    head = [
+        "method",
+        "selected configuration",
+        f"validation {m.name}",
+        f"test {m.name}",
+        f"Δ validation vs {c.baseline}",
+    ]
+    out = [
+        f"## Table 1: {m.title.removeprefix('validation ')} by method",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in c.rows:
         test = f"{r.test.text()} ({r.test_source})" if r.test is not None else r.test_source
         diff = "baseline" if r.method == c.baseline else c.differences[r.method].text("+.4f")
-        cells = [r.method, f"{_config_text(r.config)} (from {r.n_configs}; {r.source})",
-                 r.valid.text(), test, diff]  # fmt: skip
+        cells = [
+            r.method,
+            f"{_config_text(r.config)} (from {r.n_configs}; {r.source})",
+            r.valid.text(),
+            test,
+            diff,
+        ]
         out.append("| " + " | ".join(cells) + " |")
     out += ["", *[f"- {n}" for n in c.notes]]
     return "\n".join(out) + "\n"
@@ -137,8 +155,13 @@ def comparison_markdown(c: Comparison) -> str:
 
 def comparison_figure(c: Comparison) -> go.Figure:
     m = c.metric
-    cols = ["method", "selected configuration", f"validation {m.name}", f"test {m.name}",
-            f"Δ validation vs {c.baseline}"]  # fmt: skip
+    cols = [
+        "method",
+        "selected configuration",
+        f"validation {m.name}",
+        f"test {m.name}",
+        f"Δ validation vs {c.baseline}",
+    ]
     cells: list[list[str]] = [[] for _ in cols]
     for r in c.rows:
         test = f"{r.test.text()} ({r.test_source})" if r.test is not None else r.test_source
@@ -146,20 +169,31 @@ def comparison_figure(c: Comparison) -> go.Figure:
         for i, v in enumerate([r.method, _config_text(r.config), r.valid.text(), test, diff]):
             cells[i].append(v)
     fig = go.Figure(
-        go.Table(header=dict(values=cols, fill_color="#e8eef5", align="left"),
-                 cells=dict(values=cells, align="left", height=34),
-                 columnwidth=[1.2, 2.2, 2.6, 1.8, 2.6])
-    )  # fmt: skip
+        go.Table(
+            header=dict(values=cols, fill_color="#e8eef5", align="left"),
+            cells=dict(values=cells, align="left", height=34),
+            columnwidth=[1.2, 2.2, 2.6, 1.8, 2.6],
+        )
+    )
     fig.update_layout(
-        title=dict(text=f"Table 1: {m.title.removeprefix('validation ')} by method",
-                   subtitle=dict(text=c.notes[0], font=dict(size=11))),
-        margin=dict(l=20, r=20, t=80, b=20), template="plotly_white",
-    )  # fmt: skip
+        title=dict(
+            text=f"Table 1: {m.title.removeprefix('validation ')} by method",
+            subtitle=dict(
+                text="validation-selected configuration per method; mean over "
+                "seeds (Student-t interval for 3+ seeds, both values for n = 2);"
+                f" Δ paired by seed against {c.baseline}",
+                font=dict(size=11),
+            ),
+        ),
+        margin=dict(l=20, r=20, t=80, b=20),
+        template="plotly_white",
+    )
     return fig
 
 
-def write_comparison(c: Comparison, out_dir: str | Path, name: str = "comparison", *,
-                     png: bool = True) -> tuple[dict[str, Path], list[str]]:  # fmt: skip
+def write_comparison(
+    c: Comparison, out_dir: str | Path, name: str = "comparison", *, png: bool = True
+) -> tuple[dict[str, Path], list[str]]:
     """``<name>.md``, ``<name>.html`` and (``png``) ``<name>-table.png`` in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

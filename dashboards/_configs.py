@@ -97,8 +97,9 @@ def config_table(
         if base_key is not None and base_key in by_seed:
             d = paired_difference(by_seed[key], by_seed[base_key])
             diffs[key] = d
-            row.update(diff=d.mean, diff_low=d.low, diff_high=d.high, diff_n=d.n,
-                       diff_kind=d.kind.value)  # fmt: skip
+            row.update(
+                diff=d.mean, diff_low=d.low, diff_high=d.high, diff_n=d.n, diff_kind=d.kind.value
+            )
         rows.append(row)
     df = pd.DataFrame(rows).sort_values("mean", ascending=direction == "minimize", kind="stable")
     if base_key is not None and base_key not in by_seed:

@@ -43,7 +43,10 @@ def param_colorscale(param: str | None) -> str:
 
 
 def _label(param: str) -> str:
-    names = {"zoneout_cell": "z_c (zoneout cell rate)", "zoneout_hidden": "z_h (zoneout hidden rate)"}
+    names = {
+        "zoneout_cell": "z_c (zoneout cell rate)",
+        "zoneout_hidden": "z_h (zoneout hidden rate)",
+    }
     return names.get(param, param.replace("_", " "))
 
 
@@ -56,8 +59,12 @@ def _cap(text: str) -> str:
 
 
 def _title(text: str, subtitle: str) -> dict:
-    return dict(text=text, subtitle=dict(text=subtitle, font=dict(size=12, color="#555")),
-                x=0.01, xanchor="left")  # fmt: skip
+    return dict(
+        text=text,
+        subtitle=dict(text=subtitle, font=dict(size=12, color="#555")),
+        x=0.01,
+        xanchor="left",
+    )
 
 
 def _metric_axis(metric: MetricInfo) -> dict:
@@ -81,11 +88,14 @@ def plot_surface(s: Surface, metric: MetricInfo) -> go.Figure:
     panels = ["heatmap" if s.lattice is not None else "points"]
     if s.gp is not None:
         panels.append("gp")
-    names = {"heatmap": "mean over seeds per cell (n = seeds)",
-             "points": "observed configurations (mean over seeds)",
-             "gp": "GP mean (partial dependence)"}  # fmt: skip
-    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.12,
-                        subplot_titles=[names[p] for p in panels])  # fmt: skip
+    names = {
+        "heatmap": "mean over seeds per cell (n = seeds)",
+        "points": "observed configurations (mean over seeds)",
+        "gp": "GP mean (partial dependence)",
+    }
+    fig = make_subplots(
+        rows=1, cols=len(panels), horizontal_spacing=0.12, subplot_titles=[names[p] for p in panels]
+    )
     pts = s.points
     vals = pts["mean"].to_numpy(float)
     lo, hi = (float(np.nanmin(vals)), float(np.nanmax(vals))) if len(vals) else (0.0, 1.0)
@@ -95,49 +105,79 @@ def plot_surface(s: Surface, metric: MetricInfo) -> go.Figure:
         if panel == "heatmap":
             lat = s.lattice
             assert lat is not None
-            text = [[f"{m:.3f}<br>n={n}" if n else "" for m, n in zip(mr, nr, strict=True)]
-                    for mr, nr in zip(lat.mean, lat.n, strict=True)]  # fmt: skip
+            text = [
+                [f"{m:.3f}<br>n={n}" if n else "" for m, n in zip(mr, nr, strict=True)]
+                for mr, nr in zip(lat.mean, lat.n, strict=True)
+            ]
             fig.add_trace(
                 go.Heatmap(
-                    x=[_fmt(v) for v in lat.x_values], y=[_fmt(v) for v in lat.y_values],
-                    z=lat.mean, text=text, texttemplate="%{text}", coloraxis="coloraxis",
-                    name="cell mean", hovertemplate=(
+                    x=[_fmt(v) for v in lat.x_values],
+                    y=[_fmt(v) for v in lat.y_values],
+                    z=lat.mean,
+                    text=text,
+                    texttemplate="%{text}",
+                    **_metric_colors(lo, hi, metric, showscale=True),
+                    name="cell mean",
+                    hovertemplate=(
                         f"{_short(s.x_param)}=%{{x}}, {_short(s.y_param)}=%{{y}}<br>"
-                        "%{text}<extra></extra>"),
+                        "%{text}<extra></extra>"
+                    ),
                 ),
-                row=1, col=col,
-            )  # fmt: skip
+                row=1,
+                col=col,
+            )
             fig.update_xaxes(type="category", row=1, col=col)
             fig.update_yaxes(type="category", row=1, col=col)
         elif panel == "points":
-            fig.add_trace(_points(pts, s), row=1, col=col)
+            fig.add_trace(_points(pts, s, lo, hi, metric, showscale=s.gp is None), row=1, col=col)
         else:
             g = s.gp
             assert g is not None
             fig.add_trace(
-                go.Contour(x=g.x_grid, y=g.y_grid, z=g.mean, coloraxis="coloraxis",
-                           name="GP mean", contours=dict(showlines=False),
-                           hovertemplate="%{x:.3g}, %{y:.3g}: %{z:.4g}<extra>GP mean</extra>"),
-                row=1, col=col,
-            )  # fmt: skip
+                go.Contour(
+                    x=g.x_grid,
+                    y=g.y_grid,
+                    z=g.mean,
+                    **_metric_colors(lo, hi, metric, showscale=s.lattice is None),
+                    name="GP mean",
+                    ncontours=24,
+                    contours=dict(coloring="heatmap", showlines=False),
+                    hovertemplate="%{x:.3g}, %{y:.3g}: %{z:.4g}<extra>GP mean</extra>",
+                ),
+                row=1,
+                col=col,
+            )
             fig.add_trace(
                 go.Contour(
-                    x=g.x_grid, y=g.y_grid, z=g.within_se.astype(float),
-                    name="within 1 SD of best", showscale=False, hoverinfo="skip",
+                    x=g.x_grid,
+                    y=g.y_grid,
+                    z=g.within_se.astype(float),
+                    name="within 1 SD of best",
+                    showscale=False,
+                    hoverinfo="skip",
                     contours=dict(start=0.5, end=0.5, size=1, coloring="lines"),
-                    colorscale=[[0, "white"], [1, "white"]], showlegend=True,
+                    colorscale=[[0, "white"], [1, "white"]],
+                    showlegend=True,
                     line=dict(color="white", width=3, dash="dash"),
                 ),
-                row=1, col=col,
-            )  # fmt: skip
-            fig.add_trace(_points(pts, s, legend=False), row=1, col=col)
+                row=1,
+                col=col,
+            )
+            fig.add_trace(_points(pts, s, lo, hi, metric, legend=False), row=1, col=col)
             fig.add_trace(
-                go.Scatter(x=[g.best_x], y=[g.best_y], mode="markers", name="best of GP mean",
-                           marker=dict(symbol="star", size=16, color="#d62728",
-                                       line=dict(width=1, color="white")),
-                           hovertemplate=f"best: {g.best_mean:.4g} ± {g.best_se:.2g}<extra></extra>"),
-                row=1, col=col,
-            )  # fmt: skip
+                go.Scatter(
+                    x=[g.best_x],
+                    y=[g.best_y],
+                    mode="markers",
+                    name="best of GP mean",
+                    marker=dict(
+                        symbol="star", size=16, color="#d62728", line=dict(width=1, color="white")
+                    ),
+                    hovertemplate=f"best: {g.best_mean:.4g} ± {g.best_se:.2g}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
             fig.update_xaxes(type="log" if s.log_x else "linear", row=1, col=col)
             fig.update_yaxes(type="log" if s.log_y else "linear", row=1, col=col)
     fig.update_xaxes(title_text=_label(s.x_param))
@@ -150,84 +190,174 @@ def plot_surface(s: Surface, metric: MetricInfo) -> go.Figure:
         sub += f"; no GP surface: {s.gp_reason}"
     fig.update_layout(
         title=_title(f"{_cap(metric.title)} over {_short(s.x_param)} × {_short(s.y_param)}", sub),
-        coloraxis=dict(colorscale=METRIC_COLORSCALE, cmin=lo, cmax=hi,
-                       colorbar=dict(title=dict(text=metric.title))),
         legend=dict(orientation="h", y=-0.2),
-        **_LAYOUT,
-    )  # fmt: skip
+        **{**_LAYOUT, "margin": dict(l=70, r=30, t=120, b=60)},
+    )
     return fig
 
 
-def _points(pts: pd.DataFrame, s: Surface, *, legend: bool = True) -> go.Scatter:
+def _metric_colors(lo: float, hi: float, metric: MetricInfo, *, showscale: bool) -> dict:
+    """The metric's one colour scale and range, set on each trace. (Not a shared coloraxis:
+    markers and a contour on one coloraxis hang plotly.js in kaleido's Chromium.)"""
+    return dict(
+        colorscale=METRIC_COLORSCALE,
+        zmin=lo,
+        zmax=hi,
+        showscale=showscale,
+        colorbar=dict(title=dict(text=metric.title, side="right")),
+    )
+
+
+def _points(
+    pts: pd.DataFrame,
+    s: Surface,
+    lo: float,
+    hi: float,
+    metric: MetricInfo,
+    *,
+    legend: bool = True,
+    showscale: bool = False,
+) -> go.Scatter:
+    """Configurations coloured by their mean on the metric's scale and range."""
     custom = np.column_stack([pts["mean"], pts["n"]]) if len(pts) else None
     return go.Scatter(
-        x=pts["x"], y=pts["y"], mode="markers", name="configurations", showlegend=legend,
-        marker=dict(size=12, color=pts["mean"], coloraxis="coloraxis",
-                    line=dict(width=1.5, color="#222")),
+        x=pts["x"],
+        y=pts["y"],
+        mode="markers",
+        name="configurations",
+        showlegend=legend,
+        marker=dict(
+            size=12,
+            color=pts["mean"],
+            colorscale=METRIC_COLORSCALE,
+            cmin=lo,
+            cmax=hi,
+            showscale=showscale,
+            colorbar=dict(title=dict(text=metric.title)),
+            line=dict(width=1.5, color="#222"),
+        ),
         customdata=custom,
-        hovertemplate=(f"{_short(s.x_param)}=%{{x:.3g}}, {_short(s.y_param)}=%{{y:.3g}}<br>"
-                       "mean %{customdata[0]:.4g} over %{customdata[1]} seeds<extra></extra>"),
-    )  # fmt: skip
+        hovertemplate=(
+            f"{_short(s.x_param)}=%{{x:.3g}}, {_short(s.y_param)}=%{{y:.3g}}<br>"
+            "mean %{customdata[0]:.4g} over %{customdata[1]} seeds<extra></extra>"
+        ),
+    )
 
 
-def plot_marginal(m: Marginal, metric: MetricInfo, ranges: dict[str, tuple[float, float]]) -> go.Figure:
+def plot_marginal(
+    m: Marginal, metric: MetricInfo, ranges: dict[str, tuple[float, float]]
+) -> go.Figure:
     """Per-configuration means (intervals by seed count) coloured by the other rate, and the GP
     partial-dependence curve with its band where the GP supports one."""
     fig = go.Figure()
     if m.curve is not None:
         cv = m.curve
-        fig.add_trace(go.Scatter(x=cv.grid, y=cv.high, mode="lines", line=dict(width=0),
-                                 hoverinfo="skip", showlegend=False))  # fmt: skip
         fig.add_trace(
-            go.Scatter(x=cv.grid, y=cv.low, mode="lines", line=dict(width=0), fill="tonexty",
-                       fillcolor=_BAND, name="95% GP credible band (of the curve)",
-                       hoverinfo="skip")
-        )  # fmt: skip
-        fig.add_trace(go.Scatter(x=cv.grid, y=cv.mean, mode="lines", name="GP partial dependence",
-                                 line=dict(color=_LINE, width=2.5)))  # fmt: skip
+            go.Scatter(
+                x=cv.grid,
+                y=cv.high,
+                mode="lines",
+                line=dict(width=0),
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=cv.grid,
+                y=cv.low,
+                mode="lines",
+                line=dict(width=0),
+                fill="tonexty",
+                fillcolor=_BAND,
+                name="95% GP credible band (of the curve)",
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=cv.grid,
+                y=cv.mean,
+                mode="lines",
+                name="GP partial dependence",
+                line=dict(color=_LINE, width=2.5),
+            )
+        )
     c = m.configs
     cscale = param_colorscale(m.color_param)
     crange = ranges.get(m.color_param or "", (0.0, 1.0))
     has_color = m.color_param is not None and bool(np.isfinite(c["color"].to_numpy(float)).any())
     marker = dict(size=10, line=dict(width=1, color="#222"))
     if has_color:
-        marker.update(color=c["color"], colorscale=cscale, cmin=crange[0], cmax=crange[1],
-                      showscale=True, colorbar=dict(title=dict(text=_short(m.color_param or ""))))  # fmt: skip
+        marker.update(
+            color=c["color"],
+            colorscale=cscale,
+            cmin=crange[0],
+            cmax=crange[1],
+            showscale=True,
+            colorbar=dict(title=dict(text=_short(m.color_param or ""))),
+        )
     else:
         marker.update(color="#444")
     t = c["kind"] == IntervalKind.STUDENT_T.value
-    err = dict(type="data", symmetric=False, array=np.where(t, c["high"] - c["mean"], 0),
-               arrayminus=np.where(t, c["mean"] - c["low"], 0), color="#555", thickness=1.2)  # fmt: skip
+    err = dict(
+        type="data",
+        symmetric=False,
+        array=np.where(t, c["high"] - c["mean"], 0),
+        arrayminus=np.where(t, c["mean"] - c["low"], 0),
+        color="#555",
+        thickness=1.2,
+    )
     kinds = set(c["kind"])
     name = "mean over seeds"
     if IntervalKind.STUDENT_T.value in kinds:
         name += f" ± {LEVEL:.0%} Student-t"
+    # Configurations sharing a value of the parameter are dodged sideways by their colour
+    # value (at most 1.5% of the axis) so their intervals do not hide each other; hover shows
+    # the true value.
+    xs = _dodged(c, m.log_scale)
     fig.add_trace(
         go.Scatter(
-            x=c["x"], y=c["mean"], mode="markers", name=name, marker=marker, error_y=err,
-            customdata=np.column_stack([c["n"], c["color"]]) if len(c) else None,
-            hovertemplate=("%{x:.4g}: mean %{y:.4g}, n = %{customdata[0]}"
-                           + (f", {_short(m.color_param or '')} = %{{customdata[1]:.3g}}" if has_color else "")
-                           + "<extra></extra>"),
+            x=xs,
+            y=c["mean"],
+            mode="markers",
+            name=name,
+            marker=marker,
+            error_y=err,
+            customdata=np.column_stack([c["n"], c["color"], c["x"]]) if len(c) else None,
+            hovertemplate=(
+                "%{customdata[2]:.4g}: mean %{y:.4g}, n = %{customdata[0]}"
+                + (f", {_short(m.color_param or '')} = %{{customdata[1]:.3g}}" if has_color else "")
+                + "<extra></extra>"
+            ),
         )
-    )  # fmt: skip
+    )
     two = c[c["kind"] == IntervalKind.TWO_VALUES.value]
     if len(two):
-        xs = np.repeat(two["x"].to_numpy(float), 2)
+        x2 = np.repeat(xs[two.index.to_numpy()], 2)
         ys = np.concatenate([np.asarray(v, dtype=float) for v in two["values"]])
         fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="markers", name="n = 2: both seeds",
-                       marker=dict(symbol="line-ew-open", size=12, color="#555",
-                                   line=dict(width=2, color="#555")),
-                       hovertemplate="%{x:.4g}: seed value %{y:.4g}<extra></extra>")
-        )  # fmt: skip
+            go.Scatter(
+                x=x2,
+                y=ys,
+                mode="markers",
+                name="n = 2: both seeds",
+                marker=dict(
+                    symbol="line-ew-open", size=12, color="#555", line=dict(width=2, color="#555")
+                ),
+                hovertemplate="%{x:.4g}: seed value %{y:.4g}<extra></extra>",
+            )
+        )
     if m.curve is not None:
         fig.add_vline(x=m.curve.best_x, line=dict(dash="dot", color="#2ca02c"))
     sub = f"{m.epoch_label}; {_n_text(m.table)}"
     if m.curve is not None:
         over = m.curve.averaged_over
-        sub += f"; curve: {m.curve.method} averaged over {', '.join(over)}" if over else (
-            f"; curve: {m.curve.method}")
+        sub += (
+            f"; curve: {m.curve.method} averaged over {', '.join(over)}"
+            if over
+            else (f"; curve: {m.curve.method}")
+        )
     else:
         sub += f"; no curve: {m.curve_reason}"
     fig.update_layout(
@@ -240,53 +370,100 @@ def plot_marginal(m: Marginal, metric: MetricInfo, ranges: dict[str, tuple[float
     return fig
 
 
+def _dodged(c: pd.DataFrame, log: bool) -> np.ndarray:
+    x = c["x"].to_numpy(dtype=float)
+    if len(x) < 2:
+        return x
+    t = np.log10(x) if log else x
+    span = float(np.ptp(t)) or 1.0
+    out = t.copy()
+    for value in np.unique(t):
+        idx = np.nonzero(t == value)[0]
+        if len(idx) > 1:
+            order = np.argsort(np.argsort(c["color"].to_numpy(float)[idx], kind="stable"))
+            out[idx] = value + (order - (len(idx) - 1) / 2) * 0.015 * span / max(len(idx) - 1, 1)
+    return 10**out if log else out
+
+
 def plot_differences(table: ConfigTable, metric: MetricInfo, *, top: int = 30) -> go.Figure:
     """Seed-paired difference of each configuration to the baseline (0 = as good as it)."""
     c = table.configs[table.configs["config"] != table.baseline].head(top)
     c = c[c["diff_n"] > 0].iloc[::-1]
-    labels = [", ".join(f"{_short(p)}={_fmt(float(r['param_' + p]))}" if isinstance(
-        r["param_" + p], (int, float)) else f"{p}={r['param_' + p]}" for p in table.params)
-        for _, r in c.iterrows()]  # fmt: skip
+    labels = [
+        ", ".join(
+            f"{_short(p)}={_fmt(float(r['param_' + p]))}"
+            if isinstance(r["param_" + p], (int, float))
+            else f"{p}={r['param_' + p]}"
+            for p in table.params
+        )
+        for _, r in c.iterrows()
+    ]
     t = c["diff_kind"] == IntervalKind.STUDENT_T.value
     fig = go.Figure(
         go.Scatter(
-            x=c["diff"], y=labels, mode="markers", name="mean paired difference",
+            x=c["diff"],
+            y=labels,
+            mode="markers",
+            name="mean paired difference",
             marker=dict(size=9, color=_LINE),
-            error_x=dict(type="data", symmetric=False, array=np.where(t, c["diff_high"] - c["diff"], 0),
-                         arrayminus=np.where(t, c["diff"] - c["diff_low"], 0)),
+            error_x=dict(
+                type="data",
+                symmetric=False,
+                array=np.where(t, c["diff_high"] - c["diff"], 0),
+                arrayminus=np.where(t, c["diff"] - c["diff_low"], 0),
+            ),
             customdata=c["diff_n"],
             hovertemplate="%{y}: %{x:+.4g} over %{customdata} paired seeds<extra></extra>",
         )
-    )  # fmt: skip
+    )
     two = c[c["diff_kind"] == IntervalKind.TWO_VALUES.value]
     if len(two):
-        lab2 = [lab for lab, k in zip(labels, c["diff_kind"], strict=True)
-                if k == IntervalKind.TWO_VALUES.value]  # fmt: skip
+        lab2 = [
+            lab
+            for lab, k in zip(labels, c["diff_kind"], strict=True)
+            if k == IntervalKind.TWO_VALUES.value
+        ]
         fig.add_trace(
-            go.Scatter(x=np.concatenate([two["diff_low"], two["diff_high"]]), y=lab2 * 2,
-                       mode="markers", name="n = 2: both seeds' differences",
-                       marker=dict(symbol="line-ns-open", size=12, color="#555",
-                                   line=dict(width=2, color="#555")))
-        )  # fmt: skip
+            go.Scatter(
+                x=np.concatenate([two["diff_low"], two["diff_high"]]),
+                y=lab2 * 2,
+                mode="markers",
+                name="n = 2: both seeds' differences",
+                marker=dict(
+                    symbol="line-ns-open", size=12, color="#555", line=dict(width=2, color="#555")
+                ),
+            )
+        )
     fig.add_vline(x=0, line=dict(color="#d62728", dash="dash"))
     kinds = set(c["diff_kind"])
-    what = f"{LEVEL:.0%} Student-t over paired seeds" if IntervalKind.STUDENT_T.value in kinds else "n = 2 seeds: both differences shown, no interval"
+    what = (
+        f"{LEVEL:.0%} Student-t over paired seeds"
+        if IntervalKind.STUDENT_T.value in kinds
+        else "n = 2 seeds: both differences shown, no interval"
+    )
     better = "left of 0 = better" if metric.direction == "minimize" else "right of 0 = better"
     fig.update_layout(
-        title=_title("Difference to the baseline, paired by seed",
-                     f"{table.epoch.label}; baseline: {table.baseline_reason}; {what}; {better}"),
+        title=_title(
+            "Difference to the baseline, paired by seed",
+            f"{table.epoch.label}; baseline: {table.baseline_reason}; {what}; {better}",
+        ),
         xaxis=dict(title=dict(text=f"Δ {metric.title} (configuration − baseline)")),
         yaxis=dict(title=dict(text="configuration"), automargin=True),
         legend=dict(orientation="h", y=-0.2),
         height=max(420, 60 + 26 * len(c)),
         **_LAYOUT,
-    )  # fmt: skip
+    )
     return fig
 
 
-def plot_learning_curves(c: LearningCurves, metric: MetricInfo,
-                         ranges: dict[str, tuple[float, float]], *, max_curves: int = MAX_CURVES,
-                         n_colors: int = 24) -> go.Figure:  # fmt: skip
+def plot_learning_curves(
+    c: LearningCurves,
+    metric: MetricInfo,
+    ranges: dict[str, tuple[float, float]],
+    *,
+    max_curves: int = MAX_CURVES,
+    n_colors: int = 24,
+) -> go.Figure:
     """Every run's curve coloured by its rate (the parameter's colour scale and range), runs
     stopped early dotted with an x where they stopped, ASHA rungs as dashed lines."""
     df, final = c.curves, c.final
@@ -314,48 +491,83 @@ def plot_learning_curves(c: LearningCurves, metric: MetricInfo,
                 continue
             x, y = _with_gaps(df[sel])
             fig.add_trace(
-                go.Scatter(x=x, y=y, mode="lines", connectgaps=False, hoverinfo="skip",
-                           line=dict(color=colors[b] if has_color else _LINE, width=1.2,
-                                     dash="dot" if stopped else "solid"),
-                           opacity=0.75, showlegend=False)
-            )  # fmt: skip
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines",
+                    connectgaps=False,
+                    hoverinfo="skip",
+                    line=dict(
+                        color=colors[b] if has_color else _LINE,
+                        width=1.2,
+                        dash="dot" if stopped else "solid",
+                    ),
+                    opacity=0.75,
+                    showlegend=False,
+                )
+            )
     stop = final[final["stopped_early"].astype(bool)]
     if len(stop):
         fig.add_trace(
-            go.Scatter(x=stop["epoch"], y=stop["valid_metric"], mode="markers",
-                       name="stopped early", marker=dict(symbol="x", size=8, color="#d62728"),
-                       customdata=stop["number"],
-                       hovertemplate="trial %{customdata} stopped at epoch %{x}<extra></extra>")
-        )  # fmt: skip
+            go.Scatter(
+                x=stop["epoch"],
+                y=stop["valid_metric"],
+                mode="markers",
+                name="stopped early",
+                marker=dict(symbol="x", size=8, color="#d62728"),
+                customdata=stop["number"],
+                hovertemplate="trial %{customdata} stopped at epoch %{x}<extra></extra>",
+            )
+        )
     done = final[~final["stopped_early"].astype(bool)]
     if len(done):
         marker = dict(size=6, line=dict(width=0.5, color="#222"))
         if has_color:
-            marker.update(color=done["color"], colorscale=cscale, cmin=lo, cmax=hi,
-                          showscale=True, colorbar=dict(title=dict(text=_short(c.color_param or ""))))  # fmt: skip
+            marker.update(
+                color=done["color"],
+                colorscale=cscale,
+                cmin=lo,
+                cmax=hi,
+                showscale=True,
+                colorbar=dict(title=dict(text=_short(c.color_param or ""))),
+            )
         else:
             marker.update(color=_LINE)
         fig.add_trace(
-            go.Scatter(x=done["epoch"], y=done["valid_metric"], mode="markers",
-                       name="last epoch", marker=marker, customdata=done["number"],
-                       hovertemplate="trial %{customdata}: %{y:.4g}<extra></extra>")
-        )  # fmt: skip
+            go.Scatter(
+                x=done["epoch"],
+                y=done["valid_metric"],
+                mode="markers",
+                name="last epoch",
+                marker=marker,
+                customdata=done["number"],
+                hovertemplate="trial %{customdata}: %{y:.4g}<extra></extra>",
+            )
+        )
     for r in c.rungs:
         fig.add_vline(x=r, line=dict(color="#999", dash="dash", width=1))
     note = f", {len(final)} of {shown} shown" if shown > len(final) else ""
-    sub = (f"{shown} runs{note}; colour: {_short(c.color_param or '') or 'none'}; "
-           f"{c.n_stopped_early} stopped early (dotted)")  # fmt: skip
+    sub = (
+        f"{shown} runs{note}; colour: {_short(c.color_param or '') or 'none'}; "
+        f"{c.n_stopped_early} stopped early (dotted)"
+    )
     if c.rungs:
         sub += f"; ASHA rungs at epochs {', '.join(map(str, c.rungs))}"
     step = max(1, math.ceil(c.max_epochs / 12))
     fig.update_layout(
         title=_title("Learning curves", sub),
         legend=dict(orientation="h", y=-0.2),
-        xaxis=dict(title=dict(text="epoch"), range=[0.7, c.max_epochs + 0.3], tickmode="linear",
-                   tick0=1, dtick=step, tickformat="d"),
+        xaxis=dict(
+            title=dict(text="epoch"),
+            range=[0.7, c.max_epochs + 0.3],
+            tickmode="linear",
+            tick0=1,
+            dtick=step,
+            tickformat="d",
+        ),
         yaxis=_metric_axis(metric),
         **_LAYOUT,
-    )  # fmt: skip
+    )
     return fig
 
 
@@ -372,18 +584,25 @@ def plot_importance(imp: ParamImportance) -> go.Figure:
     """Horizontal bars, most important on top (only drawn when importance was computed)."""
     names = list(imp.importances)[::-1]
     fig = go.Figure(
-        go.Bar(x=[imp.importances[n] for n in names], y=[_label(n) for n in names],
-               orientation="h", marker_color=_LINE, name="importance",
-               hovertemplate="%{y}: %{x:.3f}<extra></extra>")
-    )  # fmt: skip
+        go.Bar(
+            x=[imp.importances[n] for n in names],
+            y=[_label(n) for n in names],
+            orientation="h",
+            marker_color=_LINE,
+            name="importance",
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        )
+    )
     fig.update_layout(
-        title=_title("Parameter importance",
-                     f"{imp.evaluator} on the Optuna study's own search space, {imp.n_complete} "
-                     "complete trials: the evaluator optuna-dashboard's panel uses"),
+        title=_title(
+            "Parameter importance",
+            f"{imp.evaluator} on the Optuna study's own search space, {imp.n_complete} "
+            "complete trials: the evaluator optuna-dashboard's panel uses",
+        ),
         xaxis=dict(title=dict(text="importance (sums to 1)")),
         yaxis=dict(title=dict(text="parameter"), automargin=True),
         **_LAYOUT,
-    )  # fmt: skip
+    )
     return fig
 
 
@@ -397,9 +616,11 @@ def report_figures(a: StudyAnalysis) -> dict[str, go.Figure]:
     for name, m in a.marginals.items():
         if len(m.configs):
             figs[f"marginal-{name}"] = plot_marginal(m, a.metric, a.param_ranges)
-    if a.table.baseline is not None and "diff_n" in a.table.configs and (
-        a.table.configs["diff_n"].fillna(0) > 0
-    ).sum() > 1:
+    if (
+        a.table.baseline is not None
+        and "diff_n" in a.table.configs
+        and (a.table.configs["diff_n"].fillna(0) > 0).sum() > 1
+    ):
         figs["differences"] = plot_differences(a.table, a.metric)
     if len(a.curves.final):
         figs["learning-curves"] = plot_learning_curves(a.curves, a.metric, a.param_ranges)

@@ -50,9 +50,11 @@ def parameter_importance(
     n = len(complete)
     if n < min_complete:
         return ParamImportance(
-            {}, EVALUATOR, n,
+            {},
+            EVALUATOR,
+            n,
             f"needs at least {min_complete} complete trials, the study has {n}",
-        )  # fmt: skip
+        )
     if isinstance(source, optuna.Study):
         study = source
     else:

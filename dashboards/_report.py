@@ -116,7 +116,7 @@ def write_pngs(
     jobs = []
     for name, fig in figures.items():
         w, h = _SIZES.get(name.split("-")[0], _DEFAULT_SIZE)
-        h = max(h, int(fig.layout.height or 0))
+        w, h = int(fig.layout.width or w), max(h, int(fig.layout.height or 0))
         jobs.append(
             {
                 "fig": fig,

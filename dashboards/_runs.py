@@ -85,7 +85,9 @@ def study_runs(
     Without per-epoch rows (a frame from elsewhere), each trial row is one run at the full budget
     with ``value`` (its ``seed`` column, else seed 0).
     """
-    states = trials["state"].astype(str) if "state" in trials else pd.Series("COMPLETE", trials.index)
+    states = (
+        trials["state"].astype(str) if "state" in trials else pd.Series("COMPLETE", trials.index)
+    )
     t = trials[states.isin(_SCORED_STATES)].drop_duplicates("number")
     pcols = [PARAM_PREFIX + p for p in param_columns(t)]
     meta = t[["number", *pcols]].assign(state=states[t.index].to_numpy())
@@ -93,7 +95,7 @@ def study_runs(
     max_epochs = max(int(max_epochs), 1)
     if len(epochs) and {"number", "epoch", "valid_metric"} <= set(epochs.columns):
         e = epochs[epochs["number"].isin(meta["number"])]
-        e = e.assign(seed=e["seed"] if "seed" in e else 0)
+        e = e.assign(seed=e.get("seed", 0))
         e = e[np.isfinite(pd.to_numeric(e["valid_metric"], errors="coerce").to_numpy(float))]
         wide = e.pivot_table(
             index=["number", "seed"], columns="epoch", values="valid_metric", aggfunc="last"
@@ -135,4 +137,6 @@ def pick_epoch(study: StudyRuns, need_configs: int) -> EpochChoice:
     else:
         most = counts[counts["n_configs"] == counts["n_configs"].max()]
         row = most.iloc[-1]
-    return EpochChoice(int(row["epoch"]), study.max_epochs, int(row["n_configs"]), int(row["n_runs"]))
+    return EpochChoice(
+        int(row["epoch"]), study.max_epochs, int(row["n_configs"]), int(row["n_runs"])
+    )

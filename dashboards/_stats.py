@@ -87,9 +87,7 @@ def seed_interval(values: np.ndarray | list[float] | pd.Series, level: float = L
     return Interval(mean, mean - half, mean + half, n, IntervalKind.STUDENT_T, kept)
 
 
-def paired_difference(
-    values: pd.Series, baseline: pd.Series, level: float = LEVEL
-) -> Interval:
+def paired_difference(values: pd.Series, baseline: pd.Series, level: float = LEVEL) -> Interval:
     """``values - baseline`` paired on the index (the seed); seeds present in both only."""
     a = pd.Series(values, dtype=float).groupby(level=0).mean()
     b = pd.Series(baseline, dtype=float).groupby(level=0).mean()

@@ -31,8 +31,12 @@ def _md_escape(text: str) -> str:
 
 
 def _config_text(row: pd.Series, params: list[str]) -> str:
-    return ", ".join(f"{p}={_g(float(row[PARAM_PREFIX + p]))}" if isinstance(
-        row[PARAM_PREFIX + p], (int, float)) else f"{p}={row[PARAM_PREFIX + p]}" for p in params)  # fmt: skip
+    return ", ".join(
+        f"{p}={_g(float(row[PARAM_PREFIX + p]))}"
+        if isinstance(row[PARAM_PREFIX + p], (int, float))
+        else f"{p}={row[PARAM_PREFIX + p]}"
+        for p in params
+    )
 
 
 def summarize(
@@ -115,8 +119,10 @@ def summarize(
                 f"{_g(cv.within_se[1])}]."
             )
         else:
-            lines.append(f"- {m.param}: per-configuration means only, no curve: "
-                         f"{_md_escape(m.curve_reason)}.")  # fmt: skip
+            lines.append(
+                f"- {m.param}: per-configuration means only, no curve: "
+                f"{_md_escape(m.curve_reason)}."
+            )
     if importance.importances:
         ranked = ", ".join(f"{k} {v:.2f}" for k, v in importance.importances.items())
         lines.append(

@@ -101,10 +101,15 @@ def response_surface(
     x = c[xc].to_numpy(dtype=float) if len(c) else np.array([])
     y = c[yc].to_numpy(dtype=float) if len(c) else np.array([])
     points = pd.DataFrame(
-        {"x": x, "y": y, "mean": c["mean"].to_numpy(float) if len(c) else [],
-         "n": c["n"].to_numpy() if len(c) else [], "kind": c["kind"] if len(c) else [],
-         "numbers": c["numbers"] if len(c) else []}
-    )  # fmt: skip
+        {
+            "x": x,
+            "y": y,
+            "mean": c["mean"].to_numpy(float) if len(c) else [],
+            "n": c["n"].to_numpy() if len(c) else [],
+            "kind": c["kind"] if len(c) else [],
+            "numbers": c["numbers"] if len(c) else [],
+        }
+    )
     lattice = None
     axes = lattice_of(x, y) if len(c) else None
     if axes is not None:
@@ -113,9 +118,13 @@ def response_surface(
         n = np.zeros((len(ys), len(xs)), dtype=int)
         # Several trials may share a cell (a grid point rerun): pool their seeds' values.
         for (i, j), grp in pd.DataFrame(
-            {"i": np.searchsorted(ys, y), "j": np.searchsorted(xs, x), "m": points["mean"],
-             "n": points["n"]}
-        ).groupby(["i", "j"]):  # fmt: skip
+            {
+                "i": np.searchsorted(ys, y),
+                "j": np.searchsorted(xs, x),
+                "m": points["mean"],
+                "n": points["n"],
+            }
+        ).groupby(["i", "j"]):
             w = grp["n"].to_numpy(float)
             mean[i, j] = float(np.sum(grp["m"] * w) / w.sum())
             n[i, j] = int(w.sum())
@@ -148,5 +157,16 @@ def _gp_surface(
     best_mean, best_se = float(mean[r, col]), float(std[r, col])
     within = sign * mean <= sign * best_mean + best_se
     others = [p for p in model.params if p not in (x_param, y_param)]
-    return GPSurface(xg, yg, mean, std, within, float(xg[col]), float(yg[r]), best_mean, best_se,
-                     model.method, others)  # fmt: skip
+    return GPSurface(
+        xg,
+        yg,
+        mean,
+        std,
+        within,
+        float(xg[col]),
+        float(yg[r]),
+        best_mean,
+        best_se,
+        model.method,
+        others,
+    )

@@ -217,10 +217,12 @@ def _check_data(config: Any) -> None:
         fail(str(error))
 
 
-def _write_report(url: str, study_name: str, out_dir: Path, *, png: bool = True) -> None:
-    from dashboards import write_study_report
+def _write_report(
+    url: str, study_name: str, out_dir: Path, *, png: bool = True, baseline: int | None = None
+) -> None:
+    from study.report import write_study_report
 
-    result = write_study_report(url, study_name, out_dir, png=png)
+    result = write_study_report(url, study_name, out_dir, png=png, baseline_trial=baseline)
     console.print(f"report: {result.html_path}")
     for message in result.messages:
         console.print(message)
@@ -322,6 +324,15 @@ def report(
     storage: Annotated[str | None, _storage_option()] = None,
     out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
     png: Annotated[bool, typer.Option("--png/--no-png", help="PNG per figure (Chromium)")] = True,
+    baseline: Annotated[
+        int | None,
+        typer.Option(
+            "--baseline",
+            metavar="TRIAL",
+            help="compare every configuration with this trial's, seed by seed "
+            "(default: the unregularized configuration, when the study ran it)",
+        ),
+    ] = None,
 ) -> None:
     """Sensitivity report: one offline HTML file, a PNG per figure, figures saved for
     optuna-dashboard."""
@@ -332,7 +343,73 @@ def report(
         store.trials_frame(study_name)
     except StoreError as error:
         fail(str(error))
-    _write_report(store.url, study_name, out or Path("reports") / study_name, png=png)
+    _write_report(
+        store.url, study_name, out or Path("reports") / study_name, png=png, baseline=baseline
+    )
+
+
+@app.command()
+def compare(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="STUDY [STUDY ...]",
+            help="stored studies, or the *-trials.csv tables `status --csv` wrote",
+        ),
+    ],
+    storage: Annotated[str | None, _storage_option()] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            metavar="STUDY_OR_TRIAL",
+            help="a method or study name, or STUDY:TRIAL (default: the unregularized "
+            "configuration when a study ran it)",
+        ),
+    ] = None,
+    test: Annotated[
+        str,
+        typer.Option(
+            "--test",
+            help="test metric of each selected configuration: auto (from its best checkpoints "
+            "when they are on this machine), retrain, or none",
+        ),
+    ] = "auto",
+    out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="PNG of the table (Chromium)")] = True,
+) -> None:
+    """Table 1 across regularizers: per method the validation-selected configuration, its
+    validation metric over seeds, its test metric and the seed-paired difference to a baseline;
+    Markdown, HTML and PNG, and a note in each stored Optuna study."""
+    from study.compare import TestMode, compare_studies
+    from study.store import StoreError
+
+    try:
+        mode = TestMode(test)
+    except ValueError:
+        fail(f"--test must be one of {', '.join(m.value for m in TestMode)}, not {test!r}")
+    url = None
+    if not all(source.endswith("-trials.csv") for source in sources):
+        url = _open_store(storage).url
+    for source in sources:
+        if source.endswith("-trials.csv") and not Path(source).is_file():
+            fail(f"no such table: {source}")
+    try:
+        result = compare_studies(
+            sources,
+            storage_url=url,
+            out_dir=out or Path("reports") / "compare",
+            baseline=baseline,
+            test=mode,
+            png=png,
+        )
+    except (StoreError, ValueError, KeyError) as error:
+        fail(str(error))
+    console.print(result.markdown, markup=False, highlight=False)
+    for path in result.paths.values():
+        console.print(str(path), markup=False, highlight=False)
+    for message in result.messages:
+        console.print(message, markup=False, highlight=False)
 
 
 @app.command()

@@ -69,7 +69,9 @@ def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
     return StudyFrames(study_name, trials, epochs, metric, max_epochs, grace, factor, spec)
 
 
-def load_table_frames(trials_csv: str | os.PathLike[str], spec_path: str | os.PathLike[str] | None = None) -> StudyFrames:
+def load_table_frames(
+    trials_csv: str | os.PathLike[str], spec_path: str | os.PathLike[str] | None = None
+) -> StudyFrames:
     """Frames from ``<study>-trials.csv`` and its ``.epochs.csv`` sibling (`status --csv`)."""
     path = Path(trials_csv)
     trials = pd.read_csv(path)
@@ -103,10 +105,13 @@ def optuna_study_from_tables(frames: StudyFrames) -> optuna.Study | None:
         params = {n: row[f"param_{n}"] for n in dists if f"param_{n}" in row}
         params = {n: (v.item() if hasattr(v, "item") else v) for n, v in params.items()}
         if state == "COMPLETE" and row["number"] in objective.index:
-            made.append(optuna.trial.create_trial(
-                params=params, distributions={n: dists[n] for n in params},
-                value=float(objective[row["number"]]),
-            ))  # fmt: skip
+            made.append(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions={n: dists[n] for n in params},
+                    value=float(objective[row["number"]]),
+                )
+            )
     study.add_trials(made)
     return study
 
