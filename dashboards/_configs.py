@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ._common import PARAM_PREFIX, Direction
 from ._runs import EpochChoice
-from ._stats import Interval, paired_difference, seed_interval
+from ._stats import LEVEL, Interval, IntervalKind
 
 __all__ = ["ConfigTable", "config_table", "find_baseline", "is_regularizer"]
 
@@ -86,23 +87,61 @@ def config_table(
         cols = ["config", *pcols, "n", "mean", "low", "high", "kind", "numbers"]
         return ConfigTable(pd.DataFrame(columns=cols), {}, {}, None, "no runs", epoch, params)
     base_key, reason = find_baseline(runs_at, params, trial=baseline_trial)
-    by_seed = {k: g.groupby("seed")["value"].mean() for k, g in runs_at.groupby("config")}
-    rows, intervals, diffs = [], {}, {}
-    for key, grp in runs_at.groupby("config", sort=False):
-        iv = seed_interval(by_seed[key].to_numpy())
-        intervals[key] = iv
-        row = {"config": key, **grp.iloc[0][pcols].to_dict()}
-        row.update(n=iv.n, mean=iv.mean, low=iv.low, high=iv.high, kind=iv.kind.value)
-        row["numbers"] = tuple(sorted(int(n) for n in grp["number"].unique()))
-        if base_key is not None and base_key in by_seed:
-            d = paired_difference(by_seed[key], by_seed[base_key])
-            diffs[key] = d
-            row.update(
-                diff=d.mean, diff_low=d.low, diff_high=d.high, diff_n=d.n, diff_kind=d.kind.value
+    # One value per (configuration, seed): a configuration run twice with a seed (a rerun grid
+    # point) counts that seed once, with the mean of its runs.
+    per_seed = runs_at.groupby(["config", "seed"], sort=False)["value"].mean()
+    first = runs_at.drop_duplicates("config").set_index("config")
+    df = first[pcols].copy()
+    stats_ = _grouped_intervals(per_seed)
+    df = df.join(stats_[["n", "mean", "low", "high", "kind"]])
+    numbers = runs_at.groupby("config", sort=False)["number"].unique()
+    df["numbers"] = numbers.map(lambda a: tuple(sorted(int(n) for n in a)))
+    intervals = dict(zip(stats_.index, stats_["interval"], strict=True))
+    diffs: dict[str, Interval] = {}
+    if base_key is not None and base_key in stats_.index:
+        base = per_seed.loc[base_key]
+        seeds = per_seed.index.get_level_values("seed")
+        diff = (per_seed - seeds.map(base).to_numpy()).dropna()
+        dstats = _grouped_intervals(diff)
+        diffs = dict(zip(dstats.index, dstats["interval"], strict=True))
+        df = df.join(
+            dstats[["mean", "low", "high", "n", "kind"]].rename(
+                columns={"mean": "diff", "low": "diff_low", "high": "diff_high", "n": "diff_n",
+                         "kind": "diff_kind"}
             )
-        rows.append(row)
-    df = pd.DataFrame(rows).sort_values("mean", ascending=direction == "minimize", kind="stable")
-    if base_key is not None and base_key not in by_seed:
+        )  # fmt: skip
+        df["diff_n"] = df["diff_n"].fillna(0).astype(int)
+    df = df.rename_axis("config").reset_index()
+    df = df.sort_values("mean", ascending=direction == "minimize", kind="stable")
+    if base_key is not None and base_key not in stats_.index:
         reason += f"; it has no run {epoch.label}"
         base_key = None
     return ConfigTable(df.reset_index(drop=True), intervals, diffs, base_key, reason, epoch, params)
+
+
+def _grouped_intervals(per_seed: pd.Series, level: float = LEVEL) -> pd.DataFrame:
+    """:func:`~dashboards._stats.seed_interval` of every group of ``per_seed`` (first index
+    level), vectorized: columns ``n``, ``mean``, ``low``, ``high``, ``kind``, ``interval``."""
+    g = per_seed.groupby(level=0, sort=False)
+    out = pd.DataFrame({"n": g.size(), "mean": g.mean(), "sd": g.std(ddof=1),
+                        "lo": g.min(), "hi": g.max()})  # fmt: skip
+    n = out["n"].to_numpy()
+    t = np.where(n >= 3, stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)), np.nan)
+    half = t * out["sd"].to_numpy() / np.sqrt(n)
+    mean = out["mean"].to_numpy()
+    student = n >= 3
+    out["low"] = np.where(student, mean - half, np.where(n == 2, out["lo"], mean))
+    out["high"] = np.where(student, mean + half, np.where(n == 2, out["hi"], mean))
+    two_or_one = np.where(n == 2, IntervalKind.TWO_VALUES.value, IntervalKind.SINGLE.value)
+    kinds = np.where(student, IntervalKind.STUDENT_T.value, two_or_one)
+    out["kind"] = kinds
+    # The seeds' own values, in seed order, for n = 2 (both shown) and for the record.
+    order = per_seed.index.get_level_values(0)
+    codes = pd.Index(out.index).get_indexer(order)
+    srt = np.argsort(codes, kind="stable")
+    vals = np.split(per_seed.to_numpy(dtype=float)[srt], np.cumsum(n)[:-1])
+    out["interval"] = [
+        Interval(float(m), float(lo), float(hi), int(k), IntervalKind(kind), tuple(v.tolist()))
+        for m, lo, hi, k, kind, v in zip(mean, out["low"], out["high"], n, kinds, vals, strict=True)
+    ]
+    return out

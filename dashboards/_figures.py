@@ -79,7 +79,7 @@ def _n_text(table: ConfigTable) -> str:
     c = table.configs
     seeds = sorted(set(int(n) for n in c["n"])) if len(c) else []
     s = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}" if seeds else "0"
-    return f"{len(c)} configurations, {s} seeds each"
+    return f"{len(c)} configurations, {s} seed{'' if s == '1' else 's'} each"
 
 
 def plot_surface(s: Surface, metric: MetricInfo) -> go.Figure:

@@ -70,6 +70,8 @@ body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2r
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
 .summary { background: #f6f8fa; border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem; }
 .figure { margin: 1.5rem 0; border-top: 1px solid #eee; }
+.summary table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+.summary th, .summary td { border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: left; }
 footer { color: #777; font-size: 0.8rem; margin-top: 3rem; }
 """
 

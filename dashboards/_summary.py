@@ -95,9 +95,10 @@ def summarize(
         if surface.lattice is not None:
             lat = surface.lattice
             lines.append(
-                f"- Surface: the configurations lie on a {len(lat.y_values)} x "
-                f"{len(lat.x_values)} lattice ({lat.n_cells} cells run): the heatmap shows each "
-                "cell's mean and n (the paper's Figure 3)."
+                f"- Surface: the configurations lie on a {len(lat.x_values)} x "
+                f"{len(lat.y_values)} lattice of {surface.x_param} x {surface.y_param} "
+                f"({lat.n_cells} cells run): the heatmap shows each cell's mean and n (the "
+                "paper's Figure 3)."
             )
         if surface.gp is not None:
             g = surface.gp

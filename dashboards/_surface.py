@@ -21,6 +21,7 @@ __all__ = ["MAX_LATTICE_VALUES", "GPSurface", "Lattice", "Surface", "response_su
 
 #: A parameter with more distinct values than this is not on a lattice.
 MAX_LATTICE_VALUES = 12
+_SURFACE_OTHERS = 16
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def response_surface(
     y_param: str,
     *,
     direction: Direction = "minimize",
-    grid_size: int = 40,
+    grid_size: int = 32,
 ) -> Surface:
     """The surface data of ``x_param`` x ``y_param`` from per-configuration means and the GP."""
     c = table.configs
@@ -150,7 +151,9 @@ def _gp_surface(
     grid = np.column_stack([xx.ravel(), yy.ravel()])
     assert model.gp is not None
     dims = (model.dim(x_param), model.dim(y_param))
-    mu, sd = model.gp.partial_dependence(dims, grid, model.others)
+    # A 2-D grid costs len(grid) x len(others) predictions: average over fewer of the others.
+    others = model.others[:: max(1, len(model.others) // _SURFACE_OTHERS)]
+    mu, sd = model.gp.partial_dependence(dims, grid, others)
     mean, std = mu.reshape(xx.shape), sd.reshape(xx.shape)
     sign = 1.0 if direction == "minimize" else -1.0
     r, col = np.unravel_index(int(np.argmin(sign * mean)), mean.shape)

@@ -42,7 +42,7 @@ def test_one_colour_scale_per_parameter_and_integer_epochs(make_frames) -> None:
                   reduction_factor=3)  # fmt: skip
     figs = d.report_figures(a)
     scales = {}
-    for name, fig in figs.items():
+    for fig in figs.values():
         for t in fig.data:
             marker = getattr(t, "marker", None)
             if marker is None or marker.colorbar is None or not marker.showscale:
