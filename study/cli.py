@@ -381,13 +381,13 @@ def compare(
     """Table 1 across regularizers: per method the validation-selected configuration, its
     validation metric over seeds, its test metric and the seed-paired difference to a baseline;
     Markdown, HTML and PNG, and a note in each stored Optuna study."""
-    from study.compare import TestMode, compare_studies
+    from study.compare import HeldOutMetric, compare_studies
     from study.store import StoreError
 
     try:
-        mode = TestMode(test)
+        mode = HeldOutMetric(test)
     except ValueError:
-        fail(f"--test must be one of {', '.join(m.value for m in TestMode)}, not {test!r}")
+        fail(f"--test must be one of {', '.join(m.value for m in HeldOutMetric)}, not {test!r}")
     url = None
     if not all(source.endswith("-trials.csv") for source in sources):
         url = _open_store(storage).url
@@ -405,7 +405,7 @@ def compare(
         )
     except (StoreError, ValueError, KeyError) as error:
         fail(str(error))
-    console.print(result.markdown, markup=False, highlight=False)
+    console.print(result.markdown, markup=False, highlight=False, soft_wrap=True)
     for path in result.paths.values():
         console.print(str(path), markup=False, highlight=False)
     for message in result.messages:

@@ -34,12 +34,12 @@ from dashboards import (
 )
 from study.report import StudyFrames, load_study_frames, load_table_frames
 
-__all__ = ["CompareResult", "TestMode", "compare_studies"]
+__all__ = ["CompareResult", "HeldOutMetric", "compare_studies"]
 
 _SPLIT_PARAMS = ("regularizer", "method")
 
 
-class TestMode(str, Enum):
+class HeldOutMetric(str, Enum):
     """How the test metric of a selected configuration is obtained."""
 
     AUTO = "auto"
@@ -147,17 +147,17 @@ def _load_optuna_study(storage_url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage_url)
 
 
-def _test_metric(src: _Source, row: MethodResult, mode: TestMode) -> MethodResult:
+def _test_metric(src: _Source, row: MethodResult, mode: HeldOutMetric) -> MethodResult:
     from trials.train import train
 
-    if mode is TestMode.NONE:
+    if mode is HeldOutMetric.NONE:
         return replace(row, test_source="not computed (--test none)")
     if src.frames.spec is None:
         return replace(row, test_source="not computed: the study's spec is not available")
     seeds = [int(s) for s in row.valid_by_seed.index]
     configs = _trial_configs(src.frames, dict(row.config), seeds)
     values: list[float] = []
-    if mode is TestMode.AUTO:
+    if mode is HeldOutMetric.AUTO:
         ckpts = _checkpoints(src, row.trial_numbers)
         if not ckpts or len(ckpts) != len(configs) or not all(Path(p).is_dir() for p in ckpts):
             return replace(row, test_source="not computed: no checkpoints here (--test retrain)")
@@ -179,7 +179,7 @@ def compare_studies(
     storage_url: str | None,
     out_dir: Path,
     baseline: str | None = None,
-    test: TestMode = TestMode.AUTO,
+    test: HeldOutMetric = HeldOutMetric.AUTO,
     png: bool = True,
     save_note: bool = True,
 ) -> CompareResult:

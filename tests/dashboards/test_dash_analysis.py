@@ -37,8 +37,14 @@ def test_paired_differences_against_the_unregularized_point(make_grid) -> None: 
     for _, row in t.configs.iterrows():
         if row["config"] == t.baseline:
             continue
-        truth = float(true_loss(np.array(row["param_zoneout_cell"]),
-                                np.array(row["param_zoneout_hidden"]))) - base_truth  # fmt: skip
+        truth = (
+            float(
+                true_loss(
+                    np.array(row["param_zoneout_cell"]), np.array(row["param_zoneout_hidden"])
+                )
+            )
+            - base_truth
+        )
         assert row["diff_kind"] == "student-t"
         assert row["diff_low"] - 0.01 <= truth <= row["diff_high"] + 0.01
         # The seed effect (0.2) is removed by pairing: the paired interval is narrow.
@@ -92,8 +98,15 @@ def test_partial_dependence_averages_over_a_confounder() -> None:
     lr_bad = (zc > 0.25) ^ (rng.uniform(size=n) < 0.15)
     lr = np.where(lr_bad, 0.03, 0.003) * rng.uniform(0.9, 1.1, n)
     y = 2.0 + 0.5 * (np.log10(lr) + 2.5) ** 2 + rng.normal(0, 0.003, n)
-    trials = pd.DataFrame({"number": range(n), "state": "COMPLETE", "param_zoneout_cell": zc,
-                           "param_learning_rate": lr, "best_value": y})  # fmt: skip
+    trials = pd.DataFrame(
+        {
+            "number": range(n),
+            "state": "COMPLETE",
+            "param_zoneout_cell": zc,
+            "param_learning_rate": lr,
+            "best_value": y,
+        }
+    )
     a = d.analyze(trials, pd.DataFrame(), metric="bpc", max_epochs=1)
     curve = a.marginals["zoneout_cell"].curve
     assert curve is not None and curve.averaged_over == ["learning_rate"]
@@ -106,8 +119,7 @@ def test_epoch_k_view_for_a_study_stopped_early(make_frames) -> None:  # type: i
     trials, epochs = make_frames(16, prune_frac=0.75, rungs=(1, 3), seed=6)
     runs = study_runs(trials, epochs, max_epochs=9)
     assert pick_epoch(runs, 8).epoch in (1, 3)
-    a = d.analyze(trials, epochs, metric="bpc", max_epochs=9, grace_period=1,
-                  reduction_factor=3)  # fmt: skip
+    a = d.analyze(trials, epochs, metric="bpc", max_epochs=9, grace_period=1, reduction_factor=3)
     m = a.marginals["zoneout_cell"]
     assert not m.table.epoch.full_budget and m.table.epoch.n_configs >= 8
     assert f"at epoch {m.table.epoch.epoch} of 9" in a.summary_markdown

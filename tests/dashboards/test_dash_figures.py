@@ -38,8 +38,7 @@ def test_four_trials_are_coloured_points_without_a_curve(make_frames) -> None:  
 
 def test_one_colour_scale_per_parameter_and_integer_epochs(make_frames) -> None:  # type: ignore[no-untyped-def]
     trials, epochs = make_frames(30, 2, prune_frac=0.3, seed=2)
-    a = d.analyze(trials, epochs, metric="bpc", max_epochs=9, grace_period=1,
-                  reduction_factor=3)  # fmt: skip
+    a = d.analyze(trials, epochs, metric="bpc", max_epochs=9, grace_period=1, reduction_factor=3)
     figs = d.report_figures(a)
     scales = {}
     for fig in figs.values():

@@ -42,9 +42,16 @@ def report(study_frames: Frames, tmp_path_factory: pytest.TempPathFactory) -> d.
     trials, epochs = study_frames
     out = tmp_path_factory.mktemp("report")
     return d.build_report(
-        trials, epochs, study_name="../ptb char/<zoneout>", metric="bpc", max_epochs=9,
-        out_dir=out, grace_period=1, reduction_factor=3, png=find_browser() is not None,
-    )  # fmt: skip
+        trials,
+        epochs,
+        study_name="../ptb char/<zoneout>",
+        metric="bpc",
+        max_epochs=9,
+        out_dir=out,
+        grace_period=1,
+        reduction_factor=3,
+        png=find_browser() is not None,
+    )
 
 
 def test_html_is_self_contained(report: d.ReportResult) -> None:
@@ -141,20 +148,32 @@ def test_reports_show_data_and_colour_bars_in_headless_chromium(
     pages = {"synthetic-asha": report.html_path}
     trials, epochs = make_grid()
     pages["synthetic-grid-3x2"] = d.build_report(
-        trials, epochs, study_name="grid", metric="bpc", max_epochs=4, out_dir=tmp_path / "g",
+        trials,
+        epochs,
+        study_name="grid",
+        metric="bpc",
+        max_epochs=4,
+        out_dir=tmp_path / "g",
         png=False,
-    ).html_path  # fmt: skip
+    ).html_path
     trials, epochs = make_frames(4, seed=3)
     pages["synthetic-4-trials"] = d.build_report(
-        trials, epochs, study_name="four", metric="bpc", max_epochs=9, out_dir=tmp_path / "f",
+        trials,
+        epochs,
+        study_name="four",
+        metric="bpc",
+        max_epochs=9,
+        out_dir=tmp_path / "f",
         png=False,
-    ).html_path  # fmt: skip
+    ).html_path
     for study in ("ptb-char-sensitivity", "overfit/ptb-char-overfit"):
         csv = RESULTS / f"{study}-trials.csv"
         pages[Path(study).name] = write_table_report(
-            csv, tmp_path / Path(study).name, spec_path=csv.with_name(f"{Path(study).name}.yaml"),
+            csv,
+            tmp_path / Path(study).name,
+            spec_path=csv.with_name(f"{Path(study).name}.yaml"),
             png=False,
-        ).html_path  # fmt: skip
+        ).html_path
     found = asyncio.run(asyncio.wait_for(_render(pages, browser, shots), timeout=240))
     for name, plots in found.items():
         assert plots, f"{name}: no plot rendered"

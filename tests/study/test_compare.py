@@ -1,0 +1,68 @@
+"""`zoneout-study compare`: Table 1 with seed-paired differences, from stored studies or from the
+committed PTB-char tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from study.cli import app
+from study.compare import HeldOutMetric, compare_studies
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "ptb-char"
+GRID = str(RESULTS / "ptb-char-sensitivity-trials.csv")
+RD = str(RESULTS / "ptb-char-recurrent-dropout-trials.csv")
+
+
+def test_table_1_of_the_committed_ptb_char_studies(tmp_path: Path) -> None:
+    result = compare_studies(
+        [GRID, RD], storage_url=None, out_dir=tmp_path, test=HeldOutMetric.NONE, png=False
+    )
+    rows = {r.method: r for r in result.comparison.rows}
+    assert list(rows) == ["unregularized", "zoneout", "recurrent dropout"]
+    assert rows["unregularized"].config == {"zoneout_cell": 0.0, "zoneout_hidden": 0.0}
+    # zoneout is selected among its non-zero settings, on validation only.
+    assert rows["zoneout"].config == {"zoneout_cell": 0.25, "zoneout_hidden": 0.0}
+    assert rows["zoneout"].n_configs == 11
+    assert rows["recurrent dropout"].config == {"recurrent_dropout": 0.25}
+    diff = result.comparison.differences["recurrent dropout"]
+    assert diff.n == 2 and diff.mean == pytest.approx(2.8708 - 2.6955, abs=1e-3)
+    md = result.markdown
+    assert "| recurrent dropout | recurrent_dropout=0.25" in md
+    assert "+0.1753 (n = 2:" in md and "95%" not in md.split("\n- ")[0].split("|")[-2]
+    assert (tmp_path / "compare-ptb-char-sensitivity-vs-ptb-char-recurrent-dropout.html").is_file()
+
+
+def test_named_baseline_and_unknown_baseline(tmp_path: Path) -> None:
+    result = compare_studies(
+        [GRID, RD],
+        storage_url=None,
+        out_dir=tmp_path,
+        baseline="ptb-char-recurrent-dropout",
+        test=HeldOutMetric.NONE,
+        png=False,
+    )
+    assert result.comparison.baseline == "recurrent dropout"
+    assert result.comparison.differences["zoneout"].mean < 0
+    with pytest.raises(ValueError, match="names no method"):
+        compare_studies(
+            [GRID],
+            storage_url=None,
+            out_dir=tmp_path,
+            baseline="nope",
+            test=HeldOutMetric.NONE,
+            png=False,
+        )
+
+
+def test_cli_prints_table_1(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["compare", GRID, RD, "--out", str(tmp_path), "--no-png", "--test", "none"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "## Table 1: BPC by method" in res.output
+    assert "Δ validation vs unregularized" in res.output
+    bad = CliRunner().invoke(app, ["compare", GRID, "--test", "sometimes", "--no-png"])
+    assert bad.exit_code == 2 and "--test must be one of" in bad.output
