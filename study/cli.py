@@ -335,9 +335,28 @@ def report(
     ] = None,
 ) -> None:
     """Sensitivity report: one offline HTML file, a PNG per figure, figures saved for
-    optuna-dashboard."""
+    optuna-dashboard. STUDY may also be a *-trials.csv table that `status --csv` wrote (its
+    spec, <study>.yaml beside it, gives the search space)."""
     from study.store import StoreError
 
+    if study_name.endswith("-trials.csv"):
+        from study.report import write_table_report
+
+        table = Path(study_name)
+        if not table.is_file():
+            fail(f"no such table: {table}")
+        spec = table.with_name(table.name.removesuffix("-trials.csv") + ".yaml")
+        result = write_table_report(
+            table,
+            out or Path("reports") / table.name.removesuffix("-trials.csv"),
+            spec_path=spec if spec.is_file() else None,
+            png=png,
+            baseline_trial=baseline,
+        )
+        console.print(f"report: {result.html_path}")
+        for message in result.messages:
+            console.print(message)
+        return
     store = _open_store(storage)
     try:
         store.trials_frame(study_name)
