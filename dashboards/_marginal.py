@@ -58,7 +58,7 @@ def marginal(
     *,
     color_param: str | None = None,
     direction: Direction = "minimize",
-    grid_size: int = 60,
+    grid_size: int = 50,
 ) -> Marginal:
     c = table.configs
     col = PARAM_PREFIX + param

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import PARAM_PREFIX, is_log_param
-from ._gp import MAX_EXACT_POINTS, FittedGP, fit_gp
+from ._gp import FittedGP, fit_gp
 from ._runs import EpochChoice
 
 __all__ = ["GP_MIN_CONFIGS", "ModelFit", "fit_model", "gp_min_configs"]
@@ -23,6 +23,7 @@ __all__ = ["GP_MIN_CONFIGS", "ModelFit", "fit_model", "gp_min_configs"]
 #: A GP needs at least this many distinct configurations, and 4 per searched dimension.
 GP_MIN_CONFIGS = 8
 _MAX_OTHERS = 48
+_MAX_SUBSAMPLE = 400
 
 
 def gp_min_configs(n_params: int) -> int:
@@ -81,9 +82,10 @@ def fit_model(
             f"parameter{'s' if len(params) > 1 else ''}), {epoch.label} has {len(configs)}"
         )
         return ModelFit(params, log, epoch, None, configs, lo, hi, len(configs), reason)
-    if len(params) > 2 and len(y) > MAX_EXACT_POINTS:
-        # Binning needs few dimensions; above two, a seeded subsample keeps the fit exact.
-        keep = np.random.default_rng(seed).choice(len(y), MAX_EXACT_POINTS, replace=False)
+    if len(params) > 2 and len(y) > _MAX_SUBSAMPLE:
+        # Binning needs few dimensions; above two, a seeded subsample keeps the fit exact (and
+        # its O(n^3) cost bounded: 400 points pin a smooth 3-4-D response well).
+        keep = np.random.default_rng(seed).choice(len(y), _MAX_SUBSAMPLE, replace=False)
         x, y = x[keep], y[keep]
     gp = fit_gp(x, y, log=log, seed=seed)
     others = configs

@@ -21,7 +21,7 @@ __all__ = ["MAX_LATTICE_VALUES", "GPSurface", "Lattice", "Surface", "response_su
 
 #: A parameter with more distinct values than this is not on a lattice.
 MAX_LATTICE_VALUES = 12
-_SURFACE_OTHERS = 16
+_SURFACE_OTHERS = 12
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def response_surface(
     y_param: str,
     *,
     direction: Direction = "minimize",
-    grid_size: int = 32,
+    grid_size: int = 28,
 ) -> Surface:
     """The surface data of ``x_param`` x ``y_param`` from per-configuration means and the GP."""
     c = table.configs
