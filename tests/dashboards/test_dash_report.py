@@ -96,7 +96,9 @@ Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
     .filter(p => (p.getAttribute('d') || '').length > 10).length;
   const valued = (gd.data || []).some(t =>
     ((t.type === 'heatmap' || t.type === 'contour') && t.showscale !== false) ||
-    (t.marker && Array.isArray(t.marker.color) && t.marker.showscale));
+    (t.marker && t.marker.color && typeof t.marker.color !== 'string' &&
+     (Array.isArray(t.marker.color) || ArrayBuffer.isView(t.marker.color) ||
+      typeof t.marker.color === 'object')));
   return [gd.id, marks, valued, gd.querySelectorAll('.colorbar').length];
 })
 """
