@@ -118,7 +118,7 @@ def write_pngs(
     jobs = []
     for name, fig in figures.items():
         w, h = _SIZES.get(name.split("-")[0], _DEFAULT_SIZE)
-        w, h = int(fig.layout.width or w), max(h, int(fig.layout.height or 0))
+        w, h = int(fig.layout.width or w), int(fig.layout.height or h)
         jobs.append(
             {
                 "fig": fig,

@@ -426,7 +426,7 @@ def compare(
         fail(str(error))
     console.print(result.markdown, markup=False, highlight=False, soft_wrap=True)
     for path in result.paths.values():
-        console.print(str(path), markup=False, highlight=False)
+        console.print(str(path), markup=False, highlight=False, soft_wrap=True)
     for message in result.messages:
         console.print(message, markup=False, highlight=False)
 
