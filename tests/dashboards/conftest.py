@@ -83,17 +83,6 @@ def make_frames():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def base_loss() -> float:
-    return BASE
-
-
-@pytest.fixture(scope="session")
-def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """80 configurations, no pruning: for numerical checks."""
-    return synthetic_frames(80, noise=0.01, seed=1)
-
-
-@pytest.fixture(scope="session")
 def study_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     """A realistic small study: 30 configs x 2 seeds, 30% pruned by ASHA (grace 1, rf 3, 9
     epochs -> rungs 1, 3), one FAIL and one RUNNING trial."""
