@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -66,3 +67,51 @@ def test_cli_prints_table_1(tmp_path: Path) -> None:
     assert "Δ validation vs unregularized" in res.output
     bad = CliRunner().invoke(app, ["compare", GRID, "--test", "sometimes", "--no-png"])
     assert bad.exit_code == 2 and "--test must be one of" in bad.output
+
+
+def test_one_study_split_by_its_categorical_regularizer(tmp_path: Path) -> None:
+    """A study searching `regularizer` gives one Table 1 row per value, paired by seed."""
+    rows, epochs = [], []
+    truth = {"none": 2.0, "zoneout": 1.9, "recurrent_dropout": 1.95}
+    number = 0
+    for method, value in truth.items():
+        for rate in (0.1, 0.2):
+            rows.append(
+                {
+                    "study": "mixed",
+                    "number": number,
+                    "state": "COMPLETE",
+                    "param_regularizer": method,
+                    "param_rate": rate,
+                }
+            )
+            for seed, shift in enumerate((0.0, 0.05, -0.03)):
+                for epoch in (1, 2):
+                    v = value + rate / 10 + shift + (0.3 if epoch == 1 else 0.0)
+                    epochs.append(
+                        {
+                            "study": "mixed",
+                            "number": number,
+                            "seed": seed,
+                            "epoch": epoch,
+                            "valid_metric": v,
+                        }
+                    )
+            number += 1
+    table = tmp_path / "mixed-trials.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    pd.DataFrame(epochs).to_csv(tmp_path / "mixed-trials.epochs.csv", index=False)
+    result = compare_studies(
+        [str(table)],
+        storage_url=None,
+        out_dir=tmp_path,
+        baseline="none",
+        test=HeldOutMetric.NONE,
+        png=False,
+    )
+    rows_by = {r.method: r for r in result.comparison.rows}
+    assert set(rows_by) == set(truth)
+    assert all(r.config == {"rate": 0.1} for r in rows_by.values())
+    diff = result.comparison.differences["zoneout"]
+    # The seed shifts cancel in the pairing: the difference is exact, a zero-width interval.
+    assert diff.n == 3 and diff.mean == pytest.approx(-0.1) and diff.high - diff.low < 1e-9
