@@ -99,9 +99,10 @@ def analyze(
     info = metric_info(metric, direction)
     runs = study_runs(trials, epochs, max_epochs=max_epochs)
     nums = [p for p in numeric_params(trials) if p in runs.params]
+    table_epoch = _table_epoch(runs, baseline_trial)
     table = config_table(
-        runs.at(_table_epoch(runs, baseline_trial).epoch),
-        _table_epoch(runs, baseline_trial),
+        runs.at(table_epoch.epoch),
+        table_epoch,
         runs.params,
         direction=direction,
         baseline_trial=baseline_trial,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from ._common import PARAM_PREFIX, MetricInfo
@@ -13,7 +14,7 @@ from ._curves import LearningCurves
 from ._importance import ParamImportance
 from ._marginal import Marginal
 from ._stats import LEVEL
-from ._surface import Surface
+from ._surface import GPSurface, Surface
 
 __all__ = ["summarize"]
 
@@ -148,14 +149,10 @@ def summarize(
     return "\n".join(lines) + "\n"
 
 
-def _within(g: object) -> str:
-    from ._surface import GPSurface
-
-    assert isinstance(g, GPSurface)
+def _within(g: GPSurface) -> str:
+    """The within-one-SD region of the GP surface, projected on each axis."""
     if not g.within_se.any():
         return ""
-    import numpy as np
-
     rows, cols = np.nonzero(g.within_se)
     xs, ys = g.x_grid[cols], g.y_grid[rows]
     return (

@@ -58,3 +58,22 @@ def test_paired_interval_covers_the_true_difference_at_its_nominal_rate() -> Non
     # Binomial sd at 600 draws is 0.009: 0.92-0.98 is a 3-sd band around 0.95.
     assert 0.92 <= rate <= 0.98, rate
     assert np.median(widths) < 0.05  # far narrower than the 0.1 seed effect
+
+
+def test_grouped_intervals_equal_seed_interval_per_group() -> None:
+    """The vectorized per-configuration intervals are seed_interval's, group by group."""
+    from dashboards._configs import _grouped_intervals
+
+    rng = np.random.default_rng(3)
+    keys, seeds, values = [], [], []
+    for k, n in enumerate([1, 2, 3, 5, 8]):
+        keys += [f"c{k}"] * n
+        seeds += list(range(n))
+        values += list(rng.normal(2, 0.1, n))
+    per_seed = pd.Series(values, index=pd.MultiIndex.from_arrays([keys, seeds]))
+    got = _grouped_intervals(per_seed)
+    for key, grp in per_seed.groupby(level=0):
+        want = d.seed_interval(grp.to_numpy())
+        iv = got.loc[key, "interval"]
+        assert iv.kind is want.kind and iv.n == want.n and iv.values == want.values
+        assert (iv.mean, iv.low, iv.high) == pytest.approx((want.mean, want.low, want.high))
