@@ -58,10 +58,25 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+_SUBTITLE_WIDTH = 90
+
+
+def _wrap(text: str, width: int = _SUBTITLE_WIDTH) -> str:
+    """Break a subtitle at '; ' into lines of about ``width`` characters (plotly does not wrap,
+    and optuna-dashboard's panels are narrow)."""
+    lines: list[str] = []
+    for part in text.split("; "):
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += "; " + part
+        else:
+            lines.append(part)
+    return "<br>".join(lines)
+
+
 def _title(text: str, subtitle: str) -> dict:
     return dict(
         text=text,
-        subtitle=dict(text=subtitle, font=dict(size=12, color="#555")),
+        subtitle=dict(text=_wrap(subtitle), font=dict(size=12, color="#555")),
         x=0.01,
         xanchor="left",
     )
@@ -626,4 +641,8 @@ def report_figures(a: StudyAnalysis) -> dict[str, go.Figure]:
         figs["learning-curves"] = plot_learning_curves(a.curves, a.metric, a.param_ranges)
     if a.importance.importances:
         figs["importance"] = plot_importance(a.importance)
+    for fig in figs.values():
+        # Room above the plot for every subtitle line.
+        extra = 16 * fig.layout.title.subtitle.text.count("<br>")
+        fig.update_layout(margin=dict(t=(fig.layout.margin.t or 95) + extra))
     return figs

@@ -78,7 +78,7 @@ def fit_model(
     need = gp_min_configs(len(params))
     if len(configs) < need:
         reason = (
-            f"a curve needs {need} distinct configurations ({len(params)} searched "
+            f"a GP fit needs {need} distinct configurations ({len(params)} searched "
             f"parameter{'s' if len(params) > 1 else ''}), {epoch.label} has {len(configs)}"
         )
         return ModelFit(params, log, epoch, None, configs, lo, hi, len(configs), reason)

@@ -136,8 +136,9 @@ def summarize(
     else:
         lines.append(
             f"- Parameter importance not computed: {_md_escape(importance.reason or '')}. "
-            "(optuna-dashboard's panel shows PED-ANOVA importances whatever the number of "
-            "trials; with few trials they rest on one or two best trials.)"
+            "optuna-dashboard's own importance panel runs PED-ANOVA on any number of trials "
+            "and shows equal shares when it finds nothing; with few trials read it with the "
+            "same caution."
         )
     if len(curves.final):
         msg = f"- Stopped early: {curves.n_stopped_early} of {len(curves.final)} runs"
