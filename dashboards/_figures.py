@@ -465,7 +465,7 @@ def plot_differences(table: ConfigTable, metric: MetricInfo, *, top: int = 30) -
         xaxis=dict(title=dict(text=f"Δ {metric.title} (configuration − baseline)")),
         yaxis=dict(title=dict(text="configuration"), automargin=True),
         legend=dict(orientation="h", y=-0.2),
-        height=max(420, 60 + 26 * len(c)),
+        height=max(460, 170 + 30 * len(c)),
         **_LAYOUT,
     )
     return fig
@@ -645,4 +645,6 @@ def report_figures(a: StudyAnalysis) -> dict[str, go.Figure]:
         # Room above the plot for every subtitle line.
         extra = 16 * fig.layout.title.subtitle.text.count("<br>")
         fig.update_layout(margin=dict(t=(fig.layout.margin.t or 95) + extra))
+        if fig.layout.height:
+            fig.update_layout(height=fig.layout.height + extra)
     return figs
