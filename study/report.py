@@ -16,6 +16,7 @@ import pandas as pd
 from dashboards import ReportResult, build_report, save_figures_to_study
 from study.space import distributions
 from study.spec import StudySpec, load_spec
+from trials.tasks import metric_for_task
 
 __all__ = [
     "StudyFrames",
@@ -61,11 +62,20 @@ def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
         store.close()
     try:
         spec: StudySpec | None = validate_spec(raw, f"study {study_name!r}")
-    except Exception:  # an older snapshot the current schema refuses: use what it says
+    except Exception:  # a snapshot the current schema refuses (older version): read it as data
         spec = None
-    metric = spec.metric if spec else "bpc"
-    max_epochs = spec.max_epochs if spec else int(epochs["epoch"].max() if len(epochs) else 1)
-    grace, factor = _scheduler(spec)
+    if spec is not None:
+        metric, max_epochs = spec.metric, spec.max_epochs
+        grace, factor = _scheduler(spec)
+    else:
+        base = raw.get("base") or {}
+        metric = metric_for_task(str(base.get("task", "ptb-char")))
+        seen = int(epochs["epoch"].max()) if len(epochs) else 1
+        max_epochs = int(base.get("epochs") or seen)
+        scheduler = raw.get("scheduler") or {}
+        asha = scheduler.get("name", "asha") == "asha"
+        grace = int(scheduler.get("grace_period", 1)) if asha else None
+        factor = float(scheduler.get("reduction_factor", 2.0)) if asha else None
     return StudyFrames(study_name, trials, epochs, metric, max_epochs, grace, factor, spec)
 
 
