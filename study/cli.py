@@ -345,14 +345,8 @@ def report(
         table = Path(study_name)
         if not table.is_file():
             fail(f"no such table: {table}")
-        spec = table.with_name(table.name.removesuffix("-trials.csv") + ".yaml")
-        result = write_table_report(
-            table,
-            out or Path("reports") / table.name.removesuffix("-trials.csv"),
-            spec_path=spec if spec.is_file() else None,
-            png=png,
-            baseline_trial=baseline,
-        )
+        default_out = Path("reports") / table.name.removesuffix("-trials.csv")
+        result = write_table_report(table, out or default_out, png=png, baseline_trial=baseline)
         console.print(f"report: {result.html_path}")
         for message in result.messages:
             console.print(message)

@@ -69,10 +69,7 @@ def _is_table(source: str) -> bool:
 
 def _load(source: str, storage_url: str | None) -> _Source:
     if _is_table(source):
-        path = Path(source)
-        study = path.name.removesuffix("-trials.csv")
-        spec = path.with_name(f"{study}.yaml")
-        frames = load_table_frames(path, spec if spec.is_file() else None)
+        frames = load_table_frames(source)
         return _Source(frames, None, frames.name)
     if storage_url is None:
         raise ValueError("a stored study needs a storage URL")

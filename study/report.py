@@ -82,8 +82,12 @@ def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
 def load_table_frames(
     trials_csv: str | os.PathLike[str], spec_path: str | os.PathLike[str] | None = None
 ) -> StudyFrames:
-    """Frames from ``<study>-trials.csv`` and its ``.epochs.csv`` sibling (`status --csv`)."""
+    """Frames from ``<study>-trials.csv`` and its ``.epochs.csv`` sibling (`status --csv`);
+    the spec is ``spec_path``, else ``<study>.yaml`` beside the table when there is one."""
     path = Path(trials_csv)
+    if spec_path is None:
+        beside = path.with_name(path.name.removesuffix("-trials.csv") + ".yaml")
+        spec_path = beside if beside.is_file() else None
     trials = pd.read_csv(path)
     epochs_path = path.with_suffix(".epochs.csv")
     epochs = pd.read_csv(epochs_path) if epochs_path.is_file() else pd.DataFrame()
