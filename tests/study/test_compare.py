@@ -115,3 +115,17 @@ def test_one_study_split_by_its_categorical_regularizer(tmp_path: Path) -> None:
     diff = result.comparison.differences["zoneout"]
     # The seed shifts cancel in the pairing: the difference is exact, a zero-width interval.
     assert diff.n == 3 and diff.mean == pytest.approx(-0.1) and diff.high - diff.low < 1e-9
+
+
+def test_report_cli_reads_a_committed_table_with_a_named_baseline(tmp_path: Path) -> None:
+    table = str(RESULTS / "overfit" / "ptb-char-overfit-trials.csv")
+    res = CliRunner().invoke(
+        app, ["report", table, "--out", str(tmp_path), "--no-png", "--baseline", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    summary = (tmp_path / "ptb-char-overfit-summary.md").read_text(encoding="utf-8")
+    assert "trial 1's configuration (named by the user)" in summary
+    # Importance from the spec's own distributions, refused with its reason at 6 trials.
+    assert "needs at least 20 complete trials, the study has 6" in summary
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope-trials.csv")])
+    assert missing.exit_code == 2 and "no such table" in missing.output
