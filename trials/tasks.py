@@ -115,10 +115,12 @@ def load_task(config: TrialConfig) -> TaskData:
         )
         return TaskData(metric=metric, corpus=corpus)
 
+    # The splits follow data_seed, not the training seed: repeating a run with other seeds must
+    # vary the training noise only, never which examples are held out.
     if config.task == "digits":
-        dataset = load_digits(seed=config.seed)
+        dataset = load_digits(seed=config.data_seed)
     else:
-        dataset = load_mnist(config.mnist_source, config.data_dir, seed=config.seed)
+        dataset = load_mnist(config.mnist_source, config.data_dir, seed=config.data_seed)
     if config.task == "pmnist":
         # One permutation for the whole run (train, valid and test alike), fixed by its own seed
         # so that trials with different training seeds still see the same task.

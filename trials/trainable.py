@@ -18,9 +18,12 @@ import torch
 from trials.config import TrialConfig
 from trials.train import EpochResult, train
 
-__all__ = ["DIVERGED_KEY", "TRIAL_CONFIG_KEY", "report_keys", "run_trial"]
+__all__ = ["DIVERGED_KEY", "RESUME_FROM_KEY", "TRIAL_CONFIG_KEY", "report_keys", "run_trial"]
 
 TRIAL_CONFIG_KEY = "trial"
+# A checkpoint (local path or URI) to start from when Ray has none of its own for the trial:
+# the driver sets it for the replacement of a trial that was cut off with its driver.
+RESUME_FROM_KEY = "resume_from"
 DIVERGED_KEY = "diverged"
 
 
@@ -85,6 +88,8 @@ def run_trial(ray_config: dict[str, Any]) -> None:
         # A trial that Ray restarts (a killed worker, a resumed study) continues from its last
         # reported epoch rather than from scratch.
         restored = tune.get_checkpoint()
+        if restored is None and ray_config.get(RESUME_FROM_KEY):
+            restored = Checkpoint(ray_config[RESUME_FROM_KEY])
         if restored is not None:
             with restored.as_directory() as directory:
                 shutil.copytree(directory, work_dir, dirs_exist_ok=True)

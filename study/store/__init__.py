@@ -20,12 +20,12 @@ from ._engine import create_engine_for, normalize_url, retry_connect
 from ._errors import StoreError
 from ._migrate import alembic_config, current_revision, head_revision, upgrade
 from ._models import VERSION_TABLE
-from ._secrets import default_storage_url, mask_url, scrub_secrets
-from ._store import TRIAL_FIELDS, TRIAL_STATES, Store
+from ._retry import retry_call
+from ._secrets import default_storage_url, mask_url, resolve_storage_url, scrub_secrets
+from ._store import TRIAL_FIELDS, Store
 
 __all__ = [
     "TRIAL_FIELDS",
-    "TRIAL_STATES",
     "VERSION_TABLE",
     "Store",
     "StoreError",
@@ -36,6 +36,8 @@ __all__ = [
     "head_revision",
     "mask_url",
     "normalize_url",
+    "resolve_storage_url",
+    "retry_call",
     "retry_connect",
     "scrub_secrets",
     "upgrade",

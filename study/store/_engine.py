@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,11 +13,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from ._errors import StoreError
+from ._retry import retry_call
 from ._secrets import mask_url, to_json_safe
 
 __all__ = [
-    "RECONNECT_SECONDS",
-    "SQLITE_BUSY_TIMEOUT_MS",
     "create_engine_for",
     "normalize_url",
     "retry_connect",
@@ -160,22 +158,20 @@ def retry_connect(engine: sa.Engine, *, seconds: float = RECONNECT_SECONDS) -> N
         return
     url = engine.url
 
+    def _warn(exc: BaseException) -> None:
+        log.warning(
+            "database %s unreachable (%s); retrying the connection",
+            mask_url(str(url)),
+            _redact(_first_line(exc), url),
+        )
+
     def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        deadline = time.monotonic() + seconds
-        delay = 0.25
-        while True:
-            try:
-                return dialect.connect(*cargs, **cparams)
-            except dialect.loaded_dbapi.OperationalError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning(
-                    "database %s unreachable (%s); retrying the connection",
-                    mask_url(str(url)),
-                    _redact(_first_line(exc), url),
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        return retry_call(
+            lambda: dialect.connect(*cargs, **cparams),
+            retry_if=lambda exc: isinstance(exc, dialect.loaded_dbapi.OperationalError),
+            seconds=seconds,
+            on_retry=_warn,
+        )
 
     event.listen(engine, "do_connect", _connect)
 
@@ -193,27 +189,35 @@ def run_with_retry(engine: sa.Engine, fn: Callable[[sa.Connection], T], *, write
     The store's writes are idempotent upserts, so re-running one is safe. An
     ``OperationalError`` that persists is raised as :class:`StoreError`.
     """
-    invalidated_retry = True
-    locked_retries = _LOCKED_RETRIES
-    while True:
-        try:
-            if write:
-                with engine.begin() as conn:
-                    return fn(conn)
-            with engine.connect() as conn:
+    invalidated_retried = False
+
+    def _attempt() -> T:
+        if write:
+            with engine.begin() as conn:
                 return fn(conn)
-        except DBAPIError as exc:
-            if exc.connection_invalidated and invalidated_retry:
-                invalidated_retry = False
-                log.warning("store: database connection was lost; retrying once")
-                continue
-            if _is_locked(exc) and locked_retries > 0:
-                locked_retries -= 1
-                time.sleep(0.05 * (_LOCKED_RETRIES - locked_retries))
-                continue
-            if isinstance(exc, OperationalError):
-                raise StoreError(
-                    f"database error on {mask_url(str(engine.url))}: "
-                    f"{_redact(_first_line(exc), engine.url)}"
-                ) from exc
-            raise
+        with engine.connect() as conn:
+            return fn(conn)
+
+    def _retry_if(exc: BaseException) -> bool:
+        nonlocal invalidated_retried
+        if not isinstance(exc, DBAPIError):
+            return False
+        if exc.connection_invalidated and not invalidated_retried:
+            invalidated_retried = True
+            log.warning("store: database connection was lost; retrying once")
+            return True
+        return _is_locked(exc)
+
+    try:
+        return retry_call(
+            _attempt,
+            retry_if=_retry_if,
+            attempts=_LOCKED_RETRIES + 2,
+            first_delay=0.05,
+            max_delay=0.4,
+        )
+    except OperationalError as exc:
+        raise StoreError(
+            f"database error on {mask_url(str(engine.url))}: "
+            f"{_redact(_first_line(exc), engine.url)}"
+        ) from exc

@@ -11,7 +11,13 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["DEFAULT_STORAGE_URL", "default_storage_url", "mask_url", "scrub_secrets"]
+__all__ = [
+    "DEFAULT_STORAGE_URL",
+    "default_storage_url",
+    "mask_url",
+    "resolve_storage_url",
+    "scrub_secrets",
+]
 
 DEFAULT_STORAGE_URL = "sqlite:///zoneout-studies.db"
 STORAGE_ENV = "ZONEOUT_STUDY_STORAGE"
@@ -42,7 +48,13 @@ _URL_KEYS = frozenset({"storage", "url", "uri", "dsn", "database", "database_url
 
 def default_storage_url() -> str:
     """``$ZONEOUT_STUDY_STORAGE`` if set (and non-empty), else ``sqlite:///zoneout-studies.db``."""
-    return os.environ.get(STORAGE_ENV, "").strip() or DEFAULT_STORAGE_URL
+    return resolve_storage_url(None)
+
+
+def resolve_storage_url(given: str | None, spec_storage: str | None = None) -> str:
+    """The one storage lookup: ``--storage``, then ``$ZONEOUT_STUDY_STORAGE``, then the spec's
+    ``storage``, then ``sqlite:///zoneout-studies.db``."""
+    return given or os.environ.get(STORAGE_ENV, "").strip() or spec_storage or DEFAULT_STORAGE_URL
 
 
 def mask_url(url: str) -> str:

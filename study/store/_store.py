@@ -9,64 +9,63 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
+from optuna.trial import TrialState
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ._engine import create_engine_for, normalize_url, run_with_retry
 from ._errors import StoreError
 from ._migrate import upgrade_engine
-from ._models import EpochRow, StudyRow, TrialRow, utcnow
+from ._models import EpochRow, StudyRow, TrialRow, UTCDateTime, utcnow
 from ._secrets import mask_url, scrub_secrets, to_json_safe
 
-__all__ = ["DIRECTIONS", "STUDY_STATUSES", "TRIAL_FIELDS", "TRIAL_STATES", "Store"]
+__all__ = ["TRIAL_FIELDS", "Store"]
 
 T = TypeVar("T")
 
 DIRECTIONS = ("minimize", "maximize")
 STUDY_STATUSES = ("running", "finished", "interrupted", "failed")
 FINAL_STUDY_STATUSES = ("finished", "interrupted", "failed")
-TRIAL_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL")
+# The states a trial row can hold: Optuna's, but WAITING (the store sees a trial once it runs).
+TRIAL_STATES = tuple(
+    state.name
+    for state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+)
+_NEW_TRIAL_STATE = TrialState.RUNNING.name
 
-_STR_FIELDS = ("ray_trial_id", "node", "error", "checkpoint")
-_INT_FIELDS = ("seed", "epochs")
-_FLOAT_FIELDS = ("best_value", "final_value", "wall_seconds")
-_TIME_FIELDS = ("started_at", "finished_at")
-_JSON_FIELDS = ("params", "config")
-TRIAL_FIELDS = (
-    "ray_trial_id",
-    "params",
-    "seed",
-    "state",
-    "best_value",
-    "final_value",
-    "epochs",
-    "wall_seconds",
-    "node",
-    "error",
-    "checkpoint",
-    "config",
-    "started_at",
-    "finished_at",
+
+def _fields_of(types: tuple[type[sa.types.TypeEngine[Any]], ...]) -> tuple[str, ...]:
+    return tuple(
+        column.name
+        for column in TrialRow.__table__.columns
+        if column.name in TRIAL_FIELDS and isinstance(column.type, types)
+    )
+
+
+# The trial's columns, read from the model (the one list): everything but the keys and
+# updated_at, which the store sets itself.
+TRIAL_FIELDS = tuple(
+    column.name
+    for column in TrialRow.__table__.columns
+    if column.name not in ("id", "study_id", "number", "updated_at")
+)
+_STR_FIELDS = _fields_of((sa.String,))  # Text is a String
+_INT_FIELDS = _fields_of((sa.Integer,))  # BigInteger is an Integer
+_FLOAT_FIELDS = _fields_of((sa.Float,))
+_TIME_FIELDS = _fields_of((UTCDateTime,))
+_JSON_FIELDS = tuple(
+    name
+    for name in TRIAL_FIELDS
+    if name not in (*_STR_FIELDS, *_INT_FIELDS, *_FLOAT_FIELDS, *_TIME_FIELDS)
 )
 _EPOCH_METRICS = ("train_loss", "valid_loss", "valid_metric", "tokens_per_second", "seconds")
-
+# Frames: identity and state first, the JSON columns last.
 _TRIAL_COLUMNS = [
     "study",
     "number",
     "state",
-    "ray_trial_id",
-    "seed",
-    "best_value",
-    "final_value",
-    "epochs",
-    "wall_seconds",
-    "node",
-    "error",
-    "checkpoint",
-    "started_at",
-    "finished_at",
+    *(f for f in TRIAL_FIELDS if f != "state" and f not in _JSON_FIELDS),
     "updated_at",
-    "params",
-    "config",
+    *_JSON_FIELDS,
 ]
 _EPOCH_COLUMNS = ["study", "number", "seed", "epoch", *_EPOCH_METRICS, "recorded_at"]
 _STUDY_COLUMNS = [
@@ -268,7 +267,7 @@ class Store:
             return int(tid)
         study_id = self._study_id(conn, study)
         ins = self._insert(TrialRow).values(
-            study_id=study_id, number=number, state="RUNNING", updated_at=utcnow()
+            study_id=study_id, number=number, state=_NEW_TRIAL_STATE, updated_at=utcnow()
         )
         conn.execute(ins.on_conflict_do_nothing(index_elements=["study_id", "number"]))
         return int(conn.execute(stmt).scalar_one())
@@ -368,7 +367,7 @@ class Store:
         def _run(conn: sa.Connection) -> None:
             now = utcnow()
             study_id = self._study_id(conn, study)
-            row = {"state": "RUNNING", **values}
+            row = {"state": _NEW_TRIAL_STATE, **values}
             ins = self._insert(TrialRow).values(
                 study_id=study_id, number=number, updated_at=now, **row
             )
@@ -435,6 +434,42 @@ class Store:
                 .values(recorded_at=now, **metrics)
             )
             return False
+
+        return self._write(_run)
+
+    def carry_epochs(
+        self, study: str, *, from_number: int, to_number: int, seed: int, through_epoch: int
+    ) -> int:
+        """Copy trial ``from_number``'s epochs 1..``through_epoch`` of ``seed`` to trial
+        ``to_number`` (a replacement that continues its checkpoint), keeping their metrics and
+        ``recorded_at``; rows the target already has are left alone. Returns rows copied."""
+
+        def _run(conn: sa.Connection) -> int:
+            source = self._trial_id(conn, study, int(from_number))
+            target = self._trial_id(conn, study, int(to_number))
+            rows = conn.execute(
+                sa.select(
+                    EpochRow.epoch,
+                    *(getattr(EpochRow, m) for m in _EPOCH_METRICS),
+                    EpochRow.recorded_at,
+                ).where(
+                    EpochRow.trial_id == source,
+                    EpochRow.seed == int(seed),
+                    EpochRow.epoch <= int(through_epoch),
+                )
+            ).all()
+            copied = 0
+            for row in rows:
+                ins = self._insert(EpochRow).values(
+                    trial_id=target, seed=int(seed), **row._asdict()
+                )
+                done = conn.execute(
+                    ins.on_conflict_do_nothing(
+                        index_elements=["trial_id", "seed", "epoch"]
+                    ).returning(EpochRow.id)
+                ).first()
+                copied += done is not None
+            return copied
 
         return self._write(_run)
 

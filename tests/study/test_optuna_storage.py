@@ -7,7 +7,7 @@ import threading
 import optuna
 import pytest
 
-from study.runner import open_optuna_study
+from study.optuna_study import open_study, study_id
 
 
 @pytest.mark.postgres
@@ -16,14 +16,14 @@ def test_concurrent_drivers_create_the_schema_once(postgres_url: str) -> None:
     ids: list[int] = []
     barrier = threading.Barrier(4)
 
-    def open_study() -> None:
+    def open_one() -> None:
         barrier.wait()
         try:
-            ids.append(open_optuna_study(postgres_url, "together")._study_id)
+            ids.append(study_id(open_study(postgres_url, "together")))
         except BaseException as error:  # collected and asserted below
             errors.append(error)
 
-    threads = [threading.Thread(target=open_study) for _ in range(4)]
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -15,9 +15,10 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from study import keys
+from study.optuna_study import counted_trials, open_study, study_id
 from study.reaper import DRIVER_LOST, reap_lost_trials
-from study.runner import open_optuna_study
-from study.searcher import FAIL_REASON_ATTR, OptunaSearcher, counted_trials
+from study.searcher import OptunaSearcher
 from study.space import build_sampler
 from study.spec import validate_spec
 
@@ -52,7 +53,7 @@ def _report(searcher: OptunaSearcher, trial_id: str, values: list[float]) -> dic
 
 def test_full_budget_is_complete_scheduler_stop_is_pruned_error_is_fail(sqlite_url: str) -> None:
     spec = _spec()
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
 
     configs = [searcher.suggest(f"ray-{index}") for index in range(3)]
@@ -84,14 +85,14 @@ def test_full_budget_is_complete_scheduler_stop_is_pruned_error_is_fail(sqlite_u
     assert trials[1].state == TrialState.PRUNED
     assert trials[1].intermediate_values == {1: 0.95, 2: 0.9}
     assert trials[2].state == TrialState.FAIL
-    assert trials[2].user_attrs[FAIL_REASON_ATTR] == "TrialDiverged: training loss became nan"
+    assert trials[2].user_attrs[keys.FAIL_REASON] == "TrialDiverged: training loss became nan"
     assert searcher.counts() == {"RUNNING": 0, "COMPLETE": 1, "PRUNED": 1, "FAIL": 1}
     assert searcher.best_value() == pytest.approx(0.5)
 
 
 def test_repeats_report_the_mean_and_keep_per_seed_values(sqlite_url: str) -> None:
     spec = _spec(repeats=3, n_trials=1)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
     configs = [searcher.suggest(f"ray-{index}") for index in range(3)]
     assert searcher.suggest("ray-x") is Searcher.FINISHED
@@ -112,7 +113,7 @@ def test_repeats_report_the_mean_and_keep_per_seed_values(sqlite_url: str) -> No
 
 def test_one_pruned_seed_prunes_the_configuration(sqlite_url: str) -> None:
     spec = _spec(repeats=2, n_trials=1)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
     searcher.suggest("a")
     searcher.suggest("b")
@@ -124,7 +125,7 @@ def test_one_pruned_seed_prunes_the_configuration(sqlite_url: str) -> None:
 
 def test_finalize_fails_open_trials_and_requeues_their_parameters(sqlite_url: str) -> None:
     spec = _spec(n_trials=2)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
     first = searcher.suggest("a")
     searcher.suggest("b")
@@ -146,7 +147,7 @@ def test_finalize_fails_open_trials_and_requeues_their_parameters(sqlite_url: st
 
 def test_reaper_fails_trials_of_a_dead_driver_and_spares_live_ones(sqlite_url: str) -> None:
     spec = _spec(n_trials=3)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     import os
     import socket
 
@@ -158,7 +159,7 @@ def test_reaper_fails_trials_of_a_dead_driver_and_spares_live_ones(sqlite_url: s
     assert reaped == [0]
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL
-    assert trials[0].user_attrs[FAIL_REASON_ATTR] == DRIVER_LOST
+    assert trials[0].user_attrs[keys.FAIL_REASON] == DRIVER_LOST
     assert trials[1].state == TrialState.RUNNING
     assert trials[2].state == TrialState.WAITING
     assert trials[2].system_attrs["fixed_params"] == trials[0].params
@@ -167,7 +168,7 @@ def test_reaper_fails_trials_of_a_dead_driver_and_spares_live_ones(sqlite_url: s
 
 def test_two_searchers_share_the_budget(sqlite_url: str) -> None:
     spec = _spec(n_trials=3)
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     first = OptunaSearcher(study, spec, driver_id="h:1:1")
     second = OptunaSearcher(study, spec, driver_id="h:2:2")
     handed = 0
@@ -182,7 +183,7 @@ def test_two_searchers_share_the_budget(sqlite_url: str) -> None:
 
 def test_searcher_state_round_trips(tmp_path: Path, sqlite_url: str) -> None:
     spec = _spec()
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     searcher = OptunaSearcher(study, spec, driver_id="h:1:1")
     searcher.suggest("a")
     path = tmp_path / "searcher.pkl"
@@ -194,15 +195,15 @@ def test_searcher_state_round_trips(tmp_path: Path, sqlite_url: str) -> None:
 
 def test_optuna_study_on_the_url_is_shared(sqlite_url: str) -> None:
     spec = _spec()
-    first = open_optuna_study(sqlite_url, spec.name)
-    second = open_optuna_study(sqlite_url, spec.name)
-    assert first._study_id == second._study_id
+    first = open_study(sqlite_url, spec.name)
+    second = open_study(sqlite_url, spec.name)
+    assert study_id(first) == study_id(second)
     assert optuna.get_all_study_names(sqlite_url) == [spec.name]
 
 
 def test_reaper_spares_a_trial_another_driver_asked_for_a_moment_ago(sqlite_url: str) -> None:
     spec = _spec()
-    study = open_optuna_study(sqlite_url, spec.name, build_sampler(spec))
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
     study.ask()  # asked, not yet stamped with its driver's id
     assert reap_lost_trials(study, current_driver="me:1:1") == []
     assert study.get_trials()[0].state == TrialState.RUNNING
@@ -221,3 +222,97 @@ def test_a_joining_driver_gets_its_own_sampler_seed() -> None:
         draws.append([study.ask(space).params["x"] for _ in range(3)])
     assert draws[0] == draws[2]  # the spec's seed reproduces
     assert draws[0] != draws[1]
+
+
+# --------------------------------------------------------------------- resume points
+def _checkpoint(directory: Path) -> str:
+    """A checkpoint directory as the trainable leaves it (a torch archive checkpoint.pt)."""
+    import torch
+
+    directory.mkdir(parents=True)
+    torch.save({"epoch": 0}, directory / "checkpoint.pt")
+    return str(directory)
+
+
+def _cut_off_two_seeds(tmp_path: Path, sqlite_url: str) -> tuple[optuna.Study, Any, list[str]]:
+    """One configuration, two seeds: seed 0 checkpointed after epoch 2, seed 1 after epoch 1;
+    then the run is interrupted."""
+    spec = _spec(repeats=2, n_trials=1)
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
+    searcher.suggest("a")
+    searcher.suggest("b")
+    locations = [_checkpoint(tmp_path / "a2"), _checkpoint(tmp_path / "b1")]
+    _report(searcher, "a", [0.9, 0.8])
+    searcher.record_checkpoint("a", locations[0])
+    _report(searcher, "b", [0.7])
+    searcher.record_checkpoint("b", locations[1])
+    # Written after each checkpoint: what a replacement needs survives a killed driver.
+    (trial,) = study.get_trials()
+    assert [p["epoch"] for p in trial.user_attrs[keys.RESUME_POINTS]] == [2, 1]
+    assert searcher.finalize("interrupted") == [0]
+    return study, spec, locations
+
+
+def test_replacement_continues_each_seed_from_its_checkpoint(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    study, spec, locations = _cut_off_two_seeds(tmp_path, sqlite_url)
+    again = OptunaSearcher(study, spec, driver_id="test:2:2")
+    configs = [again.suggest("c"), again.suggest("d")]
+    assert [c["resume_from"] for c in configs] == locations  # type: ignore[index]
+    assert again.suggest("e") is Searcher.FINISHED
+    replacement = study.get_trials()[1]
+    assert replacement.user_attrs[keys.RESUMED_FROM] == {"trial": 0, "epochs": [2, 1]}
+    assert replacement.user_attrs[keys.RESUME_SKIPPED] == [None, None]
+    # The curve continues: epoch 1 (both seeds had it) is reported before any new result.
+    assert replacement.intermediate_values == {1: pytest.approx((0.9 + 0.7) / 2)}
+    # Seed 0 continues at epoch 3, seed 1 at epoch 2; seed 0's epoch 2 is carried.
+    for epoch, value in ((3, 0.6), (4, 0.5)):
+        again.on_trial_result("c", {"epoch": epoch, "valid_metric": value})
+    for epoch, value in ((2, 0.65), (3, 0.6), (4, 0.55)):
+        again.on_trial_result("d", {"epoch": epoch, "valid_metric": value})
+    again.on_trial_complete("c")
+    again.on_trial_complete("d")
+    replacement = study.get_trials()[1]
+    assert replacement.state == TrialState.COMPLETE
+    assert replacement.intermediate_values[2] == pytest.approx((0.8 + 0.65) / 2)
+    assert sorted(replacement.intermediate_values) == [1, 2, 3, 4]
+    assert replacement.value == pytest.approx((0.5 + 0.55) / 2)
+
+
+def test_missing_or_unreadable_checkpoint_starts_that_seed_fresh_with_the_reason(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    study, spec, locations = _cut_off_two_seeds(tmp_path, sqlite_url)
+    import shutil
+
+    shutil.rmtree(locations[0])
+    (Path(locations[1]) / "checkpoint.pt").write_bytes(b"half a checkpoint")
+    again = OptunaSearcher(study, spec, driver_id="test:2:2")
+    configs = [again.suggest("c"), again.suggest("d")]
+    assert all("resume_from" not in c for c in configs)  # type: ignore[operator]
+    replacement = study.get_trials()[1]
+    assert replacement.user_attrs[keys.RESUMED_FROM] == {"trial": 0, "epochs": [0, 0]}
+    skipped = replacement.user_attrs[keys.RESUME_SKIPPED]
+    assert "missing" in skipped[0] and "unreadable" in skipped[1]
+    assert replacement.intermediate_values == {}
+
+
+def test_reaped_trial_hands_its_resume_points_to_the_replacement(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    import socket
+
+    spec = _spec(n_trials=1)
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
+    dead = OptunaSearcher(study, spec, driver_id=f"{socket.gethostname()}:999999999:1")
+    dead.suggest("a")
+    _report(dead, "a", [0.9])
+    location = _checkpoint(tmp_path / "a1")
+    dead.record_checkpoint("a", location)
+    assert reap_lost_trials(study, current_driver="me:1:1") == [0]
+    again = OptunaSearcher(study, spec, driver_id="me:1:1")
+    config = again.suggest("b")
+    assert config is not None and config["resume_from"] == location
+    assert study.get_trials()[1].intermediate_values == {1: pytest.approx(0.9)}

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from study.store import (
+    TRIAL_FIELDS,
     VERSION_TABLE,
     Store,
     StoreError,
@@ -364,23 +365,7 @@ def test_frames_shape_and_param_columns(store_url: str) -> None:
         trials = store.trials_frame("s")
         assert trials.shape[0] == 3
         assert {"param_zoneout_cell", "param_zoneout_hidden", "param_cell"} <= set(trials.columns)
-        for field in (
-            "number",
-            "ray_trial_id",
-            "params",
-            "seed",
-            "state",
-            "best_value",
-            "final_value",
-            "epochs",
-            "wall_seconds",
-            "node",
-            "error",
-            "checkpoint",
-            "config",
-            "started_at",
-            "finished_at",
-        ):
+        for field in ("number", *TRIAL_FIELDS):  # every column of the model
             assert field in trials.columns
         assert trials["param_zoneout_cell"].tolist() == pytest.approx([0.0, 0.1, 0.2])
         assert trials["number"].tolist() == [0, 1, 2]
@@ -670,3 +655,21 @@ def test_normalize_url() -> None:
     assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def test_carry_epochs_copies_a_seeds_rows_up_to_the_checkpoint_once(store_url: str) -> None:
+    with _open(store_url) as store:
+        for seed in (7, 8):
+            for epoch in (1, 2, 3):
+                _epoch(store, 0, epoch, seed=seed, loss=float(epoch + seed))
+        assert store.carry_epochs("s", from_number=0, to_number=1, seed=7, through_epoch=2) == 2
+        # Again (a Ray retry of the same seed): nothing new, nothing duplicated.
+        assert store.carry_epochs("s", from_number=0, to_number=1, seed=7, through_epoch=2) == 0
+        frame = store.epochs_frame("s")
+        source = frame[(frame["number"] == 0) & (frame["seed"] == 7)].set_index("epoch")
+        copied = frame[frame["number"] == 1].set_index("epoch")
+        assert list(copied.index) == [1, 2] and set(copied["seed"]) == {7}
+        for epoch in (1, 2):
+            assert copied.loc[epoch, "recorded_at"] == source.loc[epoch, "recorded_at"]
+            assert copied.loc[epoch, "valid_metric"] == source.loc[epoch, "valid_metric"]
+        assert store.trials_frame("s")["number"].tolist() == [0, 1]

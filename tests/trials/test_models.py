@@ -1,8 +1,10 @@
-"""The networks: language model inputs, the step-by-step LSTM against torch.nn.LSTM, recurrent
-dropout (Semeniuta et al.) and recurrent batch normalization (Cooijmans et al.)."""
+"""The networks: language model inputs, every LSTM regularizer in the one ZoneoutLSTM, the
+all-zero-rate model against torch.nn.LSTM, initial weights independent of the regularizers.
+(The regularizers' own semantics are tested with the layer, in test_zoneout.py.)"""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import pytest
@@ -12,12 +14,13 @@ from torch import nn
 from trials.config import TrialConfig
 from trials.models import (
     LanguageModel,
+    PrivateStreamDropout,
     SequenceClassifier,
-    StepwiseLSTM,
     build_model,
     build_recurrent,
     detach_state,
 )
+from trials.zoneout import ZoneoutLSTM
 
 
 @pytest.fixture(autouse=True)
@@ -26,16 +29,6 @@ def _seeded() -> Iterator[None]:
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
-
-
-def copy_lstm_weights(stepwise: StepwiseLSTM, reference: nn.LSTM) -> None:
-    with torch.no_grad():
-        for index, layer in enumerate(stepwise.layers):
-            layer.weight_ih.copy_(getattr(reference, f"weight_ih_l{index}"))
-            layer.weight_hh.copy_(getattr(reference, f"weight_hh_l{index}"))
-            layer.bias.copy_(
-                getattr(reference, f"bias_ih_l{index}") + getattr(reference, f"bias_hh_l{index}")
-            )
 
 
 # ---------------------------------------------------------------- language model and classifier
@@ -96,158 +89,149 @@ def test_sequence_classifier_reads_the_last_step() -> None:
 
 
 @pytest.mark.parametrize(
-    ("options", "stepwise"),
+    "options",
     [
-        ({}, False),
-        ({"zoneout_cell": 0.5, "zoneout_hidden": 0.05}, False),
-        ({"recurrent_dropout": 0.25}, True),
-        ({"recurrent_batch_norm": True}, True),
+        {},
+        {"zoneout_cell": 0.5, "zoneout_hidden": 0.05},
+        {"recurrent_dropout": 0.25},
+        {"recurrent_batch_norm": True},
+        {"zoneout_cell": 0.15, "zoneout_hidden": 0.15, "zoneout_shared_mask": True},
+        {"recurrent_batch_norm": True, "zoneout_cell": 0.15, "zoneout_hidden": 0.15},
     ],
-    ids=["plain", "z", "rec-drop", "rec-bn"],
+    ids=["plain", "z", "rec-drop", "rec-bn", "shared", "bn-z"],
 )
-def test_build_recurrent_picks_the_stepwise_lstm_only_when_needed(
-    options: dict[str, object], stepwise: bool
-) -> None:
+def test_every_lstm_regularizer_runs_in_the_one_zoneout_lstm(options: dict[str, object]) -> None:
     config = TrialConfig(task="digits", hidden_size=8, **options)  # type: ignore[arg-type]
     layer = build_recurrent(config, input_size=3, max_steps=5)
-    assert isinstance(layer, StepwiseLSTM) is stepwise
+    assert type(layer) is ZoneoutLSTM
+    for name in (
+        "zoneout_cell",
+        "zoneout_hidden",
+        "recurrent_dropout",
+        "zoneout_shared_mask",
+        "recurrent_batch_norm",
+    ):
+        assert getattr(layer, name) == getattr(config, name), name
+    assert layer.batch_norm_steps == 5
     output, (h, c) = layer(torch.rand(5, 2, 3))
     assert output.shape == (5, 2, 8) and h.shape == c.shape == (1, 2, 8)
 
 
-# ---------------------------------------------------------------- StepwiseLSTM == nn.LSTM
+# ---------------------------------------------------------------- all rates 0 == nn.LSTM
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_stepwise_lstm_without_regularization_equals_torch_lstm(num_layers: int) -> None:
-    reference = nn.LSTM(5, 7, num_layers)
-    stepwise = StepwiseLSTM(5, 7, num_layers)
-    copy_lstm_weights(stepwise, reference)
-    inputs = torch.randn(9, 3, 5)
-    h0, c0 = torch.randn(num_layers, 3, 7), torch.randn(num_layers, 3, 7)
-    for mode in (True, False):  # no randomness anywhere: train and eval agree with torch
-        stepwise.train(mode)
-        expected, (eh, ec) = reference(inputs, (h0, c0))
-        actual, (ah, ac) = stepwise(inputs, (h0, c0))
-        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ah, eh, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ac, ec, rtol=1e-5, atol=1e-6)
-    # and without an initial state (zeros), gradients flow to every parameter
-    out, _ = stepwise(inputs)
-    expected, _ = reference(inputs)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
-    out.sum().backward()
-    assert all(p.grad is not None for p in stepwise.parameters())
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"zoneout_cell": 0.0, "zoneout_hidden": 0.0, "recurrent_dropout": 0.0},
+        {"zoneout_shared_mask": True},
+    ],
+    ids=["defaults", "zero-rates", "shared-mask"],
+)
+def test_all_zero_rate_model_equals_one_built_on_torch_lstm(
+    options: dict[str, object], num_layers: int
+) -> None:
+    """The whole language model, float64, in training mode: outputs and every gradient are
+    those of the same model whose recurrence is torch.nn.LSTM with the same weights."""
+    config = TrialConfig(
+        task="ptb-word", embedding_size=5, hidden_size=7, num_layers=num_layers, **options
+    )  # type: ignore[arg-type]
+    model = build_model(config, vocab_size=11).double().train()
+    reference = copy.deepcopy(model)
+    reference.recurrent = nn.LSTM(5, 7, num_layers).double()
+    reference.recurrent.load_state_dict(model.recurrent.state_dict())
+    tokens = torch.randint(0, 11, (9, 3))
+    state = (torch.randn(num_layers, 3, 7, dtype=torch.float64),) * 2
+    outputs = []
+    for network in (model, reference):
+        logits, (h, c) = network(tokens, state)
+        (logits.square().sum() + h.sum() + c.sum()).backward()
+        outputs.append((logits, h, c, [p.grad for p in network.parameters()]))
+    (logits, h, c, grads), (ref_logits, ref_h, ref_c, ref_grads) = outputs
+    assert torch.equal(logits, ref_logits)
+    assert torch.equal(h, ref_h) and torch.equal(c, ref_c)
+    assert len(grads) == len(ref_grads)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        assert grad is not None and torch.equal(grad, ref_grad)
 
 
-def test_stepwise_lstm_eval_uses_expected_rates() -> None:
-    """With zoneout in eval mode: h_t = z*h_{t-1} + (1-z)*h~_t, likewise c (deterministic)."""
-    reference = nn.LSTM(4, 6)
-    stepwise = StepwiseLSTM(4, 6, zoneout_cell=0.5, zoneout_hidden=0.25).eval()
-    copy_lstm_weights(stepwise, reference)
-    inputs = torch.randn(3, 2, 4)
-    h, c = torch.zeros(2, 6), torch.zeros(2, 6)
-    expected = []
-    for step in range(3):
-        _, (h_new, c_new) = reference(inputs[step : step + 1], (h[None], c[None]))
-        h = 0.25 * h + 0.75 * h_new[0]
-        c = 0.5 * c + 0.5 * c_new[0]
-        expected.append(h)
-    output, _ = stepwise(inputs)
-    torch.testing.assert_close(output, torch.stack(expected), rtol=1e-5, atol=1e-6)
+# ---------------------------------------------------------------- equal terms across configs
 
 
-# ---------------------------------------------------------------- recurrent dropout
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"recurrent_dropout": 0.5},
+        {"zoneout_cell": 0.15, "zoneout_hidden": 0.15, "zoneout_shared_mask": True},
+        {"recurrent_batch_norm": True},
+    ],
+    ids=["rec-drop", "shared", "rec-bn"],
+)
+def test_regularizers_leave_the_initial_weights_alone(change: dict[str, object]) -> None:
+    plain = TrialConfig(task="pmnist", hidden_size=6, seed=3)
+    other = plain.model_copy(update=change)
+    TrialConfig.model_validate(other.to_dict())  # a valid config, not just a copy
+    first = build_model(plain, steps=8).state_dict()
+    torch.randn(100)  # the global generator's state must not matter
+    second = build_model(other, steps=8).state_dict()
+    assert set(first) <= set(second)  # recurrent batch norm adds its gains, nothing else
+    for name, value in first.items():
+        assert torch.equal(value, second[name]), name
 
 
-def _one_step_gates(
-    layer: nn.Module, x: torch.Tensor, h0: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
-    gates = x @ layer.weight_ih.t() + h0 @ layer.weight_hh.t() + layer.bias
-    i, f, g, o = gates.chunk(4, dim=1)
-    return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+def test_shared_mask_config_keeps_c_and_h_of_a_unit_together() -> None:
+    """pMNIST's shared mask through the config: wherever a unit's c kept its old value, so did
+    its h, and the other way round (separate masks would split them about half the time)."""
+    for shared, expect_split in ((True, False), (False, True)):
+        config = TrialConfig(
+            task="pmnist", hidden_size=64, zoneout_cell=0.5, zoneout_hidden=0.5,
+            zoneout_shared_mask=shared,
+        )  # fmt: skip
+        layer = build_recurrent(config, input_size=3, max_steps=6).double().train()
+        inputs = torch.randn(6, 16, 3, dtype=torch.float64)
+        h, c = torch.randn(1, 16, 64, dtype=torch.float64), torch.randn(1, 16, 64).double()
+        split = False
+        for step in range(6):
+            _, (new_h, new_c) = layer(inputs[step : step + 1], (h, c))
+            kept_h, kept_c = new_h == h, new_c == c
+            assert kept_c.float().mean().item() > 0.3  # zoneout is active
+            split |= bool((kept_h != kept_c).any())
+            h, c = new_h, new_c
+        assert split is expect_split
 
 
-def test_recurrent_dropout_drops_only_the_cell_update() -> None:
-    rate = 0.5
-    model = StepwiseLSTM(3, 200, recurrent_dropout=rate).train()
-    x = torch.randn(1, 4, 3)
-    h0, c0 = torch.randn(1, 4, 200), torch.randn(1, 4, 200)
-    with torch.no_grad():
-        _, (_, c1) = model(x, (h0, c0))
-        i, f, g, _ = _one_step_gates(model.layers[0], x[0], h0[0])
-    kept_memory = f * c0[0]  # the update was dropped: the memory itself survives
-    full_update = f * c0[0] + i * g / (1.0 - rate)  # inverted dropout scales what is kept
-    dropped = torch.isclose(c1[0], kept_memory, atol=1e-6)
-    kept = torch.isclose(c1[0], full_update, atol=1e-5)
-    assert bool((dropped | kept).all()), "every cell is either f*c or f*c + i*g/(1-p)"
-    fraction = dropped.float().mean().item()
-    assert 0.35 < fraction < 0.65  # about `rate` of the updates are dropped
-    assert not torch.isclose(c1[0], torch.zeros_like(c1[0])).any()  # never the memory
+def test_private_stream_dropout_drops_scales_and_leaves_eval_alone() -> None:
+    dropout = PrivateStreamDropout(0.25).train()
+    out = dropout(torch.ones(20_000))
+    torch.testing.assert_close(out.unique(), torch.tensor([0.0, 1 / 0.75]))  # inverted dropout
+    assert 0.23 < float((out == 0).float().mean()) < 0.27
+    assert not torch.equal(out, dropout(torch.ones(20_000)))  # fresh masks per call
+    values = torch.randn(50)
+    assert torch.equal(dropout.eval()(values), values)
 
 
-def test_recurrent_dropout_in_eval_mode_is_deterministic_and_plain_lstm() -> None:
-    reference = nn.LSTM(3, 8)
-    model = StepwiseLSTM(3, 8, recurrent_dropout=0.5)
-    copy_lstm_weights(model, reference)
-    inputs = torch.randn(6, 2, 3)
-    model.train()
-    first, _ = model(inputs)
-    second, _ = model(inputs)
-    assert not torch.allclose(first, second)  # training: fresh masks each call
-    model.eval()
-    a, _ = model(inputs)
-    b, _ = model(inputs)
-    assert torch.equal(a, b)
-    expected, _ = reference(inputs)
-    torch.testing.assert_close(a, expected, rtol=1e-5, atol=1e-6)
-
-
-# ---------------------------------------------------------------- recurrent batch normalization
-
-
-def test_recurrent_batch_norm_keeps_separate_statistics_per_step() -> None:
-    steps = 4
-    model = StepwiseLSTM(2, 5, batch_norm_steps=steps).train()
-    layer = model.layers[0]
-    assert layer.norm_input is not None and layer.norm_cell is not None
-    # step t's inputs are centred on 10*t: each step's running mean must follow its own step
-    inputs = torch.randn(3, 64, 2) * 0.1 + torch.arange(3).view(3, 1, 1) * 10.0
-    output, _ = model(inputs)
-    assert output.shape == (3, 64, 5) and torch.isfinite(output).all()
-    means = [bn.running_mean.clone() for bn in layer.norm_input.steps]
-    counts = [int(bn.num_batches_tracked) for bn in layer.norm_input.steps]
-    assert counts == [1, 1, 1, 0]  # a 3-step batch touches steps 0..2 only
-    expected_mean = (inputs.mean(dim=1) @ layer.weight_ih.t()).detach()  # (steps, 4H)
-    for step in range(3):
-        # BatchNorm1d momentum 0.1 from a zero start
-        torch.testing.assert_close(means[step], 0.1 * expected_mean[step], rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(means[1], means[2])
-    assert torch.equal(means[3], torch.zeros_like(means[3]))
-    assert [int(bn.num_batches_tracked) for bn in layer.norm_cell.steps] == [1, 1, 1, 0]
-
-
-def test_recurrent_batch_norm_eval_is_deterministic_and_handles_longer_sequences() -> None:
-    model = StepwiseLSTM(2, 5, zoneout_cell=0.2, zoneout_hidden=0.1, batch_norm_steps=3)
-    model.train()
-    for _ in range(3):
-        model(torch.randn(3, 16, 2))
-    model.eval()
-    inputs = torch.randn(7, 2, 2)  # longer than training: the last step's statistics reused
-    a, _ = model(inputs)
-    b, _ = model(inputs)
-    assert torch.equal(a, b) and torch.isfinite(a).all()
-    # eval mode does not change the statistics
-    before = model.layers[0].norm_input.steps[0].running_mean.clone()
-    model(inputs)
-    assert torch.equal(model.layers[0].norm_input.steps[0].running_mean, before)
+def test_dropout_rate_changes_no_later_random_draw() -> None:
+    """Configs differing only in the non-recurrent dropout rate leave torch's global stream,
+    which zoneout's masks are seeded from, in the same place after each training pass."""
+    states = []
+    for rate in (0.0, 0.4):
+        config = TrialConfig(
+            task="ptb-char", hidden_size=8, zoneout_cell=0.5, zoneout_hidden=0.5, dropout=rate
+        )
+        model = build_model(config, vocab_size=6).train()
+        torch.manual_seed(5)
+        model(torch.randint(0, 6, (4, 3)))
+        states.append(torch.get_rng_state())
+    assert torch.equal(states[0], states[1])
 
 
 def test_batch_norm_classifier_trains_a_step() -> None:
     config = TrialConfig(task="digits", hidden_size=8, recurrent_batch_norm=True)
     model = build_model(config, input_size=1, steps=10, num_classes=10)
-    assert isinstance(model.recurrent, StepwiseLSTM)
+    assert isinstance(model, SequenceClassifier) and model.recurrent.recurrent_batch_norm
     logits = model(torch.rand(10, 6, 1))
     nn.functional.cross_entropy(logits, torch.arange(6)).backward()
-    gamma = model.recurrent.layers[0].norm_hidden.weight
+    gamma = model.recurrent.bn_weight_hh_l0
     assert gamma.grad is not None and torch.allclose(gamma, torch.full_like(gamma, 0.1))

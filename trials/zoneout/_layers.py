@@ -1,10 +1,12 @@
 """ZoneoutLSTM, ZoneoutGRU, ZoneoutRNN: drop-ins for torch.nn.LSTM / GRU / RNN(tanh).
 
-Reproducibility contract: masks come from torch's global RNG. Per layer, in layer order, the
-layer draws its cell mask and then its hidden mask, each as
-``torch.empty(T, B, H).bernoulli_(rate)`` (1 = keep the previous value), just before it runs
-and after the inter-layer dropout feeding it. A rate of 0 or 1 draws nothing: it is
-deterministic, so no random numbers are spent on it.
+Reproducibility contract: at the start of a training forward pass the layer draws its seed table
+from torch's global RNG, whatever the rates, and every mask comes from its own private stream
+(`trials.zoneout._masks`); the inter-layer dropout then draws from the global RNG as nn.LSTM's
+does. Parameters are created and initialised exactly as nn.LSTM's (names, shapes, order, the
+same U(-1/sqrt(H), 1/sqrt(H)) draws); recurrent batch norm's parameters are constants and draw
+nothing. So the same seed gives the same initial weights and the same later random numbers for
+every choice of rates and regularizers.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from trials.zoneout._loops import gru_layer, lstm_layer_reference, rnn_tanh_layer
+from trials.zoneout._loops import StepBatchNorm, gru_layer, lstm_layer_reference, rnn_tanh_layer
 from trials.zoneout._lstm_fused import FusedZoneoutLSTMLayer, Weight
+from trials.zoneout._masks import MaskKind, bernoulli_mask, draw_seeds
 
 _IMPLEMENTATIONS = ("fused", "reference")
+# Per-step statistic sets kept by recurrent batch norm unless told otherwise: char-PTB's 100-step
+# windows. Longer sequences reuse the last set.
+DEFAULT_BATCH_NORM_STEPS = 100
+# Cooijmans et al.: gamma 0.1 keeps sigmoid/tanh out of saturation at the start of training.
+BATCH_NORM_GAMMA = 0.1
 
 
 def _check_rate(name: str, value: object) -> float:
@@ -67,6 +75,7 @@ class _ZoneoutBase(nn.Module):
         self.dropout = dropout
         self.zoneout_cell = zoneout_cell
         self.zoneout_hidden = zoneout_hidden
+        self._rnn_parameter_names: list[str] = []
         gate_size = self._gates * hidden_size
         # Registration order and names follow nn.RNNBase so state_dicts and seeded inits match.
         for layer in range(num_layers):
@@ -80,6 +89,7 @@ class _ZoneoutBase(nn.Module):
             if self.bias:
                 self.register_parameter(f"bias_ih_l{layer}", nn.Parameter(torch.empty(gate_size)))
                 self.register_parameter(f"bias_hh_l{layer}", nn.Parameter(torch.empty(gate_size)))
+        self._rnn_parameter_names = [name for name, _ in self.named_parameters()]
         self.reset_parameters()
 
     # Rates are validated on every assignment, so a schedule in a training loop cannot set
@@ -114,10 +124,10 @@ class _ZoneoutBase(nn.Module):
         self._zoneout_hidden = _check_rate("zoneout_hidden", value)
 
     def reset_parameters(self) -> None:
-        """torch's RNN init: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))."""
+        """torch's RNN init: each weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)), in nn.LSTM's order."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name in self._rnn_parameter_names:
+            nn.init.uniform_(getattr(self, name), -bound, bound)
 
     def flatten_parameters(self) -> None:
         """No-op, so code written for nn.LSTM (which calls it for cuDNN) keeps working."""
@@ -143,12 +153,19 @@ class _ZoneoutBase(nn.Module):
             return w_ih, w_hh, None, None
         return w_ih, w_hh, getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_hh_l{layer}")
 
-    def _zoneout_weight(self, rate: float, x: Tensor) -> Weight:
-        # Training with 0 < rate < 1: a fresh 0/1 mask per step, example and unit.
-        # Otherwise the rate itself: the expectation in eval, and exact in training at 0 and 1.
-        if self.training and 0.0 < rate < 1.0:
+    def _seed_table(self) -> Tensor | None:
+        # Drawn in every training pass, whatever the rates: see the module docstring.
+        return draw_seeds(self.num_layers) if self.training else None
+
+    def _zoneout_weight(
+        self, rate: float, x: Tensor, seeds: Tensor | None, layer: int, kind: MaskKind
+    ) -> Weight:
+        # Training with 0 < rate < 1: a fresh bool mask per step, example and unit (True = keep
+        # the previous value). Otherwise the rate itself: the expectation in eval, and exact in
+        # training at 0 and 1.
+        if seeds is not None and 0.0 < rate < 1.0:
             shape = (x.shape[0], x.shape[1], self.hidden_size)
-            return torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(rate)
+            return bernoulli_mask(int(seeds[layer, kind]), rate, shape, x.device)
         return rate
 
     def _prepare_input(self, input: Tensor) -> tuple[Tensor, bool]:
@@ -221,17 +238,158 @@ class _ZoneoutBase(nn.Module):
 
 
 class ZoneoutLSTM(_ZoneoutBase):
-    """torch.nn.LSTM with zoneout (Krueger et al. 2017) on the cell and the hidden state.
+    """torch.nn.LSTM with zoneout (Krueger et al. 2017), recurrent dropout and recurrent batch norm.
 
-    Training: c_t = d_c*c_{t-1} + (1-d_c)*c~_t and h_t = d_h*h_{t-1} + (1-d_h)*o_t*tanh(c~_t),
-    d ~ Bernoulli(rate) per step, example and unit, drawn separately for c and h. Evaluation:
-    d is replaced by the rate. ``implementation`` picks the fused single-node layer ("fused",
-    default) or the per-step autograd loop it is tested against ("reference").
+    Training: c~_t = f*c_{t-1} + i*drop(g_t), c_t = d_c*c_{t-1} + (1-d_c)*c~_t and
+    h_t = d_h*h_{t-1} + (1-d_h)*o_t*tanh(c~_t), d ~ Bernoulli(rate) per step, example and unit,
+    drawn separately for c and h, or once for both with ``zoneout_shared_mask`` (as on permuted
+    MNIST in the paper; it needs ``zoneout_cell == zoneout_hidden``, since one mask cannot keep
+    two different fractions). ``recurrent_dropout`` p is Semeniuta et al.'s: drop(g) = g*m/(1-p),
+    m ~ Bernoulli(1-p) per step, example and unit; the identity in evaluation. Evaluation: d is
+    replaced by the rate.
+
+    ``recurrent_batch_norm`` (Cooijmans et al.) normalizes W_ih x and W_hh h separately and c~
+    before its tanh, with per-step statistics for the first ``batch_norm_steps`` steps (later
+    steps share the last set) and the running (population) statistics in evaluation. Its
+    parameters (gammas 0.1, the cell's beta 0) are registered after nn.LSTM's, as
+    ``bn_weight_ih_l{k}``, ``bn_weight_hh_l{k}``, ``bn_weight_c_l{k}``, ``bn_bias_c_l{k}``.
+
+    ``implementation`` picks the fast path ("fused", default) or the per-step autograd loop it is
+    tested against ("reference"); recurrent batch norm always runs the reference loop. The fast
+    path runs the fused single-node layer, or nn.LSTM's own kernel in a pass where no rate
+    perturbs the recurrence (so with all rates 0 the numbers are nn.LSTM's, bit for bit).
     """
 
     _gates = 4
     _has_cell = True
     implementation: str = "fused"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        zoneout_cell: float = 0.0,
+        zoneout_hidden: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout_shared_mask: bool = False,
+        recurrent_batch_norm: bool = False,
+        batch_norm_steps: int = DEFAULT_BATCH_NORM_STEPS,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            zoneout_cell,
+            zoneout_hidden,
+        )
+        self.recurrent_dropout = recurrent_dropout
+        self.zoneout_shared_mask = bool(zoneout_shared_mask)
+        self._check_shared_mask()
+        self.recurrent_batch_norm = bool(recurrent_batch_norm)
+        self.batch_norm_steps = _check_size("batch_norm_steps", batch_norm_steps)
+        if self.recurrent_batch_norm:
+            self._register_batch_norm()
+            self._reset_batch_norm()
+
+    @property
+    def recurrent_dropout(self) -> float:
+        return self._recurrent_dropout
+
+    @recurrent_dropout.setter
+    def recurrent_dropout(self, value: float) -> None:
+        self._recurrent_dropout = _check_rate("recurrent_dropout", value)
+
+    def _check_shared_mask(self) -> None:
+        if self.zoneout_shared_mask and self.zoneout_cell != self.zoneout_hidden:
+            raise ValueError(
+                "zoneout_shared_mask needs zoneout_cell == zoneout_hidden (one mask keeps one "
+                f"fraction of units), got zoneout_cell={self.zoneout_cell}, "
+                f"zoneout_hidden={self.zoneout_hidden}"
+            )
+
+    def _register_batch_norm(self) -> None:
+        hidden, steps = self.hidden_size, self.batch_norm_steps
+        for layer in range(self.num_layers):
+            for what, size in (("ih", 4 * hidden), ("hh", 4 * hidden), ("c", hidden)):
+                self.register_parameter(
+                    f"bn_weight_{what}_l{layer}", nn.Parameter(torch.empty(size))
+                )
+                if what == "c":
+                    self.register_parameter(f"bn_bias_c_l{layer}", nn.Parameter(torch.empty(size)))
+                self.register_buffer(f"bn_mean_{what}_l{layer}", torch.zeros(steps, size))
+                self.register_buffer(f"bn_var_{what}_l{layer}", torch.ones(steps, size))
+
+    def _reset_batch_norm(self) -> None:
+        # Constants only: recurrent batch norm must not change the random stream of the init.
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                for what in ("ih", "hh", "c"):
+                    getattr(self, f"bn_weight_{what}_l{layer}").fill_(BATCH_NORM_GAMMA)
+                    getattr(self, f"bn_mean_{what}_l{layer}").zero_()
+                    getattr(self, f"bn_var_{what}_l{layer}").fill_(1.0)
+                getattr(self, f"bn_bias_c_l{layer}").zero_()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        # The base constructor calls this before the batch-norm parameters exist.
+        if hasattr(self, "bn_bias_c_l0"):
+            self._reset_batch_norm()
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.recurrent_dropout:
+            s += f", recurrent_dropout={self.recurrent_dropout}"
+        if self.zoneout_shared_mask:
+            s += ", zoneout_shared_mask=True"
+        if self.recurrent_batch_norm:
+            s += f", recurrent_batch_norm=True, batch_norm_steps={self.batch_norm_steps}"
+        return s
+
+    def _batch_norm(self, layer: int) -> StepBatchNorm | None:
+        if not self.recurrent_batch_norm:
+            return None
+        get = lambda kind, what: getattr(self, f"bn_{kind}_{what}_l{layer}")  # noqa: E731
+        return StepBatchNorm(
+            weight_ih=get("weight", "ih"),
+            weight_hh=get("weight", "hh"),
+            weight_c=get("weight", "c"),
+            bias_c=get("bias", "c"),
+            mean_ih=get("mean", "ih"),
+            var_ih=get("var", "ih"),
+            mean_hh=get("mean", "hh"),
+            var_hh=get("var", "hh"),
+            mean_c=get("mean", "c"),
+            var_c=get("var", "c"),
+            training=self.training,
+        )
+
+    def _perturbed(self) -> bool:
+        # Zoneout acts in evaluation too (the expectation); recurrent dropout only in training.
+        return (
+            self.zoneout_cell > 0.0
+            or self.zoneout_hidden > 0.0
+            or (self.training and self.recurrent_dropout > 0.0)
+        )
+
+    def _dropout_keep(
+        self, x: Tensor, seeds: Tensor | None, layer: int
+    ) -> tuple[Tensor | None, float]:
+        # Recurrent dropout's keep mask and its inverted-dropout scale 1/(1-p); None when off.
+        p = self.recurrent_dropout
+        if seeds is None or p == 0.0:
+            return None, 1.0
+        shape = (x.shape[0], x.shape[1], self.hidden_size)
+        if p == 1.0:  # everything dropped, like F.dropout(p=1); no stream needed
+            return torch.zeros(shape, dtype=torch.bool, device=x.device), 0.0
+        seed = int(seeds[layer, MaskKind.RECURRENT_DROPOUT])
+        return ~bernoulli_mask(seed, p, shape, x.device), 1.0 / (1.0 - p)
 
     def forward(  # type: ignore[override]
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -240,6 +398,7 @@ class ZoneoutLSTM(_ZoneoutBase):
             raise ValueError(
                 f"implementation must be one of {_IMPLEMENTATIONS}, got {self.implementation!r}"
             )
+        self._check_shared_mask()  # the rates may have been reassigned since construction
         x, unbatched = self._prepare_input(input)
         if hx is None:
             h0 = c0 = None
@@ -249,16 +408,52 @@ class ZoneoutLSTM(_ZoneoutBase):
             raise TypeError("ZoneoutLSTM: hx must be a tuple (h_0, c_0) or None")
         h0 = self._prepare_state(h0, x, unbatched, "h_0")
         c0 = self._prepare_state(c0, x, unbatched, "c_0")
-        run = (
-            FusedZoneoutLSTMLayer.apply if self.implementation == "fused" else lstm_layer_reference
-        )
+        fused = self.implementation == "fused" and not self.recurrent_batch_norm
+        seeds = self._seed_table()
+        if fused and not self._perturbed():
+            # Nothing perturbs the recurrence in this pass: run nn.LSTM's own kernel (oneDNN on
+            # CPU, cuDNN on GPU). Same numbers as nn.LSTM, bit for bit, at vendor speed.
+            out, h_out, c_out = torch._VF.lstm(  # type: ignore[attr-defined]
+                x,
+                (h0, c0),
+                [getattr(self, name) for name in self._rnn_parameter_names],
+                self.bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                False,  # bidirectional
+                False,  # batch_first: x is time-major here
+            )
+            if unbatched:
+                h_out, c_out = h_out.squeeze(1), c_out.squeeze(1)
+            return self._finish_output(out, unbatched), (h_out, c_out)
         h_n: list[Tensor] = []
         c_n: list[Tensor] = []
         for layer in range(self.num_layers):
             x = self._inter_layer(x, layer)
-            d_c = self._zoneout_weight(self.zoneout_cell, x)
-            d_h = self._zoneout_weight(self.zoneout_hidden, x)
-            x, h, c = run(x, h0[layer], c0[layer], *self._layer_params(layer), d_c, d_h)
+            d_c = self._zoneout_weight(self.zoneout_cell, x, seeds, layer, MaskKind.CELL)
+            if self.zoneout_shared_mask:
+                d_h = d_c
+            else:
+                d_h = self._zoneout_weight(self.zoneout_hidden, x, seeds, layer, MaskKind.HIDDEN)
+            rd_keep, rd_scale = self._dropout_keep(x, seeds, layer)
+            params = self._layer_params(layer)
+            if fused:
+                x, h, c = FusedZoneoutLSTMLayer.apply(
+                    x, h0[layer], c0[layer], *params, d_c, d_h, rd_keep, rd_scale
+                )
+            else:
+                x, h, c = lstm_layer_reference(
+                    x,
+                    h0[layer],
+                    c0[layer],
+                    *params,
+                    d_c,
+                    d_h,
+                    rd_keep,
+                    rd_scale,
+                    self._batch_norm(layer),
+                )
             h_n.append(h)
             c_n.append(c)
         h_out, c_out = torch.stack(h_n), torch.stack(c_n)
@@ -292,10 +487,11 @@ class _ZoneoutSingleState(_ZoneoutBase):
     ) -> tuple[Tensor, Tensor]:
         x, unbatched = self._prepare_input(input)
         h0 = self._prepare_state(hx, x, unbatched, "hx")
+        seeds = self._seed_table()
         h_n: list[Tensor] = []
         for layer in range(self.num_layers):
             x = self._inter_layer(x, layer)
-            d_h = self._zoneout_weight(self.zoneout_hidden, x)
+            d_h = self._zoneout_weight(self.zoneout_hidden, x, seeds, layer, MaskKind.HIDDEN)
             x, h = type(self)._layer_function(x, h0[layer], *self._layer_params(layer), d_h)
             h_n.append(h)
         h_out = torch.stack(h_n)

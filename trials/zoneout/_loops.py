@@ -7,11 +7,62 @@ it is tested against (``ZoneoutLSTM.implementation = "reference"`` selects it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trials.zoneout._lstm_fused import Weight, _active, _steps
+from trials.zoneout._lstm_fused import (
+    Weight,
+    _active,
+    _steps,
+    as_float,
+    dropout_weight,
+    zoneout_weights,
+)
+
+
+@dataclass(frozen=True)
+class StepBatchNorm:
+    """Recurrent batch norm of one LSTM layer (Cooijmans et al.): parameters and statistics.
+
+    W_ih x and W_hh h are normalized separately (scale only: the LSTM biases are added after),
+    the new cell c~ before its tanh (scale and shift). Statistics are kept per time step, rows
+    of the (S, features) running buffers; steps past the last row use (and in training update)
+    the last row, as Cooijmans et al. do for sequences longer than those seen in training.
+    """
+
+    weight_ih: Tensor  # (4H,) gamma of W_ih x
+    weight_hh: Tensor  # (4H,) gamma of W_hh h
+    weight_c: Tensor  # (H,) gamma of c~
+    bias_c: Tensor  # (H,) beta of c~
+    mean_ih: Tensor  # (S, 4H) running statistics, updated in place in training
+    var_ih: Tensor
+    mean_hh: Tensor
+    var_hh: Tensor
+    mean_c: Tensor
+    var_c: Tensor
+    training: bool
+    momentum: float = 0.1
+    eps: float = 1e-5
+
+    def _norm(
+        self, value: Tensor, step: int, mean: Tensor, var: Tensor, w: Tensor, b: Tensor | None
+    ) -> Tensor:
+        row = min(step, mean.shape[0] - 1)
+        return F.batch_norm(
+            value, mean[row], var[row], w, b, self.training, self.momentum, self.eps
+        )
+
+    def input(self, value: Tensor, step: int) -> Tensor:
+        return self._norm(value, step, self.mean_ih, self.var_ih, self.weight_ih, None)
+
+    def hidden(self, value: Tensor, step: int) -> Tensor:
+        return self._norm(value, step, self.mean_hh, self.var_hh, self.weight_hh, None)
+
+    def cell(self, value: Tensor, step: int) -> Tensor:
+        return self._norm(value, step, self.mean_c, self.var_c, self.weight_c, self.bias_c)
 
 
 def _input_projection(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> list[Tensor]:
@@ -34,19 +85,35 @@ def lstm_layer_reference(
     b_hh: Tensor | None,
     d_c: Weight,
     d_h: Weight,
+    rd_keep: Tensor | None = None,
+    rd_scale: float = 1.0,
+    norm: StepBatchNorm | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Same contract as `FusedZoneoutLSTMLayer.apply`, as a plain autograd loop."""
-    xs = _input_projection(x, w_ih, b_ih)
+    """Same contract as `FusedZoneoutLSTMLayer.apply`, as a plain autograd loop; ``norm`` adds
+    recurrent batch norm, which only this path computes."""
+    d_c, d_h = zoneout_weights(d_c, d_h, x.dtype)
+    rd_w = dropout_weight(rd_keep, rd_scale, x.dtype)
+    # With batch norm the biases go after the normalization (which would cancel them).
+    xs = _input_projection(x, w_ih, b_ih if norm is None else None)
     zc, zh = _active(d_c), _active(d_h)
     dc_s, dh_s = _steps(d_c, len(xs)), _steps(d_h, len(xs))
     h, c = h0, c0
     outs: list[Tensor] = []
     for t, xt in enumerate(xs):
-        gates = xt + F.linear(h, w_hh, b_hh)
+        if norm is None:
+            gates = xt + F.linear(h, w_hh, b_hh)
+        else:
+            gates = norm.input(xt, t) + norm.hidden(F.linear(h, w_hh), t)
+            if b_ih is not None and b_hh is not None:
+                gates = gates + b_ih + b_hh
         i, f, g, o = gates.chunk(4, 1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        g = torch.tanh(g)
+        if rd_w is not None:  # Semeniuta et al.: drop the candidate, never the memory itself
+            g = g * rd_w[t]
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * g
         # The output gate reads the new, un-zoned cell (paper, eq. for h~_t).
-        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        shown = c_new if norm is None else norm.cell(c_new, t)
+        h_new = torch.sigmoid(o) * torch.tanh(shown)
         c = _zone(c_new, c, dc_s[t], zc)
         h = _zone(h_new, h, dh_s[t], zh)
         outs.append(h)
@@ -64,6 +131,7 @@ def gru_layer(
 ) -> tuple[Tensor, Tensor]:
     """torch.nn.GRU's cell (reset gate applied after W_hn h + b_hn), then zoneout on h."""
     xs = _input_projection(x, w_ih, b_ih)
+    d_h = as_float(d_h, x.dtype)
     active = _active(d_h)
     dh_s = _steps(d_h, len(xs))
     h = h0
@@ -92,6 +160,7 @@ def rnn_tanh_layer(
 ) -> tuple[Tensor, Tensor]:
     """torch.nn.RNN(nonlinearity="tanh")'s cell, then zoneout on h."""
     xs = _input_projection(x, w_ih, b_ih)
+    d_h = as_float(d_h, x.dtype)
     active = _active(d_h)
     dh_s = _steps(d_h, len(xs))
     h = h0

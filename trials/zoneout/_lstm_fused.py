@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# A zoneout weight is either a (T, B, H) mask of 0/1 (training) or the rate itself (evaluation).
+# A zoneout weight is either a (T, B, H) bool mask, True = keep the previous value (training), or
+# the rate itself (evaluation, and training at rates 0 and 1).
 Weight = Tensor | float
 
 
@@ -28,16 +29,35 @@ def _active(d: Weight) -> bool:
     return isinstance(d, Tensor) or d != 0.0
 
 
+def as_float(d: Weight, dtype: torch.dtype) -> Weight:
+    """A bool mask as 0/1 values of the layer's dtype (lerp's weight); a rate unchanged."""
+    return d.to(dtype) if isinstance(d, Tensor) else d
+
+
+def zoneout_weights(d_c: Weight, d_h: Weight, dtype: torch.dtype) -> tuple[Weight, Weight]:
+    """Both zoneout weights as floats; a shared mask is converted (and stored) once."""
+    w_c = as_float(d_c, dtype)
+    return w_c, (w_c if d_h is d_c else as_float(d_h, dtype))
+
+
+def dropout_weight(keep: Tensor | None, scale: float, dtype: torch.dtype) -> Tensor | None:
+    """Recurrent dropout's multiplier of g: keep/(1-p) (inverted dropout); None when off."""
+    return None if keep is None else keep.to(dtype).mul_(scale)
+
+
 def _steps(d: Weight, n: int) -> list[Any]:
     # unbind once in C++ instead of indexing in Python at every step.
     return list(d.unbind(0)) if isinstance(d, Tensor) else [d] * n
 
 
 class FusedZoneoutLSTMLayer(torch.autograd.Function):
-    """(x, h0, c0, W_ih, W_hh, b_ih, b_hh, d_c, d_h) -> (output, h_n, c_n) for one layer.
+    """(x, h0, c0, W_ih, W_hh, b_ih, b_hh, d_c, d_h, rd_keep, rd_scale) -> (output, h_n, c_n).
 
-    x: (T, B, I); h0, c0: (B, H); d_c, d_h: a (T, B, H) 0/1 mask or a float rate. Per step
-    c_t = d_c*c_{t-1} + (1-d_c)*c~_t and h_t = d_h*h_{t-1} + (1-d_h)*o_t*tanh(c~_t).
+    One layer. x: (T, B, I); h0, c0: (B, H); d_c, d_h: a (T, B, H) bool mask or a float rate
+    (the same tensor for a shared mask); rd_keep: recurrent dropout's (T, B, H) bool keep mask
+    or None, rd_scale its 1/(1-p). Per step, with r = rd_keep*rd_scale (1 without dropout),
+    c~_t = f*c_{t-1} + i*(r*g), c_t = d_c*c_{t-1} + (1-d_c)*c~_t and
+    h_t = d_h*h_{t-1} + (1-d_h)*o_t*tanh(c~_t).
     """
 
     @staticmethod
@@ -52,8 +72,12 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
         b_hh: Tensor | None,
         d_c: Weight,
         d_h: Weight,
+        rd_keep: Tensor | None,
+        rd_scale: float,
     ) -> tuple[Tensor, Tensor, Tensor]:
         steps, batch, _ = x.shape
+        d_c, d_h = zoneout_weights(d_c, d_h, x.dtype)
+        rd_w = dropout_weight(rd_keep, rd_scale, x.dtype)
         hidden = w_hh.shape[1]
         w_ih_p = w_ih.roll(hidden, 0)
         w_hh_p = w_hh.roll(hidden, 0)
@@ -89,6 +113,8 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
         tc_s = tanh_c.unbind(0)
         zc, zh = _active(d_c), _active(d_h)
         dc_s, dh_s = _steps(d_c, steps), _steps(d_h, steps)
+        rd_s = rd_w.unbind(0) if rd_w is not None else None
+        g_dropped = torch.empty_like(h0) if rd_w is not None else None
 
         for t in range(steps):
             c_prev, c_new, h_prev, h_new = c_s[t], c_s[t + 1], h_s[t], h_s[t + 1]
@@ -96,7 +122,10 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
             g_sig[t].sigmoid_()
             g_tanh[t].tanh_()
             torch.mul(f_s[t], c_prev, out=c_new)
-            c_new.addcmul_(i_s[t], g_s[t])
+            if rd_s is None:
+                c_new.addcmul_(i_s[t], g_s[t])
+            else:  # the saved g stays undropped: the backward needs tanh's derivative of it
+                c_new.addcmul_(i_s[t], torch.mul(g_s[t], rd_s[t], out=g_dropped))
             torch.tanh(c_new, out=tc_s[t])
             torch.mul(o_s[t], tc_s[t], out=h_new)
             # c~ is not needed later (only tanh(c~) is), so zone out over it in place.
@@ -106,7 +135,7 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
                 h_new.lerp_(h_prev, dh_s[t])
 
         ctx.save_for_backward(x, w_ih, w_hh, gates, hs, cs, tanh_c)
-        ctx.d_c, ctx.d_h = d_c, d_h
+        ctx.d_c, ctx.d_h, ctx.rd_w = d_c, d_h, rd_w
         ctx.has_bias = b_ih is not None
         # Fresh output tensors, not views of the saved state: the caller may modify them in
         # place (e.g. nn.Dropout(inplace=True)), as it may with nn.LSTM's outputs.
@@ -123,6 +152,7 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
         x, w_ih, w_hh, gates, hs, cs, tanh_c = ctx.saved_tensors
         d_c: Weight = ctx.d_c
         d_h: Weight = ctx.d_h
+        rd_w: Tensor | None = ctx.rd_w
         steps, batch, _ = x.shape
         hidden = w_hh.shape[1]
         w_hh_p = w_hh.roll(hidden, 0)
@@ -137,8 +167,11 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
         sig = g4[:, :, :3]
         torch.addcmul(sig, sig, sig, value=-1, out=dact[:, :, :3])
         torch.addcmul(one, g, g, value=-1, out=dact[:, :, 3])
-        # d(i, f, g preact) = dc~ * cell_factors, from c~ = f*c_{t-1} + i*g.
-        cell_factors = torch.stack((g, cs[:steps], i), 2).mul_(dact[:, :, 1:])
+        # d(i, f, g preact) = dc~ * cell_factors, from c~ = f*c_{t-1} + i*(r*g).
+        if rd_w is None:
+            cell_factors = torch.stack((g, cs[:steps], i), 2).mul_(dact[:, :, 1:])
+        else:
+            cell_factors = torch.stack((g * rd_w, cs[:steps], i * rd_w), 2).mul_(dact[:, :, 1:])
         out_factor = tanh_c * dact[:, :, 0]  # d(o preact) = dh~ * out_factor
         cell_from_h = torch.addcmul(one, tanh_c, tanh_c, value=-1).mul_(o)  # dc~ += dh~ * this
 
@@ -215,4 +248,4 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
             # A separate tensor: AccumulateGrad may adopt a returned gradient as .grad itself,
             # and two parameters must not share one .grad.
             grad_bhh = (grad_b.clone() if need[5] else grad_b) if need[6] else None
-        return grad_x, grad_h0, grad_c0, grad_wih, grad_whh, grad_bih, grad_bhh, None, None
+        return grad_x, grad_h0, grad_c0, grad_wih, grad_whh, grad_bih, grad_bhh, *([None] * 4)

@@ -1,0 +1,56 @@
+"""The names of the attributes this service writes into Optuna studies and trials.
+
+Every module that writes or reads one of them imports it from here, so a rename is one edit and
+a reader can never look for a key the writer does not use.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CHECKPOINTS",
+    "DRIVER",
+    "EPOCHS",
+    "FAIL_REASON",
+    "GRACE_PERIOD",
+    "HEARTBEAT_PREFIX",
+    "MAX_EPOCHS",
+    "METRIC",
+    "NODES",
+    "RAY_TRIAL_IDS",
+    "REDUCTION_FACTOR",
+    "REQUEUED",
+    "REQUEUED_FROM",
+    "RESUMED_FROM",
+    "RESUME_POINTS",
+    "RESUME_SKIPPED",
+    "SEEDS",
+    "SEED_VALUES",
+    "SURPLUS",
+]
+
+# --- study user attributes (read by the report and export) ---------------------------------
+METRIC = "metric"  # the validation metric's name: bpc, perplexity, error_rate
+MAX_EPOCHS = "max_epochs"  # the full epoch budget of a trial
+GRACE_PERIOD = "grace_period"  # ASHA's, when the study uses ASHA
+REDUCTION_FACTOR = "reduction_factor"
+
+# --- study system attributes -----------------------------------------------------------------
+HEARTBEAT_PREFIX = "driver_heartbeat:"  # + driver id -> POSIX time of its last beat
+
+# --- trial user attributes -------------------------------------------------------------------
+DRIVER = "driver"  # host:pid:start of the driver that asked the trial
+SEEDS = "seeds"  # one seed per repeat of the configuration
+RAY_TRIAL_IDS = "ray_trial_ids"
+EPOCHS = "epochs"  # last epoch reached, per seed
+NODES = "nodes"
+CHECKPOINTS = "checkpoints"  # last checkpoint location, per seed
+SEED_VALUES = "seed_values"  # last epoch's validation metric, per seed
+FAIL_REASON = "fail_reason"
+REQUEUED = "requeued"  # retired by the service (interrupted / driver lost); does not count
+SURPLUS = "surplus"  # asked beyond n_trials by a racing driver; does not count
+REQUEUED_FROM = "requeued_from"  # on a replacement: the number of the trial it replaces
+# Per seed: where the trial can continue from ({seed, epoch, checkpoint, curve} or null).
+# Written after every checkpoint, so it survives a driver killed without warning.
+RESUME_POINTS = "resume_points"
+RESUMED_FROM = "resumed_from"  # {trial, epochs}: what a replacement continued from, per seed
+RESUME_SKIPPED = "resume_skipped"  # per seed: why it started fresh instead (or null)

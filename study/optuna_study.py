@@ -1,0 +1,283 @@
+"""Every call of study/ into Optuna's study and storage API goes through this module.
+
+Opening a study on the store's database, ask / tell / report, trial and study attributes, the
+driver heartbeat in the study's system attributes, retiring a trial and enqueueing its
+replacement, reading trials. Each storage call waits out a lost database connection
+(:func:`db_call`). Optuna's private attributes are used here only, each with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from study import keys
+from study.store import normalize_url, retry_call, retry_connect
+
+__all__ = [
+    "UpdateFinishedTrialError",
+    "ask",
+    "best_complete",
+    "counted_trials",
+    "enqueue_replacement",
+    "heartbeats",
+    "load_study",
+    "minimizes",
+    "open_study",
+    "record_heartbeat",
+    "report",
+    "retire_lost_trial",
+    "set_study_attrs",
+    "set_trial_attr",
+    "state_counts",
+    "study_id",
+    "tell",
+    "trial_attrs",
+    "trials",
+    "use_sampler",
+]
+
+T = TypeVar("T")
+
+UpdateFinishedTrialError = optuna.exceptions.UpdateFinishedTrialError
+
+_RETRY_SECONDS = 90.0
+
+
+def db_call(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one Optuna storage call, waiting out a lost database connection.
+
+    A PostgreSQL restart kills the connection a statement is running on; the statement's
+    transaction is rolled back, so running it again is safe. Other errors pass through.
+    """
+    import sqlalchemy.exc
+
+    lost = (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        optuna.exceptions.StorageInternalError,
+    )
+    return retry_call(
+        lambda: call(*args, **kwargs),
+        retry_if=lambda error: isinstance(error, lost),
+        seconds=_RETRY_SECONDS,
+        first_delay=0.5,
+        max_delay=5.0,
+    )
+
+
+# --------------------------------------------------------------------- opening
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """RDBStorage creates Optuna's schema on first use without a lock: two drivers starting on
+    an empty database race (e.g. both CREATE TYPE studydirection). The loser retries and finds
+    the schema made."""
+    import sqlalchemy.exc
+
+    url = normalize_url(url)  # 'postgresql://' means psycopg 3 here, as in the store
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 30}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    storage = retry_call(
+        lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs),
+        retry_if=lambda error: isinstance(
+            error, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
+        ),
+        attempts=5,
+        first_delay=0.5,
+    )
+    # The database answered just now: from here on a restart (pool_pre_ping finds the dead
+    # connection, the server is not back yet) is waited out instead of failing the study.
+    retry_connect(storage.engine)
+    return storage
+
+
+def open_study(
+    url: str, name: str, sampler: optuna.samplers.BaseSampler | None = None
+) -> optuna.Study:
+    """The Optuna study on the SAME database as the store (created if missing); it minimizes."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=name,
+        storage=_rdb_storage(url),
+        sampler=sampler,
+        direction="minimize",
+        load_if_exists=True,
+    )
+
+
+def load_study(url: str, name: str) -> optuna.Study:
+    """An existing study (``KeyError`` if there is none), for reading."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=_rdb_storage(url))
+
+
+def minimizes(study: optuna.Study) -> bool:
+    return study.direction == optuna.study.StudyDirection.MINIMIZE
+
+
+def use_sampler(study: optuna.Study, sampler: optuna.samplers.BaseSampler) -> None:
+    """Sample this driver's suggestions with ``sampler`` from now on."""
+    study.sampler = sampler
+
+
+def study_id(study: optuna.Study) -> int:
+    # Private: Optuna has no public accessor for the study's row id, which the store keeps
+    # to link its study row to Optuna's.
+    return int(study._study_id)
+
+
+def set_study_attrs(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        db_call(study.set_user_attr, key, value)
+
+
+# --------------------------------------------------------------------- heartbeat
+def record_heartbeat(study: optuna.Study, driver_id: str) -> None:
+    """Record in the study's system attributes that ``driver_id`` is alive now."""
+    # Private: Optuna 4 deprecated and Optuna 5 removed Study.set_system_attr; the storage
+    # still keeps study system attributes, which a user's own attributes cannot collide with.
+    db_call(
+        study._storage.set_study_system_attr,
+        study._study_id,
+        keys.HEARTBEAT_PREFIX + driver_id,
+        time.time(),
+    )
+
+
+def heartbeats(study: optuna.Study) -> dict[str, float]:
+    """Driver id -> POSIX time of its last heartbeat on this study."""
+    # Private, as in record_heartbeat: Study.system_attrs is gone in Optuna 5.
+    attrs = db_call(study._storage.get_study_system_attrs, study._study_id)
+    return {
+        key.removeprefix(keys.HEARTBEAT_PREFIX): float(value)
+        for key, value in attrs.items()
+        if key.startswith(keys.HEARTBEAT_PREFIX)
+    }
+
+
+# --------------------------------------------------------------------- trials
+def trials(study: optuna.Study, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
+    """The study's trials (not copied: read only), optionally only those in ``states``."""
+    chosen = tuple(states) if states is not None else None
+    return db_call(study.get_trials, deepcopy=False, states=chosen)
+
+
+def ask(study: optuna.Study, distributions: Mapping[str, BaseDistribution]) -> optuna.Trial:
+    return db_call(study.ask, dict(distributions))
+
+
+def set_trial_attr(trial: optuna.Trial, key: str, value: Any) -> None:
+    db_call(trial.set_user_attr, key, value)
+
+
+def trial_attrs(trial: optuna.Trial) -> dict[str, Any]:
+    return dict(db_call(lambda: trial.user_attrs))
+
+
+def report(trial: optuna.Trial, value: float, step: int) -> None:
+    db_call(trial.report, value, step=step)
+
+
+def tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    value: float | None = None,
+    *,
+    state: TrialState | None = None,
+) -> None:
+    try:
+        db_call(study.tell, trial, value, state=state, skip_if_finished=True)
+    except RuntimeError as error:
+        # GridSampler calls Study.stop() once its grid is used up, which only works inside
+        # optimize(); with ask/tell the state is already stored (Optuna sets it in a finally),
+        # and the searcher stops asking on its own budget.
+        if "Study.stop" not in str(error):
+            raise
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that count towards the study's budget: finished or running, minus the ones this
+    service retired itself (re-enqueued after a lost driver or an interruption, or asked over
+    budget)."""
+    count = 0
+    for trial in trials(study):
+        if trial.state == TrialState.WAITING:
+            continue
+        attrs = trial.user_attrs
+        if trial.state == TrialState.FAIL and (attrs.get(keys.REQUEUED) or attrs.get(keys.SURPLUS)):
+            continue
+        count += 1
+    return count
+
+
+def state_counts(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(
+        (
+            TrialState.COMPLETE,
+            TrialState.PRUNED,
+            TrialState.FAIL,
+            TrialState.RUNNING,
+            TrialState.WAITING,
+        ),
+        0,
+    )
+    for trial in trials(study):
+        counts[trial.state] = counts.get(trial.state, 0) + 1
+    return counts
+
+
+def best_complete(study: optuna.Study, top: int = 1) -> list[FrozenTrial]:
+    """The ``top`` COMPLETE trials with a finite value, best (lowest) first."""
+    complete = [
+        trial
+        for trial in trials(study, (TrialState.COMPLETE,))
+        if trial.value is not None and math.isfinite(trial.value)
+    ]
+    complete.sort(key=lambda trial: float(trial.value))  # type: ignore[arg-type]
+    return complete[:top]
+
+
+# --------------------------------------------------------------------- retiring and requeueing
+def enqueue_replacement(
+    study: optuna.Study,
+    params: Mapping[str, Any],
+    *,
+    replaces: int,
+    resume_points: list[dict[str, Any] | None] | None,
+) -> None:
+    """Queue the parameters of retired trial ``replaces`` for the next ask, with where each seed
+    may continue from (see :mod:`study.resume`)."""
+    attrs: dict[str, Any] = {keys.REQUEUED_FROM: replaces}
+    if resume_points and any(resume_points):
+        attrs[keys.RESUME_POINTS] = resume_points
+    db_call(study.enqueue_trial, dict(params), user_attrs=attrs)
+
+
+def retire_lost_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """FAIL a RUNNING trial that another (dead) driver asked, with ``reason``, and queue its
+    replacement. Returns False when another driver retired or finished it first."""
+    # Private: the trial belongs to another process, so there is no live optuna.Trial to call;
+    # the storage API by trial id is the only way to set its attributes and state.
+    storage = study._storage
+    trial_id = trial._trial_id
+    db_call(storage.set_trial_user_attr, trial_id, keys.FAIL_REASON, reason)
+    db_call(storage.set_trial_user_attr, trial_id, keys.REQUEUED, True)
+    try:
+        db_call(storage.set_trial_state_values, trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+    enqueue_replacement(
+        study,
+        trial.params,
+        replaces=trial.number,
+        resume_points=trial.user_attrs.get(keys.RESUME_POINTS),
+    )
+    return True

@@ -1,0 +1,138 @@
+"""Where a trial cut off with its driver continues from: one resume point per seed.
+
+After every checkpoint the searcher writes, per seed, the checkpoint's location, its epoch and
+the validation curve up to it into the Optuna trial (``keys.RESUME_POINTS``). When the trial is
+retired (driver lost, Ctrl-C), its replacement carries these points; each seed's Ray trial gets
+the checkpoint in its config (``trials.trainable.RESUME_FROM_KEY``) and the training loop
+continues at the next epoch, with the model, optimizer, scheduler and RNG states of the
+checkpoint, so the numbers are those of an uninterrupted run. A point whose checkpoint is gone
+or unreadable is dropped with the reason and that seed starts fresh.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trials.train import CHECKPOINT_FILE
+
+__all__ = ["ResumePoint", "SeedStart", "checkpoint_location", "plan_starts"]
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A seed's last checkpoint: it holds everything up to and including ``epoch``."""
+
+    seed: int
+    epoch: int
+    checkpoint: str  # a local directory or a URI (s3://..., gs://...)
+    curve: tuple[tuple[int, float], ...]  # (epoch, validation metric) for epochs <= epoch
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "checkpoint": self.checkpoint,
+            # JSON has no NaN in strict parsers: a non-finite value is kept as null.
+            "curve": [[e, v if math.isfinite(v) else None] for e, v in self.curve],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ResumePoint:
+        """Raises ValueError (with what is wrong) on anything that is not a point."""
+        if not isinstance(data, dict):
+            raise ValueError(f"not a resume point: {data!r}")
+        try:
+            curve = tuple(
+                (int(e), float("nan") if v is None else float(v)) for e, v in data["curve"]
+            )
+            return cls(
+                seed=int(data["seed"]),
+                epoch=int(data["epoch"]),
+                checkpoint=str(data["checkpoint"]),
+                curve=curve,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"malformed resume point ({error})") from None
+
+
+@dataclass(frozen=True)
+class SeedStart:
+    """How one seed of a configuration starts: from ``point``, or fresh (``skipped`` says why
+    when the trial replaced one that had been cut off)."""
+
+    point: ResumePoint | None = None
+    skipped: str | None = None
+
+
+def checkpoint_location(checkpoint: Any) -> str | None:
+    """A ``ray.tune.Checkpoint`` as a string the trainable can open again: the local path, or
+    a URI for remote storage (Ray's ``path`` drops the scheme there)."""
+    path = getattr(checkpoint, "path", None)
+    if path is None:
+        return None
+    filesystem = getattr(checkpoint, "filesystem", None)
+    kind = getattr(filesystem, "type_name", "local")
+    if kind in ("local", "mock"):
+        return str(path)
+    scheme = {"gcs": "gs"}.get(kind, kind)
+    return f"{scheme}://{str(path).lstrip('/')}"
+
+
+def unreadable_reason(location: str) -> str | None:
+    """None if ``location`` holds a checkpoint the training loop can load, else why not."""
+    if "://" in location:
+        from pyarrow import fs
+
+        try:
+            filesystem, path = fs.FileSystem.from_uri(location)
+            info = filesystem.get_file_info(f"{path.rstrip('/')}/{CHECKPOINT_FILE}")
+        except (OSError, ValueError) as error:
+            return f"checkpoint {location} cannot be read: {error}"
+        if info.type != fs.FileType.File or not info.size:
+            return f"checkpoint {location} has no {CHECKPOINT_FILE}"
+        return None
+    file = Path(location) / CHECKPOINT_FILE
+    if not file.is_file():
+        return f"checkpoint {file} is missing"
+    # torch.save writes a zip archive; a truncated or overwritten file fails this check
+    # (its central directory is at the end).
+    if not zipfile.is_zipfile(file):
+        return f"checkpoint {file} is unreadable (not a complete torch archive)"
+    return None
+
+
+def plan_starts(
+    stored: Any, seeds: list[int], *, replaces: int | None, max_epochs: int
+) -> list[SeedStart]:
+    """One start per seed from the replaced trial's stored resume points."""
+    if replaces is None:
+        return [SeedStart() for _ in seeds]
+    points = stored if isinstance(stored, list) else []
+    starts = []
+    for index, seed in enumerate(seeds):
+        raw = points[index] if index < len(points) else None
+        if raw is None:
+            starts.append(SeedStart(skipped=f"trial {replaces} recorded no checkpoint"))
+            continue
+        try:
+            point = ResumePoint.from_json(raw)
+        except ValueError as error:
+            starts.append(SeedStart(skipped=str(error)))
+            continue
+        if point.seed != seed:
+            starts.append(
+                SeedStart(skipped=f"trial {replaces}'s checkpoint is for seed {point.seed}")
+            )
+        elif not 0 < point.epoch <= max_epochs:
+            starts.append(
+                SeedStart(skipped=f"checkpoint epoch {point.epoch} is outside 1..{max_epochs}")
+            )
+        elif (reason := unreadable_reason(point.checkpoint)) is not None:
+            starts.append(SeedStart(skipped=reason))
+        else:
+            starts.append(SeedStart(point=point))
+    return starts
