@@ -19,7 +19,6 @@ from enum import Enum
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pandas as pd
 
 from dashboards import (
@@ -32,6 +31,7 @@ from dashboards import (
     select_configuration,
     write_comparison,
 )
+from study import keys, optuna_study
 from study.report import StudyFrames, load_study_frames, load_table_frames
 
 __all__ = ["CompareResult", "HeldOutMetric", "compare_studies"]
@@ -134,14 +134,10 @@ def _checkpoints(src: _Source, numbers: tuple[int, ...]) -> list[str] | None:
     """Each seed's last checkpoint of the selected trial (Optuna user attribute), if stored."""
     if src.storage_url is None or len(numbers) != 1:
         return None
-    study = _load_optuna_study(src.storage_url, src.frames.name)
-    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == numbers[0]), None)
-    paths = trial.user_attrs.get("checkpoints") if trial is not None else None
+    study = optuna_study.load_study(src.storage_url, src.frames.name)
+    trial = next((t for t in optuna_study.trials(study) if t.number == numbers[0]), None)
+    paths = trial.user_attrs.get(keys.CHECKPOINTS) if trial is not None else None
     return [str(p) for p in paths] if paths else None
-
-
-def _load_optuna_study(storage_url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage_url)
 
 
 def _test_metric(src: _Source, row: MethodResult, mode: HeldOutMetric) -> MethodResult:
@@ -253,5 +249,4 @@ def _baseline(
 
 def _save_note(storage_url: str, study_name: str, markdown: str) -> None:
     """The table as a note of the study: optuna-dashboard shows it on the study page."""
-    study = _load_optuna_study(storage_url, study_name)
-    save_note_section(study, markdown)
+    save_note_section(optuna_study.load_study(storage_url, study_name), markdown)

@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 
 from dashboards import ReportResult, build_report, save_figures_to_study
+from study import optuna_study
 from study.space import distributions
 from study.spec import StudySpec, load_spec
 from trials.tasks import metric_for_task
@@ -99,14 +100,12 @@ def load_table_frames(
     return StudyFrames(name, trials, epochs, metric, max_epochs, grace, factor, spec)
 
 
-def _load_optuna_study(storage_url: str, study_name: str) -> optuna.Study:
-    """The real Optuna study on the store's URL (its trials carry the search space)."""
-    return optuna.load_study(study_name=study_name, storage=storage_url)
-
-
 def optuna_study_from_tables(frames: StudyFrames) -> optuna.Study | None:
     """An in-memory Optuna study with the trials of committed tables, on the spec's own
-    distributions and the searcher's objective (mean over seeds of the last-epoch value)."""
+    distributions and the searcher's objective (mean over seeds of the last-epoch value).
+
+    The one Optuna call of study/ outside study/optuna_study.py: it builds a study in memory
+    from tables, which that module (the owner of the store's studies) has no call for."""
     if frames.spec is None or frames.epochs.empty:
         return None
     dists = distributions(frames.spec)
@@ -168,7 +167,7 @@ def write_study_report(
     """Write ``<study>-report.html`` (+ PNGs, summary) for a stored study into ``out_dir`` and
     save the figures and summary into the Optuna study (optuna-dashboard)."""
     frames = load_study_frames(storage_url, study_name)
-    study = _load_optuna_study(storage_url, study_name)
+    study = optuna_study.load_study(storage_url, study_name)  # the real study: its search space
     result = _report(frames, out_dir, study=study, png=png, baseline_trial=baseline_trial)
     if save_to_optuna and result.figures:
         save_figures_to_study(study, result.figures, result.analysis.summary_markdown)

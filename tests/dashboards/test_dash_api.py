@@ -1,8 +1,7 @@
-"""The deliberate public surface of dashboards, and its one-way dependency on nothing in study."""
+"""The deliberate public surface of dashboards (its layering: tests/study/test_layering.py)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import dashboards
@@ -25,15 +24,3 @@ def test_public_names_are_the_deliberate_few() -> None:
     assert all(hasattr(dashboards, name) for name in PUBLIC)
     modules = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
     assert modules and all(m.startswith("_") for m in modules), modules
-
-
-def test_dashboards_never_imports_study() -> None:
-    for path in PACKAGE.glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            assert not [n for n in names if n.split(".")[0] == "study"], (path.name, names)
