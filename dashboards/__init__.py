@@ -1,122 +1,65 @@
-"""Sensitivity analysis of zoneout studies: pure data (:mod:`.analysis`), plotly renderers
-(:mod:`.figures`), the HTML/PNG report (:mod:`.report`) and the bridge into optuna-dashboard
-(:mod:`.optuna_bridge`)."""
+"""Sensitivity analysis of zoneout studies, for a study's stored frames.
+
+The few things a user calls:
+
+- :func:`analyze` -> :class:`StudyAnalysis` (pure data) and :func:`report_figures` (plotly);
+- :func:`build_report` -> :class:`ReportResult`: an offline HTML report, PNGs and a summary;
+- :func:`save_figures_to_study`, :func:`save_note_section`, :func:`serve_dashboard`: the
+  bridge into optuna-dashboard;
+- :func:`seed_interval` / :func:`paired_difference` -> :class:`Interval`: means over seeds and
+  seed-paired differences with the interval their n supports;
+- :func:`select_configuration`, :func:`compare_methods`, :func:`write_comparison`: Table 1
+  across regularizers (:class:`MethodResult`, :class:`Comparison`).
+
+Everything else lives in private modules. ``dashboards`` never imports ``study``: the service
+reads the store and hands DataFrames (and the Optuna study) in.
+"""
 
 from __future__ import annotations
 
-from .analysis import (
-    BINS_1D,
-    BINS_2D,
-    GP_MIN_POINTS,
-    MAX_EXACT_POINTS,
-    SMOOTH_MIN_POINTS,
-    SURFACE_MIN_POINTS,
-    Direction,
-    LearningCurves,
-    MarginalEffect,
-    MetricInfo,
-    ParamImportance,
-    ResponseSurface,
-    SeedSpread,
-    StudyAnalysis,
-    analyze,
-    asha_rungs,
-    bootstrap_ci,
-    build_optuna_study,
-    categorical_params,
-    infer_distributions,
-    is_log_param,
-    learning_curves,
-    marginal_effect,
-    marginal_effects,
-    metric_info,
-    numeric_params,
-    param_columns,
-    parameter_importance,
-    response_surface,
-    seed_spread,
-    stop_rung,
-    summarize,
+from ._analysis import StudyAnalysis, analyze
+from ._common import MetricInfo
+from ._compare import (
+    Comparison,
+    MethodResult,
+    compare_methods,
+    select_configuration,
+    write_comparison,
 )
-from .figures import (
-    COLORSCALE,
-    MAX_CURVES,
-    plot_importance,
-    plot_learning_curves,
-    plot_marginal,
-    plot_seed_spread,
-    plot_surface,
-    report_figures,
-)
-from .optuna_bridge import (
+from ._configs import ConfigTable
+from ._figures import report_figures
+from ._importance import ParamImportance
+from ._optuna_bridge import (
     DashboardServer,
-    graph_object_id,
     save_figures_to_study,
+    save_note_section,
     serve_dashboard,
 )
-from .report import (
-    BROWSER_NAMES,
-    ReportResult,
-    build_report,
-    find_browser,
-    markdown_to_html,
-    render_html,
-    write_pngs,
-)
-from .study_report import per_seed_trials, write_study_report
+from ._report import ReportResult, build_report
+from ._runs import EpochChoice
+from ._stats import Interval, IntervalKind, paired_difference, seed_interval
 
 __all__ = [
-    "BINS_1D",
-    "BINS_2D",
-    "BROWSER_NAMES",
-    "COLORSCALE",
-    "GP_MIN_POINTS",
-    "MAX_CURVES",
-    "MAX_EXACT_POINTS",
-    "SMOOTH_MIN_POINTS",
-    "SURFACE_MIN_POINTS",
+    "Comparison",
+    "ConfigTable",
     "DashboardServer",
-    "Direction",
-    "LearningCurves",
-    "MarginalEffect",
+    "EpochChoice",
+    "Interval",
+    "IntervalKind",
+    "MethodResult",
     "MetricInfo",
     "ParamImportance",
     "ReportResult",
-    "ResponseSurface",
-    "SeedSpread",
     "StudyAnalysis",
     "analyze",
-    "asha_rungs",
-    "bootstrap_ci",
-    "build_optuna_study",
     "build_report",
-    "categorical_params",
-    "find_browser",
-    "graph_object_id",
-    "infer_distributions",
-    "is_log_param",
-    "learning_curves",
-    "marginal_effect",
-    "marginal_effects",
-    "markdown_to_html",
-    "metric_info",
-    "numeric_params",
-    "param_columns",
-    "parameter_importance",
-    "per_seed_trials",
-    "plot_importance",
-    "plot_learning_curves",
-    "plot_marginal",
-    "plot_seed_spread",
-    "plot_surface",
-    "render_html",
+    "compare_methods",
+    "paired_difference",
     "report_figures",
-    "response_surface",
     "save_figures_to_study",
-    "seed_spread",
+    "save_note_section",
+    "seed_interval",
+    "select_configuration",
     "serve_dashboard",
-    "stop_rung",
-    "summarize",
-    "write_pngs",
-    "write_study_report",
+    "write_comparison",
 ]

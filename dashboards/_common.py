@@ -58,6 +58,11 @@ class MetricInfo:
             return self.title
         return f"{self.title} ({self.unit})"
 
+    @classmethod
+    def of(cls, metric: str, direction: Direction = "minimize") -> MetricInfo:
+        """Metadata for ``metric`` (see :func:`metric_info`)."""
+        return metric_info(metric, direction)
+
     @property
     def sign(self) -> float:
         """+1 when lower is better, -1 when higher is better."""

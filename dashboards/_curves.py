@@ -82,6 +82,12 @@ def learning_curves(
     if budget not in ("full", "last"):
         raise ValueError("budget must be 'full' or 'last'")
     rungs = asha_rungs(max_epochs, grace_period, reduction_factor)
+    if not {"number", "epoch", metric_column} <= set(epochs.columns):
+        # No per-epoch rows: nothing to draw.
+        out_cols = ["number", "seed", "epoch", "valid_metric", "state", "stopped_early", "color"]
+        return LearningCurves(pd.DataFrame(columns=out_cols),
+                              pd.DataFrame(columns=[*out_cols, "rung"]), color_param, rungs,
+                              int(max_epochs), budget)  # fmt: skip
     if color_param is None:
         nums = numeric_params(trials)
         color_param = nums[0] if nums else None

@@ -60,10 +60,64 @@ class FittedGP:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and std of the latent function (noise excluded) at raw inputs ``x``."""
-        xt = transform(np.asarray(x, dtype=float).reshape(len(x), -1), self.log)
         with threadpool_limits(limits=1, user_api="blas"):
-            mu, sd = self.model.predict(self.normalize(xt), return_std=True)
+            return self._predict(x)
+
+    def predict_cov(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and covariance of the latent function at raw inputs ``x``."""
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._predict_cov(x)
+
+    # Unlimited versions: entering threadpool_limits costs milliseconds, so loops enter it once.
+    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xt = transform(np.asarray(x, dtype=float).reshape(len(x), -1), self.log)
+        mu, sd = self.model.predict(self.normalize(xt), return_std=True)
         return mu * self.y_std + self.y_mean, sd * self.y_std
+
+    def _predict_cov(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xt = transform(np.asarray(x, dtype=float).reshape(len(x), -1), self.log)
+        mu, cov = self.model.predict(self.normalize(xt), return_cov=True)
+        return mu * self.y_std + self.y_mean, cov * self.y_std**2
+
+    def partial_dependence(
+        self, dims: tuple[int, ...], grid: np.ndarray, others: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Partial dependence on the dimensions ``dims``: at each row of ``grid`` (values of
+        ``dims``), the GP mean averaged over the observed values of the other dimensions
+        (``others``: rows of full inputs). Returns the mean and its posterior std.
+
+        One searched dimension left over or none: the average is over ``others``' rows; its
+        variance is the average of the posterior covariance over those rows (exact for 1-D grids;
+        for 2-D grids with other dimensions, the mean of pointwise variances, an upper bound).
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._partial_dependence(dims, grid, others)
+
+    def _partial_dependence(
+        self, dims: tuple[int, ...], grid: np.ndarray, others: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        grid = np.asarray(grid, dtype=float).reshape(len(grid), -1)
+        others = np.asarray(others, dtype=float).reshape(len(others), -1)
+        m = len(others)
+        if m == 1 or others.shape[1] == len(dims):
+            x = np.repeat(others[:1], len(grid), axis=0)
+            x[:, list(dims)] = grid
+            return self._predict(x)
+        if len(grid) <= 200:
+            mean = np.empty(len(grid))
+            std = np.empty(len(grid))
+            for i, g in enumerate(grid):
+                x = others.copy()
+                x[:, list(dims)] = g
+                mu, cov = self._predict_cov(x)
+                mean[i] = mu.mean()
+                std[i] = np.sqrt(max(float(cov.sum()) / m**2, 0.0))
+            return mean, std
+        x = np.repeat(others, len(grid), axis=0)
+        x[:, list(dims)] = np.tile(grid, (m, 1))
+        mu, sd = self._predict(x)
+        mu, sd = mu.reshape(m, len(grid)), sd.reshape(m, len(grid))
+        return mu.mean(axis=0), np.sqrt((sd**2).mean(axis=0))
 
 
 def _bin(
@@ -123,7 +177,13 @@ def fit_gp(
     else:
         kernel = signal + WhiteKernel(0.1, (1e-6, 1e1))
         gp = GaussianProcessRegressor(
-            kernel=kernel, alpha=1e-8, normalize_y=False, n_restarts_optimizer=1, random_state=seed
+            kernel=kernel,
+            alpha=1e-8,
+            normalize_y=False,
+            # A restart doubles the O(n^3) fit; from a few hundred points the likelihood is
+            # well determined and one start suffices.
+            n_restarts_optimizer=1 if len(ys) <= 200 else 0,
+            random_state=seed,
         )
         with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             warnings.simplefilter("ignore", ConvergenceWarning)

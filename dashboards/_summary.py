@@ -1,45 +1,56 @@
-"""A short Markdown summary of the findings."""
+"""The report's Markdown summary: what was read at which epoch, the best configuration, paired
+differences to the baseline, what each figure supports, and importance (or why not)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from ._common import PARAM_PREFIX, MetricInfo, scored_trials
+from ._common import PARAM_PREFIX, MetricInfo
+from ._configs import ConfigTable
 from ._curves import LearningCurves
 from ._importance import ParamImportance
-from ._marginal import MarginalEffect, SeedSpread
-from ._surface import ResponseSurface
+from ._marginal import Marginal
+from ._stats import LEVEL
+from ._surface import GPSurface, Surface
 
 __all__ = ["summarize"]
+
+_MAX_ROWS = 15
 
 
 def _g(v: object) -> str:
     if isinstance(v, float):
-        if math.isnan(v):
-            return "n/a"
-        return f"{v:.4g}"
+        return "n/a" if math.isnan(v) else f"{v:.4g}"
     return str(v)
 
 
 def _md_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "\\`*_{}[]<>()#+!|" else ch for ch in text)
+    return "".join("\\" + ch if ch in "\\`*[]<>|" else ch for ch in text)
+
+
+def _config_text(row: pd.Series, params: list[str]) -> str:
+    return ", ".join(
+        f"{p}={_g(float(row[PARAM_PREFIX + p]))}"
+        if isinstance(row[PARAM_PREFIX + p], (int, float))
+        else f"{p}={row[PARAM_PREFIX + p]}"
+        for p in params
+    )
 
 
 def summarize(
     trials: pd.DataFrame,
     *,
     metric: MetricInfo,
-    study_name: str = "study",
-    marginals: dict[str, MarginalEffect] | None = None,
-    surface: ResponseSurface | None = None,
-    importance: ParamImportance | None = None,
-    curves: LearningCurves | None = None,
-    spread: SeedSpread | None = None,
-    value: str = "best_value",
+    study_name: str,
+    table: ConfigTable,
+    surface: Surface | None,
+    marginals: dict[str, Marginal],
+    importance: ParamImportance,
+    curves: LearningCurves,
 ) -> str:
-    """Markdown: counts, best configuration, rate ranges within 1 SE, most important parameter."""
     lines = [f"## Study {_md_escape(study_name)}", ""]
     states = trials["state"].astype(str).value_counts() if "state" in trials else pd.Series()
     counts = ", ".join(
@@ -47,59 +58,128 @@ def summarize(
         for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
         if states.get(s, 0)
     )
-    lines.append(f"- Trials: {len(trials)} ({counts or 'none'}).")
-    scored = scored_trials(trials, value=value)
-    if scored.empty:
-        lines.append(f"- No completed trial has a {metric.title} yet.")
-        return "\n".join(lines) + "\n"
-    asc = metric.direction == "minimize"
-    best = scored.sort_values(value, ascending=asc).iloc[0]
-    pcols = [c for c in scored.columns if c.startswith(PARAM_PREFIX)]
-    cfg = ", ".join(f"{c[len(PARAM_PREFIX) :]}={_g(best[c])}" for c in pcols)
+    lines.append(f"- Trials (configurations): {len(trials)} ({counts or 'none'}).")
     lines.append(
-        f"- Best trial: #{int(best['number'])} with {metric.title} {_g(float(best[value]))} "
-        f"({metric.unit}); {cfg}."
+        f"- Each run (one configuration, one seed) is scored by its best {metric.title} up to the "
+        f"epoch read (early stopping). Means are over seeds; intervals are {LEVEL:.0%} Student-t "
+        "over seeds where a configuration has 3 or more; with 2 seeds both values are shown "
+        "(n = 2) and no interval is claimed."
     )
-    if spread is not None and spread.has_repeats:
-        top = spread.configs.iloc[0]
+    c = table.configs
+    if c.empty:
+        lines.append(f"- No run has a {metric.title} yet.")
+        return "\n".join(lines) + "\n"
+    used = [f"configurations and differences: {table.epoch.label}"]
+    if surface is not None:
+        used.append(f"surface: {surface.epoch_label}")
+    for m in marginals.values():
+        if m.table.epoch.epoch != table.epoch.epoch:
+            used.append(f"marginals: {m.epoch_label}")
+            break
+    lines.append("- Epoch read: " + "; ".join(used) + ".")
+    best = c.iloc[0]
+    iv = table.intervals[best["config"]]
+    lines.append(
+        f"- Best configuration by mean: {_md_escape(_config_text(best, table.params))}: "
+        f"{_md_escape(iv.text())} ({metric.unit})."
+    )
+    if table.baseline is not None:
         lines.append(
-            f"- Best configuration averaged over seeds ({int(top['n_seeds'])} seeds): mean "
-            f"{_g(float(top['mean']))}, 95% bootstrap interval [{_g(float(top['ci_low']))}, "
-            f"{_g(float(top['ci_high']))}]."
+            f"- Baseline for seed-paired differences: {_md_escape(table.baseline_reason)}. "
+            "A difference is this configuration minus the baseline, seed by seed "
+            f"({'lower' if metric.direction == 'minimize' else 'higher'} is better)."
         )
-    if surface is not None and surface.available:
+    else:
+        lines.append(f"- No seed-paired differences: {_md_escape(table.baseline_reason)}.")
+    lines += ["", _config_markdown(table, metric), ""]
+    if surface is not None:
+        if surface.lattice is not None:
+            lat = surface.lattice
+            lines.append(
+                f"- Surface: the configurations lie on a {len(lat.x_values)} x "
+                f"{len(lat.y_values)} lattice of {surface.x_param} x {surface.y_param} "
+                f"({lat.n_cells} cells run): the heatmap shows each cell's mean and n (the "
+                "paper's Figure 3)."
+            )
+        if surface.gp is not None:
+            g = surface.gp
+            over = f", averaged over {', '.join(g.averaged_over)}" if g.averaged_over else ""
+            rng = _within(g)
+            lines.append(
+                f"- Fitted surface ({g.method}{over}) is best at {surface.x_param}="
+                f"{_g(g.best_x)}, {surface.y_param}={_g(g.best_y)}: {_g(g.best_mean)} ± "
+                f"{_g(g.best_se)} (1 posterior SD){rng}."
+            )
+        else:
+            lines.append(f"- No fitted surface: {_md_escape(surface.gp_reason)}.")
+    for m in marginals.values():
+        if m.curve is not None:
+            cv = m.curve
+            lines.append(
+                f"- {m.param}: GP partial-dependence curve best near {_g(cv.best_x)}; within "
+                f"one posterior SD of it for {m.param} in [{_g(cv.within_se[0])}, "
+                f"{_g(cv.within_se[1])}]."
+            )
+        else:
+            lines.append(
+                f"- {m.param}: per-configuration means only, no curve: "
+                f"{_md_escape(m.curve_reason)}."
+            )
+    if importance.importances:
+        ranked = ", ".join(f"{k} {v:.2f}" for k, v in importance.importances.items())
         lines.append(
-            f"- Fitted surface ({surface.method}) is best at {surface.x_param}="
-            f"{_g(surface.best_x)}, {surface.y_param}={_g(surface.best_y)}: "
-            f"{_g(surface.best_mean)} ± {_g(surface.best_se)} (1 SE)."
+            f"- Parameter importance ({importance.evaluator} on the Optuna study's own search "
+            f"space and objective, {importance.n_complete} complete trials): "
+            f"**{importance.most_important}** ({ranked}). optuna-dashboard's importance panel "
+            "uses the same evaluator on the same trials."
         )
-        ranges = surface.within_se_ranges()
-        if ranges is not None:
-            (x0, x1), (y0, y1) = ranges
-            lines.append(
-                f"- Within one SE of the best: {surface.x_param} in [{_g(x0)}, {_g(x1)}], "
-                f"{surface.y_param} in [{_g(y0)}, {_g(y1)}]."
-            )
-    for m in (marginals or {}).values():
-        if m.within_se is not None:
-            lines.append(
-                f"- Marginal of {m.param} ({m.method}): best near {_g(m.best_x)}; within one SE "
-                f"for {m.param} in [{_g(m.within_se[0])}, {_g(m.within_se[1])}]."
-            )
-    if importance is not None:
-        if importance.importances:
-            ranked = ", ".join(f"{k} {v:.2f}" for k, v in importance.importances.items())
-            lines.append(
-                f"- Most important parameter ({importance.evaluator}): "
-                f"**{importance.most_important}** ({ranked})."
-            )
-        elif importance.reason:
-            lines.append(f"- Parameter importance unavailable: {importance.reason}.")
-    if curves is not None and len(curves.final):
-        msg = f"- Stopped early: {curves.n_stopped_early} of {len(curves.final)} curves"
+    else:
+        lines.append(
+            f"- Parameter importance not computed: {_md_escape(importance.reason or '')}. "
+            "optuna-dashboard's own importance panel runs PED-ANOVA on any number of trials "
+            "and shows equal shares when it finds nothing; with few trials read it with the "
+            "same caution."
+        )
+    if len(curves.final):
+        msg = f"- Stopped early: {curves.n_stopped_early} of {len(curves.final)} runs"
         if curves.rungs:
             rc = curves.final["rung"].dropna().astype(int).value_counts().sort_index()
             at = ", ".join(f"{n} at epoch {r}" for r, n in rc.items())
             msg += f" (ASHA rungs {curves.rungs}: {at or 'none'})"
         lines.append(msg + ".")
     return "\n".join(lines) + "\n"
+
+
+def _within(g: GPSurface) -> str:
+    """The within-one-SD region of the GP surface, projected on each axis."""
+    if not g.within_se.any():
+        return ""
+    rows, cols = np.nonzero(g.within_se)
+    xs, ys = g.x_grid[cols], g.y_grid[rows]
+    return (
+        f"; within one SD of the best over [{_g(float(xs.min()))}, {_g(float(xs.max()))}] x "
+        f"[{_g(float(ys.min()))}, {_g(float(ys.max()))}]"
+    )
+
+
+def _config_markdown(table: ConfigTable, metric: MetricInfo) -> str:
+    """Markdown table: configuration, mean with its interval, difference to the baseline."""
+    c = table.configs.head(_MAX_ROWS)
+    has_diff = table.baseline is not None and "diff" in c
+    head = [*table.params, f"{metric.title} over seeds"]
+    if has_diff:
+        head.append("difference to baseline (paired by seed)")
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in c.iterrows():
+        cells = [_g(row[PARAM_PREFIX + p]) for p in table.params]
+        cells.append(table.intervals[row["config"]].text())
+        if has_diff:
+            if row["config"] == table.baseline:
+                cells.append("baseline")
+            else:
+                d = table.differences.get(row["config"])
+                cells.append(d.text("+.4f") if d is not None and d.n else "no common seed")
+        out.append("| " + " | ".join(cells) + " |")
+    if len(table.configs) > _MAX_ROWS:
+        out.append(f"\n({len(table.configs) - _MAX_ROWS} more configurations not listed.)")
+    return "\n".join(out)

@@ -430,6 +430,64 @@ def _require_study(store: Any, study_name: str) -> None:
 
 
 @app.command()
+def compare(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="STUDY [STUDY ...]",
+            help="stored studies, or the *-trials.csv tables `status --csv` wrote",
+        ),
+    ],
+    storage: Annotated[str | None, _storage_option()] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            metavar="STUDY_OR_TRIAL",
+            help="a method or study name, or STUDY:TRIAL (default: the unregularized "
+            "configuration when a study ran it)",
+        ),
+    ] = None,
+    test: Annotated[
+        str,
+        typer.Option(
+            "--test",
+            help="test metric of each selected configuration: auto (from its best checkpoints "
+            "when they are on this machine), retrain, or none",
+        ),
+    ] = "auto",
+    out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="PNG of the table (Chromium)")] = True,
+) -> None:
+    """Table 1 across regularizers: per method the validation-selected configuration, its
+    validation metric over seeds, its test metric and the seed-paired difference to a baseline;
+    Markdown, HTML and PNG, and a note in each stored Optuna study."""
+    from study.compare import HeldOutMetric, compare_studies
+
+    try:
+        mode = HeldOutMetric(test)
+    except ValueError:
+        fail(f"--test must be one of {', '.join(m.value for m in HeldOutMetric)}, not {test!r}")
+    url = None
+    if not all(source.endswith("-trials.csv") for source in sources):
+        url = _open_store(storage).url
+    for source in sources:
+        if source.endswith("-trials.csv") and not Path(source).is_file():
+            fail(f"no such table: {source}")
+    out_dir = out or Path("reports") / "compare"
+    check_output_dir(out_dir, "--out")
+    with _written_or_removed(out_dir):
+        result = compare_studies(
+            sources, storage_url=url, out_dir=out_dir, baseline=baseline, test=mode, png=png
+        )
+    console.print(result.markdown, markup=False, highlight=False, soft_wrap=True)
+    for path in result.paths.values():
+        console.print(str(path), markup=False, highlight=False, soft_wrap=True)
+    for message in result.messages:
+        console.print(message, markup=False, highlight=False)
+
+
+@app.command()
 def run(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="a study spec")],
     storage: Annotated[str | None, _storage_option()] = None,
@@ -561,12 +619,14 @@ def _check_data(config: Any) -> None:
     load_task(config)
 
 
-def _write_report(url: str, study_name: str, out_dir: Path, *, png: bool = True) -> None:
-    from dashboards import write_study_report
+def _write_report(
+    url: str, study_name: str, out_dir: Path, *, png: bool = True, baseline: int | None = None
+) -> None:
+    from study.report import write_study_report
 
     check_output_dir(out_dir, "--out")
     with _written_or_removed(out_dir):
-        result = write_study_report(url, study_name, out_dir, png=png)
+        result = write_study_report(url, study_name, out_dir, png=png, baseline_trial=baseline)
     console.print(f"report: {result.html_path}")
     for message in result.messages:
         console.print(message, markup=False)
@@ -782,12 +842,38 @@ def report(
     storage: Annotated[str | None, _storage_option()] = None,
     out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
     png: Annotated[bool, typer.Option("--png/--no-png", help="PNG per figure (Chromium)")] = True,
+    baseline: Annotated[
+        int | None,
+        typer.Option(
+            "--baseline",
+            metavar="TRIAL",
+            help="compare every configuration with this trial's, seed by seed "
+            "(default: the unregularized configuration, when the study ran it)",
+        ),
+    ] = None,
 ) -> None:
     """Sensitivity report: one offline HTML file, a PNG per figure, figures saved for
-    optuna-dashboard."""
+    optuna-dashboard. STUDY may also be a *-trials.csv table that `status --csv` wrote (its
+    spec, <study>.yaml beside it, gives the search space)."""
+    if study_name.endswith("-trials.csv"):
+        from study.report import write_table_report
+
+        table = Path(study_name)
+        if not table.is_file():
+            fail(f"no such table: {table}")
+        out_dir = out or Path("reports") / table.name.removesuffix("-trials.csv")
+        check_output_dir(out_dir, "--out")
+        with _written_or_removed(out_dir):
+            result = write_table_report(table, out_dir, png=png, baseline_trial=baseline)
+        console.print(f"report: {result.html_path}")
+        for message in result.messages:
+            console.print(message, markup=False)
+        return
     store = _open_store(storage)
     _require_study(store, study_name)
-    _write_report(store.url, study_name, out or Path("reports") / study_name, png=png)
+    _write_report(
+        store.url, study_name, out or Path("reports") / study_name, png=png, baseline=baseline
+    )
 
 
 @app.command()

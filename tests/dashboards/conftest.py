@@ -83,17 +83,6 @@ def make_frames():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def base_loss() -> float:
-    return BASE
-
-
-@pytest.fixture(scope="session")
-def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """80 configurations, no pruning: for numerical checks."""
-    return synthetic_frames(80, noise=0.01, seed=1)
-
-
-@pytest.fixture(scope="session")
 def study_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     """A realistic small study: 30 configs x 2 seeds, 30% pruned by ASHA (grace 1, rf 3, 9
     epochs -> rungs 1, 3), one FAIL and one RUNNING trial."""
@@ -109,3 +98,43 @@ def study_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat([trials, extra], ignore_index=True), pd.concat(
         [epochs, running], ignore_index=True
     )
+
+
+def grid_frames(
+    zc_values: tuple[float, ...] = (0.0, 0.25, 0.5),
+    zh_values: tuple[float, ...] = (0.0, 0.05),
+    n_seeds: int = 2,
+    *,
+    max_epochs: int = 4,
+    seed_sd: float = 0.05,
+    noise: float = 0.005,
+    rng: np.random.Generator | int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A grid study as the store keeps it: one trial row per grid point, one epoch row per
+    (trial, seed, epoch). A seed shifts every configuration by the same amount (its data order
+    and initialisation), so differences paired by seed cancel it; the truth is
+    :func:`true_loss` at the end of training."""
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    seed_effect = gen.normal(0, seed_sd, n_seeds)
+    rows, erows = [], []
+    number = 0
+    for zc in zc_values:
+        for zh in zh_values:
+            truth = float(true_loss(np.array(zc), np.array(zh)))
+            for s in range(n_seeds):
+                final = truth + seed_effect[s] + gen.normal(0, noise)
+                ep = np.arange(1, max_epochs + 1)
+                curve = final + 0.5 * (max_epochs - ep) / max_epochs
+                for e, v in zip(ep, curve, strict=True):
+                    erows.append(dict(number=number, seed=s, epoch=int(e), valid_metric=float(v)))
+            rows.append(
+                dict(number=number, state="COMPLETE", param_zoneout_cell=zc,
+                     param_zoneout_hidden=zh, best_value=np.nan, epochs=max_epochs)
+            )  # fmt: skip
+            number += 1
+    return pd.DataFrame(rows), pd.DataFrame(erows)
+
+
+@pytest.fixture(scope="session")
+def make_grid():  # type: ignore[no-untyped-def]
+    return grid_frames

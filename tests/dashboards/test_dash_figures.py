@@ -1,85 +1,71 @@
-"""Renderers: expected traces, titles and axes."""
+"""Figures: never empty, colour on a colour bar, n and the epoch stated, titles that fit."""
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
-import pytest
 
 import dashboards as d
 
-Frames = tuple[pd.DataFrame, pd.DataFrame]
+
+def _traces(fig: go.Figure, kind: str) -> list:
+    return [t for t in fig.data if t.type == kind]
 
 
-@pytest.fixture(scope="module")
-def analysis(study_frames: Frames) -> d.StudyAnalysis:
-    trials, epochs = study_frames
-    return d.analyze(trials, epochs, metric="bpc", max_epochs=9, grace_period=1, reduction_factor=3)
+def test_grid_surface_is_an_annotated_heatmap(make_grid) -> None:  # type: ignore[no-untyped-def]
+    trials, epochs = make_grid()
+    figs = d.report_figures(d.analyze(trials, epochs, metric="bpc", max_epochs=4))
+    surface = figs["surface"]
+    (heat,) = _traces(surface, "heatmap")
+    cells = [t for row in heat.text for t in row if t]
+    assert len(cells) == 6 and all(t.endswith("n=2") for t in cells)
+    assert heat.showscale and heat.colorbar.title.text == "validation BPC"
+    assert "6 configurations, 2 seeds each" in surface.layout.title.subtitle.text
+    assert "full budget (epoch 4)" in surface.layout.title.subtitle.text
 
 
-def _names(fig: go.Figure) -> list[str]:
-    return [t.name for t in fig.data]
+def test_four_trials_are_coloured_points_without_a_curve(make_frames) -> None:  # type: ignore[no-untyped-def]
+    trials, epochs = make_frames(4, seed=3)
+    figs = d.report_figures(d.analyze(trials, epochs, metric="bpc", max_epochs=9))
+    (pts,) = _traces(figs["surface"], "scatter")
+    assert len(pts.marker.color) == 4 and pts.marker.showscale
+    assert not _traces(figs["surface"], "contour")
+    for name in ("marginal-zoneout_cell", "marginal-zoneout_hidden"):
+        fig = figs[name]
+        assert not [t for t in fig.data if t.mode == "lines"], name
+        assert "no curve" in fig.layout.title.subtitle.text
+    assert "importance" not in figs  # refused, with its reason in the summary
 
 
-def test_marginal_figure_has_band_mean_and_states(analysis: d.StudyAnalysis) -> None:
-    fig = d.plot_marginal(analysis.marginals["zoneout_cell"], analysis.metric)
-    names = _names(fig)
-    assert "95% band" in names and "mean (gp)" in names
-    assert "complete" in names and "pruned" in names
-    band = next(t for t in fig.data if t.name == "95% band")
-    assert band.fill == "tonexty"
-    pruned = next(t for t in fig.data if t.name == "pruned")
-    complete = next(t for t in fig.data if t.name == "complete")
-    assert pruned.marker.symbol != complete.marker.symbol
-    assert "seed mean (95% bootstrap)" in names
-    assert fig.layout.yaxis.title.text == "validation BPC (bits per character)"
-    assert fig.layout.xaxis.title.text == "zoneout cell rate z_c"
-    assert "zoneout cell rate" in fig.layout.title.text
-    lr = d.plot_marginal(analysis.marginals["learning_rate"], analysis.metric)
-    assert lr.layout.xaxis.type == "log"
+def test_one_colour_scale_per_parameter_and_integer_epochs(make_frames) -> None:  # type: ignore[no-untyped-def]
+    trials, epochs = make_frames(30, 2, prune_frac=0.3, seed=2)
+    a = d.analyze(trials, epochs, metric="bpc", max_epochs=9, grace_period=1, reduction_factor=3)
+    figs = d.report_figures(a)
+    scales = {}
+    for fig in figs.values():
+        for t in fig.data:
+            marker = getattr(t, "marker", None)
+            if marker is None or marker.colorbar is None or not marker.showscale:
+                continue
+            param = marker.colorbar.title.text
+            scales.setdefault(param, set()).add((str(marker.colorscale), marker.cmin, marker.cmax))
+    assert scales and all(len(v) == 1 for v in scales.values()), scales
+    x = figs["learning-curves"].layout.xaxis
+    assert x.tickformat == "d" and float(x.dtick).is_integer()
 
 
-def test_perplexity_gets_a_log_axis(study_frames: Frames) -> None:
-    trials, epochs = study_frames
-    a = d.analyze(trials, epochs, metric="perplexity", max_epochs=9)
-    fig = d.plot_learning_curves(a.curves, a.metric)
-    assert fig.layout.yaxis.type == "log"
-    assert fig.layout.yaxis.title.text == "validation perplexity"
-    err = d.metric_info("error")
-    assert err.axis_title == "validation error (error rate)"
+def test_titles_fit_and_explanations_go_to_the_subtitle(make_grid) -> None:  # type: ignore[no-untyped-def]
+    trials, epochs = make_grid(n_seeds=3)
+    figs = d.report_figures(d.analyze(trials, epochs, metric="bpc", max_epochs=4))
+    assert {"surface", "differences", "learning-curves"} <= set(figs)
+    for name, fig in figs.items():
+        assert len(fig.layout.title.text) <= 50, (name, fig.layout.title.text)
+        assert fig.layout.title.subtitle.text, name
+    sub = figs["differences"].layout.title.subtitle.text
+    assert "95% Student-t over paired seeds" in sub and "unregularized" in sub
 
 
-def test_surface_figure(analysis: d.StudyAnalysis) -> None:
-    assert analysis.surface is not None
-    fig = d.plot_surface(analysis.surface, analysis.metric)
-    kinds = [t.type for t in fig.data]
-    assert kinds.count("contour") == 3  # mean, std, within-1-SE outline
-    names = _names(fig)
-    assert {"GP mean", "GP std", "within 1 SE of best", "trials", "best (GP mean)"} <= set(names)
-    assert fig.layout.xaxis.title.text == "zoneout cell rate z_c"
-    assert fig.layout.yaxis.title.text == "zoneout hidden rate z_h"
-
-
-def test_learning_curves_figure(analysis: d.StudyAnalysis) -> None:
-    fig = d.plot_learning_curves(analysis.curves, analysis.metric)
-    names = _names(fig)
-    assert "stopped early" in names and "last epoch" in names
-    dashed = [t for t in fig.data if t.mode == "lines" and t.line.dash == "dot"]
-    assert dashed, "stopped curves are drawn dotted"
-    assert len(fig.layout.shapes) == 2  # rungs at epochs 1 and 3
-    assert fig.layout.xaxis.title.text == "epoch"
-    assert "all trials" in fig.layout.title.text
-    full = d.plot_learning_curves(analysis.curves_full, analysis.metric)
-    assert "full-budget trials only" in full.layout.title.text
-    assert "stopped early" not in _names(full)
-    few = d.plot_learning_curves(analysis.curves, analysis.metric, max_curves=5)
-    assert "5 of" in few.layout.title.text
-
-
-def test_importance_and_report_figure_set(analysis: d.StudyAnalysis) -> None:
-    fig = d.plot_importance(analysis.importance)
-    assert fig.data[0].type == "bar"
-    assert fig.data[0].y[-1] == "zoneout cell rate z_c"  # most important on top
-    figs = d.report_figures(analysis)
-    assert list(figs)[:2] == ["surface", "marginal-zoneout_cell"]
-    assert {"learning-curves", "learning-curves-full", "seed-spread", "importance"} <= set(figs)
+def test_two_seed_differences_show_both_values_not_an_interval(make_grid) -> None:  # type: ignore[no-untyped-def]
+    trials, epochs = make_grid()
+    fig = d.report_figures(d.analyze(trials, epochs, metric="bpc", max_epochs=4))["differences"]
+    assert "n = 2 seeds: both differences shown, no interval" in fig.layout.title.subtitle.text
+    assert not any("95%" in (t.name or "") for t in fig.data)

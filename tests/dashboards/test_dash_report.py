@@ -1,4 +1,9 @@
-"""build_report: offline HTML, PNGs through kaleido, the report rendered in headless Chromium."""
+"""build_report: offline HTML, PNGs through kaleido, and the reports opened in headless Chromium,
+where every figure must show data (not just axes) and a colour bar where colour carries value.
+
+Screenshots of each rendered report are saved under $ZONEOUT_SCREENSHOTS (else the test's
+temporary directory) so a person can look at them.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,18 @@ import pandas as pd
 import pytest
 
 import dashboards as d
+from dashboards._report import find_browser
+from study.report import write_table_report
 
 Frames = tuple[pd.DataFrame, pd.DataFrame]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IN_CI = bool(os.environ.get("CI"))
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "ptb-char"
 
 
 def _browser_or_skip() -> str:
     """The Chromium to use; in CI a missing browser is a failure, elsewhere a skip."""
-    path = d.find_browser()
+    path = find_browser()
     if path is None:
         msg = "no Chromium found: apt-get install -y chromium (or set BROWSER_PATH)"
         if IN_CI:
@@ -32,27 +40,29 @@ def _browser_or_skip() -> str:
 @pytest.fixture(scope="module")
 def report(study_frames: Frames, tmp_path_factory: pytest.TempPathFactory) -> d.ReportResult:
     trials, epochs = study_frames
-    browser = d.find_browser()
     out = tmp_path_factory.mktemp("report")
     return d.build_report(
-        trials, epochs, study_name="../ptb char/<zoneout>", metric="bpc", max_epochs=9,
-        out_dir=out, grace_period=1, reduction_factor=3, png=browser is not None,
-    )  # fmt: skip
+        trials,
+        epochs,
+        study_name="../ptb char/<zoneout>",
+        metric="bpc",
+        max_epochs=9,
+        out_dir=out,
+        grace_period=1,
+        reduction_factor=3,
+        png=find_browser() is not None,
+    )
 
 
 def test_html_is_self_contained(report: d.ReportResult) -> None:
     html = report.html_path.read_text(encoding="utf-8")
-    # sanitized name: stays in out_dir, no separators
-    assert report.html_path.name == "ptb_char_zoneout-report.html"
-    assert report.html_path.parent == report.summary_path.parent  # type: ignore[union-attr]
+    assert report.html_path.name == "ptb_char_zoneout-report.html"  # sanitized: no path escape
     assert len(html) > 3_000_000  # plotly.js inlined (~4.5 MB)
-    assert "Plotly.newPlot" in html
     srcs = re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?([^\"' >]+)", html, flags=re.I)
     assert not [s for s in srcs if s.startswith(("http:", "https:", "//"))], srcs
-    assert html.count("/** vim: set ts=2") <= 1 and html.count('class="plotly-graph-div"') >= 8
+    assert html.count('class="plotly-graph-div"') == len(report.figures)
     assert "&lt;zoneout&gt;" in html and "<zoneout>" not in html  # title escaped
-    assert "Most important parameter" in html  # the Markdown summary, rendered
-    assert "<strong>zoneout_cell</strong>" in html
+    assert "Epoch read" in html and "Parameter importance not computed" in html
 
 
 def test_pngs_written(report: d.ReportResult) -> None:
@@ -60,8 +70,7 @@ def test_pngs_written(report: d.ReportResult) -> None:
     assert not report.messages, report.messages
     assert set(report.png_paths) == set(report.figures)
     for path in report.png_paths.values():
-        assert path.read_bytes()[:8] == PNG_MAGIC
-        assert path.stat().st_size > 5_000
+        assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 5_000
 
 
 def test_missing_browser_still_writes_html(
@@ -69,7 +78,7 @@ def test_missing_browser_still_writes_html(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "nope"))
-    assert d.find_browser() is None
+    assert find_browser() is None
     trials, epochs = study_frames
     res = d.build_report(
         trials.head(8), epochs, study_name="tiny", metric="error", max_epochs=9, out_dir=tmp_path
@@ -78,62 +87,101 @@ def test_missing_browser_still_writes_html(
     assert any("apt-get install chromium" in m for m in res.messages)
 
 
-async def _render(url: str, browser: str, shot: Path) -> tuple[int, int, list[str]]:
-    """Open ``url`` over the DevTools protocol, wait for plotly, collect JS errors, screenshot."""
+# Per plot: traces drawn as visible marks, whether a trace's colour carries a value, colour bars.
+_INSPECT = """
+Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+  const marks = gd.querySelectorAll(
+    '.scatterlayer .point, .heatmaplayer image, .contourlayer path, .barlayer .point'
+  ).length + Array.from(gd.querySelectorAll('.scatterlayer .js-line'))
+    .filter(p => (p.getAttribute('d') || '').length > 10).length;
+  const valued = (gd.data || []).some(t =>
+    ((t.type === 'heatmap' || t.type === 'contour') && t.showscale !== false) ||
+    (t.marker && t.marker.color && typeof t.marker.color !== 'string' &&
+     (Array.isArray(t.marker.color) || ArrayBuffer.isView(t.marker.color) ||
+      typeof t.marker.color === 'object')));
+  return [gd.id, marks, valued, gd.querySelectorAll('.colorbar').length];
+})
+"""
+
+
+async def _render(pages: dict[str, Path], browser: str, shots: Path) -> dict[str, list]:
+    """Open each report, wait for plotly, inspect every plot, save a full-page screenshot."""
     from choreographer import Browser
 
-    errors: list[str] = []
-
-    async def on_exception(msg: dict) -> None:
-        detail = msg.get("params", {}).get("exceptionDetails", {})
-        errors.append(str(detail.get("exception", {}).get("description") or detail))
-
-    async def on_log(msg: dict) -> None:
-        entry = msg.get("params", {}).get("entry", {})
-        if entry.get("level") == "error":
-            errors.append(f"{entry.get('source')}: {entry.get('text')}")
-
+    found: dict[str, list] = {}
     async with Browser(path=browser, headless=True) as b:
-        tab = await b.create_tab("about:blank")
-        await tab.send_command(
-            "Emulation.setDeviceMetricsOverride",
-            params={"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
-        )
-        tab.subscribe("Runtime.exceptionThrown", on_exception)
-        tab.subscribe("Log.entryAdded", on_log)
-        for domain in ("Runtime", "Log", "Page"):
-            await tab.send_command(f"{domain}.enable")
-        await tab.send_command("Page.navigate", params={"url": url})
-        js = (
-            "[document.querySelectorAll('.js-plotly-plot').length,"
-            " document.querySelectorAll('.js-plotly-plot svg.main-svg').length,"
-            " document.readyState]"
-        )
-        plots = svgs = 0
-        for _ in range(150):
-            r = await tab.send_command(
-                "Runtime.evaluate", params={"expression": js, "returnByValue": True}
+        for name, html in pages.items():
+            tab = await b.create_tab("about:blank")
+            await tab.send_command(
+                "Emulation.setDeviceMetricsOverride",
+                params={"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
             )
-            val = r.get("result", {}).get("result", {}).get("value") or [0, 0, ""]
-            plots, svgs, state = val
-            if state == "complete" and plots >= 8 and svgs >= 2 * plots:
-                break
-            await asyncio.sleep(0.2)
-        r = await tab.send_command(
-            "Page.captureScreenshot", params={"format": "png", "captureBeyondViewport": False}
-        )
-        shot.write_bytes(base64.b64decode(r["result"]["data"]))
-    return plots, svgs, errors
+            await tab.send_command("Page.enable")
+            await tab.send_command("Page.navigate", params={"url": html.as_uri()})
+            want = html.read_text(encoding="utf-8").count('class="plotly-graph-div"')
+            plots: list = []
+            for _ in range(300):
+                r = await tab.send_command(
+                    "Runtime.evaluate", params={"expression": _INSPECT, "returnByValue": True}
+                )
+                plots = r.get("result", {}).get("result", {}).get("value") or []
+                if len(plots) == want and all(p[1] > 0 for p in plots):
+                    break
+                await asyncio.sleep(0.2)
+            r = await tab.send_command(
+                "Page.captureScreenshot", params={"format": "png", "captureBeyondViewport": True}
+            )
+            (shots / f"{name}.png").write_bytes(base64.b64decode(r["result"]["data"]))
+            found[name] = plots
+            await tab.close()
+    return found
 
 
 @pytest.mark.browser
-def test_report_renders_in_headless_chromium(report: d.ReportResult, tmp_path: Path) -> None:
+def test_reports_show_data_and_colour_bars_in_headless_chromium(
+    report: d.ReportResult,
+    make_grid,
+    make_frames,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
     browser = _browser_or_skip()
-    shot = tmp_path / "report.png"
-    plots, svgs, errors = asyncio.run(
-        asyncio.wait_for(_render(report.html_path.as_uri(), browser, shot), timeout=90)
-    )
-    assert plots == len(report.figures)
-    assert svgs >= 2 * plots  # plotly draws two main-svg layers per plot
-    assert not errors, errors
-    assert shot.read_bytes()[:8] == PNG_MAGIC
+    shots = Path(os.environ.get("ZONEOUT_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    pages = {"synthetic-asha": report.html_path}
+    trials, epochs = make_grid()
+    pages["synthetic-grid-3x2"] = d.build_report(
+        trials,
+        epochs,
+        study_name="grid",
+        metric="bpc",
+        max_epochs=4,
+        out_dir=tmp_path / "g",
+        png=False,
+    ).html_path
+    trials, epochs = make_frames(4, seed=3)
+    pages["synthetic-4-trials"] = d.build_report(
+        trials,
+        epochs,
+        study_name="four",
+        metric="bpc",
+        max_epochs=9,
+        out_dir=tmp_path / "f",
+        png=False,
+    ).html_path
+    for study in ("ptb-char-sensitivity", "overfit/ptb-char-overfit"):
+        csv = RESULTS / f"{study}-trials.csv"
+        pages[Path(study).name] = write_table_report(
+            csv,
+            tmp_path / Path(study).name,
+            spec_path=csv.with_name(f"{Path(study).name}.yaml"),
+            png=False,
+        ).html_path
+    found = asyncio.run(asyncio.wait_for(_render(pages, browser, shots), timeout=240))
+    for name, plots in found.items():
+        assert plots, f"{name}: no plot rendered"
+        for plot_id, marks, valued, colorbars in plots:
+            assert marks > 0, f"{name}/{plot_id}: axes without data"
+            if valued:
+                assert colorbars >= 1, f"{name}/{plot_id}: colour without a colour bar"
+        assert (shots / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    print(f"screenshots in {shots}")

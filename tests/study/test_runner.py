@@ -14,9 +14,10 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from dashboards import serve_dashboard, write_study_report
+from dashboards import serve_dashboard
 from study.cli import app
 from study.export import export_best
+from study.report import write_study_report
 from study.runner import run_study
 from study.spec import validate_spec
 from study.store import Store

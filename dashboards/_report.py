@@ -9,22 +9,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
+from ._analysis import StudyAnalysis, analyze
 from ._common import Direction, sanitize_name
-from .analysis import StudyAnalysis, analyze
-from .figures import report_figures
+from ._figures import report_figures
 
-__all__ = [
-    "BROWSER_NAMES",
-    "ReportResult",
-    "build_report",
-    "find_browser",
-    "markdown_to_html",
-    "render_html",
-    "write_pngs",
-]
+__all__ = ["ReportResult", "build_report", "find_browser", "markdown_to_html", "write_pngs"]
 
 _log = logging.getLogger(__name__)
 
@@ -34,7 +27,7 @@ _INSTALL_HINT = (
     "install Chromium to get PNGs (Debian/Ubuntu: `apt-get install chromium`) or point the "
     "BROWSER_PATH environment variable at a Chrome/Chromium executable"
 )
-_SIZES = {"surface": (1300, 560)}
+_SIZES = {"surface": (1300, 600), "differences": (1100, 700)}
 _DEFAULT_SIZE = (1000, 560)
 
 
@@ -77,6 +70,8 @@ body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2r
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
 .summary { background: #f6f8fa; border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem; }
 .figure { margin: 1.5rem 0; border-top: 1px solid #eee; }
+.summary table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+.summary th, .summary td { border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: left; }
 footer { color: #777; font-size: 0.8rem; margin-top: 3rem; }
 """
 
@@ -123,6 +118,7 @@ def write_pngs(
     jobs = []
     for name, fig in figures.items():
         w, h = _SIZES.get(name.split("-")[0], _DEFAULT_SIZE)
+        w, h = int(fig.layout.width or w), int(fig.layout.height or h)
         jobs.append(
             {
                 "fig": fig,
@@ -153,13 +149,15 @@ def build_report(
     reduction_factor: float | None = None,
     png: bool = True,
     browser: str | None = None,
-    importance_evaluator: str = "ped-anova",
+    study: optuna.Study | None = None,
+    baseline_trial: int | None = None,
 ) -> ReportResult:
     """Analyse the frames and write ``<study>-report.html``, ``<study>-summary.md`` and
     (``png=True``) ``<study>-<figure>.png`` into ``out_dir``.
 
     The study name is sanitized for file names (no path escape). Without a Chromium the HTML is
-    still written and ``messages`` says how to get the PNGs.
+    still written and ``messages`` says how to get the PNGs. ``study``: the real Optuna study,
+    for importance; ``baseline_trial``: see :func:`dashboards.analyze`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +171,8 @@ def build_report(
         study_name=study_name,
         grace_period=grace_period,
         reduction_factor=reduction_factor,
-        importance_evaluator=importance_evaluator,
+        study=study,
+        baseline_trial=baseline_trial,
     )
     figures = report_figures(analysis)
     title = f"Zoneout sensitivity report: {study_name}"

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import optuna
 import plotly.graph_objects as go
 
-__all__ = ["DashboardServer", "graph_object_id", "save_figures_to_study", "serve_dashboard"]
+__all__ = [
+    "DashboardServer",
+    "graph_object_id",
+    "save_figures_to_study",
+    "save_note_section",
+    "serve_dashboard",
+]
 
 _log = logging.getLogger(__name__)
 _STORAGE_ENV = "ZONEOUT_DASHBOARD_STORAGE"
@@ -34,17 +40,40 @@ def graph_object_id(name: str) -> str:
     return gid if gid[:1].isalpha() else f"fig-{gid or 'figure'}"
 
 
+def _sections(note: str) -> list[str]:
+    """A note split at its level-2 headings (each section starts with '## ')."""
+    parts: list[str] = []
+    for line in note.splitlines(keepends=True):
+        if line.startswith("## ") or not parts:
+            parts.append(line)
+        else:
+            parts[-1] += line
+    return [p for p in parts if p.strip()]
+
+
+def save_note_section(study: optuna.Study, markdown: str) -> None:
+    """Put ``markdown`` (starting with a '## ' heading) into the study note, replacing the
+    section with the same heading's first words and keeping every other section (the report's
+    summary and the compare command's Table 1 share the one study note)."""
+    from optuna_dashboard import save_note
+    from optuna_dashboard._note import get_note
+
+    key = " ".join(markdown.lstrip().splitlines()[0].split()[:3])
+    kept = [p for p in _sections(get_note(study)) if " ".join(p.split()[:3]) != key]
+    save_note(study, "\n".join([markdown.rstrip() + "\n", *[p.rstrip() + "\n" for p in kept]]))
+
+
 def save_figures_to_study(
     study: optuna.Study, figures: dict[str, go.Figure], summary_markdown: str
 ) -> list[str]:
     """Save each figure with ``optuna_dashboard.save_plotly_graph_object`` (a stable id per name,
-    so saving again overwrites) and the Markdown summary as the study note. Returns the ids."""
-    from optuna_dashboard import save_note, save_plotly_graph_object
+    so saving again overwrites) and the Markdown summary into the study note. Returns the ids."""
+    from optuna_dashboard import save_plotly_graph_object
 
     ids = []
     for name, fig in figures.items():
         ids.append(save_plotly_graph_object(study, fig, graph_object_id=graph_object_id(name)))
-    save_note(study, summary_markdown)
+    save_note_section(study, summary_markdown)
     return ids
 
 

@@ -1,0 +1,161 @@
+"""Everything the report shows, as data: :func:`analyze` runs each analysis on the store's frames.
+
+Each figure reads the runs at one epoch (:mod:`dashboards._runs`): the full budget when enough
+configurations reached it, else the deepest epoch that enough reached (studies stopped early by
+ASHA). The summary says which epoch each figure used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from ._common import Direction, MetricInfo, metric_info, numeric_params
+from ._configs import ConfigTable, config_table, find_baseline
+from ._curves import LearningCurves, learning_curves
+from ._importance import ParamImportance, parameter_importance
+from ._marginal import Marginal, marginal
+from ._model import ModelFit, fit_model, gp_min_configs
+from ._runs import EpochChoice, StudyRuns, pick_epoch, study_runs
+from ._summary import summarize
+from ._surface import Surface, response_surface
+
+__all__ = ["StudyAnalysis", "analyze"]
+
+#: The configuration table is read at the deepest epoch at least this many configurations reached.
+TABLE_MIN_CONFIGS = 3
+
+
+@dataclass(frozen=True)
+class StudyAnalysis:
+    """Everything the report shows, as data."""
+
+    study_name: str
+    metric: MetricInfo
+    table: ConfigTable
+    """Per-configuration means over seeds and paired differences to the baseline."""
+    surface: Surface | None
+    marginals: dict[str, Marginal]
+    curves: LearningCurves
+    """Every run, each to its last epoch."""
+    importance: ParamImportance
+    param_ranges: dict[str, tuple[float, float]]
+    """Observed range of each numeric parameter: one colour scale per parameter everywhere."""
+    summary_markdown: str
+
+
+def _table_epoch(runs: StudyRuns, baseline_trial: int | None) -> EpochChoice:
+    """Deepest epoch that TABLE_MIN_CONFIGS configurations, the baseline among them, reached."""
+    total = runs.runs["config"].nunique()
+    need = min(TABLE_MIN_CONFIGS, max(total, 1))
+    base, _ = find_baseline(runs.runs, runs.params, trial=baseline_trial)
+    counts = runs.counts()
+    for _, row in counts.iloc[::-1].iterrows():
+        k = int(row["epoch"])
+        if row["n_configs"] < need:
+            continue
+        if (
+            base is not None
+            and not (runs.runs.loc[runs.runs["config"] == base, "reached"] >= k).any()
+        ):
+            continue
+        return EpochChoice(k, runs.max_epochs, int(row["n_configs"]), int(row["n_runs"]))
+    return pick_epoch(runs, need)
+
+
+def _strongest(table: ConfigTable, params: list[str]) -> str | None:
+    """The parameter whose values move the per-configuration means most (the learning curves
+    are coloured by it)."""
+    c = table.configs
+    if not params or c.empty:
+        return params[0] if params else None
+    spread = {p: float(np.ptp(c.groupby("param_" + p)["mean"].mean())) for p in params}
+    return max(params, key=lambda p: spread[p])
+
+
+def analyze(
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame,
+    *,
+    metric: str,
+    max_epochs: int,
+    direction: Direction = "minimize",
+    study_name: str = "study",
+    grace_period: int | None = None,
+    reduction_factor: float | None = None,
+    study: optuna.Study | None = None,
+    baseline_trial: int | None = None,
+    seed: int = 0,
+) -> StudyAnalysis:
+    """Analyse a study's frames (the store's ``trials_frame`` and ``epochs_frame``).
+
+    ``study``: the real Optuna study (or None): importance is read from it and nothing else.
+    ``baseline_trial``: the trial whose configuration the others are compared with, seed by
+    seed; by default the unregularized configuration when the study ran it.
+    """
+    info = metric_info(metric, direction)
+    runs = study_runs(trials, epochs, max_epochs=max_epochs)
+    nums = [p for p in numeric_params(trials) if p in runs.params]
+    table_epoch = _table_epoch(runs, baseline_trial)
+    table = config_table(
+        runs.at(table_epoch.epoch),
+        table_epoch,
+        runs.params,
+        direction=direction,
+        baseline_trial=baseline_trial,
+    )
+    model_epoch = pick_epoch(runs, gp_min_configs(len(nums)))
+    model_runs = runs.at(model_epoch.epoch)
+    model: ModelFit | None = fit_model(model_runs, nums, model_epoch, seed=seed) if nums else None
+    model_table = (
+        table
+        if model_epoch.epoch == table.epoch.epoch
+        else config_table(
+            model_runs, model_epoch, runs.params, direction=direction, baseline_trial=baseline_trial
+        )
+    )
+    surface = None
+    if len(nums) >= 2:
+        x, y = (
+            ("zoneout_cell", "zoneout_hidden")
+            if {"zoneout_cell", "zoneout_hidden"} <= set(nums)
+            else (nums[0], nums[1])
+        )
+        surface = response_surface(model_table, model, x, y, direction=direction)
+    marginals = {}
+    for p in nums:
+        others = [o for o in nums if o != p]
+        marginals[p] = marginal(
+            model_table, model, p, color_param=others[0] if others else None, direction=direction
+        )
+    color = _strongest(table, nums)
+    curves = learning_curves(
+        trials,
+        epochs,
+        max_epochs=max_epochs,
+        budget="last",
+        color_param=color,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+    )
+    importance = parameter_importance(study)
+    ranges = {}
+    for p in nums:
+        col = pd.to_numeric(trials["param_" + p], errors="coerce").dropna()
+        ranges[p] = (float(col.min()), float(col.max()))
+    summary = summarize(
+        trials,
+        metric=info,
+        study_name=study_name,
+        table=table,
+        surface=surface,
+        marginals=marginals,
+        importance=importance,
+        curves=curves,
+    )
+    return StudyAnalysis(
+        study_name, info, table, surface, marginals, curves, importance, ranges, summary
+    )

@@ -1,0 +1,191 @@
+"""The report of a study: read the store's frames and the real Optuna study, hand them to
+:mod:`dashboards`, and save the figures and the summary note into the Optuna study so
+optuna-dashboard shows them. Also the same report from the CSV tables `status --csv` writes
+(how the committed results under docs/results/ are regenerated).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from dashboards import ReportResult, build_report, save_figures_to_study
+from study import optuna_study
+from study.space import distributions
+from study.spec import StudySpec, load_spec
+from trials.tasks import metric_for_task
+
+__all__ = [
+    "StudyFrames",
+    "load_study_frames",
+    "load_table_frames",
+    "optuna_study_from_tables",
+    "write_study_report",
+    "write_table_report",
+]
+
+
+@dataclass(frozen=True)
+class StudyFrames:
+    """What dashboards needs of one study."""
+
+    name: str
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    metric: str
+    max_epochs: int
+    grace_period: int | None
+    reduction_factor: float | None
+    spec: StudySpec | None
+
+
+def _scheduler(spec: StudySpec | None) -> tuple[int | None, float | None]:
+    if spec is None or spec.scheduler.name != "asha":
+        return None, None
+    return int(spec.scheduler.grace_period), float(spec.scheduler.reduction_factor)
+
+
+def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
+    """The store's frames of ``study_name`` and its spec snapshot."""
+    from study.spec import validate_spec
+    from study.store import Store
+
+    store = Store(storage_url)
+    try:
+        trials = store.trials_frame(study_name)
+        epochs = store.epochs_frame(study_name)
+        raw = store.study_spec(study_name)
+    finally:
+        store.close()
+    try:
+        spec: StudySpec | None = validate_spec(raw, f"study {study_name!r}")
+    except Exception:  # a snapshot the current schema refuses (older version): read it as data
+        spec = None
+    if spec is not None:
+        metric, max_epochs = spec.metric, spec.max_epochs
+        grace, factor = _scheduler(spec)
+    else:
+        base = raw.get("base") or {}
+        metric = metric_for_task(str(base.get("task", "ptb-char")))
+        seen = int(epochs["epoch"].max()) if len(epochs) else 1
+        max_epochs = int(base.get("epochs") or seen)
+        scheduler = raw.get("scheduler") or {}
+        asha = scheduler.get("name", "asha") == "asha"
+        grace = int(scheduler.get("grace_period", 1)) if asha else None
+        factor = float(scheduler.get("reduction_factor", 2.0)) if asha else None
+    return StudyFrames(study_name, trials, epochs, metric, max_epochs, grace, factor, spec)
+
+
+def load_table_frames(
+    trials_csv: str | os.PathLike[str], spec_path: str | os.PathLike[str] | None = None
+) -> StudyFrames:
+    """Frames from ``<study>-trials.csv`` and its ``.epochs.csv`` sibling (`status --csv`);
+    the spec is ``spec_path``, else ``<study>.yaml`` beside the table when there is one."""
+    path = Path(trials_csv)
+    if spec_path is None:
+        beside = path.with_name(path.name.removesuffix("-trials.csv") + ".yaml")
+        spec_path = beside if beside.is_file() else None
+    trials = pd.read_csv(path)
+    epochs_path = path.with_suffix(".epochs.csv")
+    epochs = pd.read_csv(epochs_path) if epochs_path.is_file() else pd.DataFrame()
+    spec = load_spec(spec_path) if spec_path is not None else None
+    name = str(trials["study"].iloc[0]) if "study" in trials and len(trials) else path.stem
+    metric = spec.metric if spec else "bpc"
+    max_epochs = spec.max_epochs if spec else int(epochs["epoch"].max() if len(epochs) else 1)
+    grace, factor = _scheduler(spec)
+    return StudyFrames(name, trials, epochs, metric, max_epochs, grace, factor, spec)
+
+
+def optuna_study_from_tables(frames: StudyFrames) -> optuna.Study | None:
+    """An in-memory Optuna study with the trials of committed tables, on the spec's own
+    distributions and the searcher's objective (mean over seeds of the last-epoch value).
+
+    The one Optuna call of study/ outside study/optuna_study.py: it builds a study in memory
+    from tables, which that module (the owner of the store's studies) has no call for."""
+    if frames.spec is None or frames.epochs.empty:
+        return None
+    dists = distributions(frames.spec)
+    last = frames.epochs.sort_values("epoch").groupby(["number", "seed"])["valid_metric"].last()
+    objective = last.groupby(level="number").mean()
+    study = optuna.create_study(direction="minimize")
+    made = []
+    for _, row in frames.trials.iterrows():
+        state = str(row["state"])
+        params = {n: row[f"param_{n}"] for n in dists if f"param_{n}" in row}
+        params = {n: (v.item() if hasattr(v, "item") else v) for n, v in params.items()}
+        if state == "COMPLETE" and row["number"] in objective.index:
+            made.append(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions={n: dists[n] for n in params},
+                    value=float(objective[row["number"]]),
+                )
+            )
+    study.add_trials(made)
+    return study
+
+
+def _report(
+    frames: StudyFrames,
+    out_dir: str | os.PathLike[str],
+    *,
+    study: optuna.Study | None,
+    png: bool,
+    baseline_trial: int | None,
+) -> ReportResult:
+    states = ["COMPLETE", "PRUNED", "FAIL"]
+    trials = frames.trials[frames.trials["state"].astype(str).isin(states)]
+    return build_report(
+        trials,
+        frames.epochs,
+        study_name=frames.name,
+        metric=frames.metric,
+        direction="minimize",
+        max_epochs=frames.max_epochs,
+        out_dir=out_dir,
+        grace_period=frames.grace_period,
+        reduction_factor=frames.reduction_factor,
+        png=png,
+        study=study,
+        baseline_trial=baseline_trial,
+    )
+
+
+def write_study_report(
+    storage_url: str,
+    study_name: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    png: bool = True,
+    save_to_optuna: bool = True,
+    baseline_trial: int | None = None,
+) -> ReportResult:
+    """Write ``<study>-report.html`` (+ PNGs, summary) for a stored study into ``out_dir`` and
+    save the figures and summary into the Optuna study (optuna-dashboard)."""
+    frames = load_study_frames(storage_url, study_name)
+    study = optuna_study.load_study(storage_url, study_name)  # the real study: its search space
+    result = _report(frames, out_dir, study=study, png=png, baseline_trial=baseline_trial)
+    if save_to_optuna and result.figures:
+        save_figures_to_study(study, result.figures, result.analysis.summary_markdown)
+        result.messages.append(
+            f"figures and summary saved into the Optuna study {study_name!r} (optuna-dashboard)"
+        )
+    return result
+
+
+def write_table_report(
+    trials_csv: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    spec_path: str | os.PathLike[str] | None = None,
+    png: bool = True,
+    baseline_trial: int | None = None,
+) -> ReportResult:
+    """The same report from committed tables; importance from the spec's distributions."""
+    frames = load_table_frames(trials_csv, spec_path)
+    study = optuna_study_from_tables(frames)
+    return _report(frames, out_dir, study=study, png=png, baseline_trial=baseline_trial)

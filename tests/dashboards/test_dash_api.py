@@ -1,0 +1,26 @@
+"""The deliberate public surface of dashboards (its layering: tests/study/test_layering.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dashboards
+
+PACKAGE = Path(dashboards.__file__).parent
+
+PUBLIC = {
+    # what a user calls
+    "analyze", "report_figures", "build_report", "save_figures_to_study", "save_note_section",
+    "serve_dashboard", "seed_interval", "paired_difference", "select_configuration",
+    "compare_methods", "write_comparison",
+    # the data types those return
+    "StudyAnalysis", "ReportResult", "DashboardServer", "Interval", "IntervalKind", "ConfigTable",
+    "EpochChoice", "MetricInfo", "ParamImportance", "MethodResult", "Comparison",
+}  # fmt: skip
+
+
+def test_public_names_are_the_deliberate_few() -> None:
+    assert set(dashboards.__all__) == PUBLIC
+    assert all(hasattr(dashboards, name) for name in PUBLIC)
+    modules = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    assert modules and all(m.startswith("_") for m in modules), modules

@@ -1,0 +1,131 @@
+"""`zoneout-study compare`: Table 1 with seed-paired differences, from stored studies or from the
+committed PTB-char tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from study.cli import app
+from study.compare import CompareError, HeldOutMetric, compare_studies
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "ptb-char"
+GRID = str(RESULTS / "ptb-char-sensitivity-trials.csv")
+RD = str(RESULTS / "ptb-char-recurrent-dropout-trials.csv")
+
+
+def test_table_1_of_the_committed_ptb_char_studies(tmp_path: Path) -> None:
+    result = compare_studies(
+        [GRID, RD], storage_url=None, out_dir=tmp_path, test=HeldOutMetric.NONE, png=False
+    )
+    rows = {r.method: r for r in result.comparison.rows}
+    assert list(rows) == ["unregularized", "zoneout", "recurrent dropout"]
+    assert rows["unregularized"].config == {"zoneout_cell": 0.0, "zoneout_hidden": 0.0}
+    # zoneout is selected among its non-zero settings, on validation only.
+    assert rows["zoneout"].config == {"zoneout_cell": 0.25, "zoneout_hidden": 0.0}
+    assert rows["zoneout"].n_configs == 11
+    assert rows["recurrent dropout"].config == {"recurrent_dropout": 0.25}
+    diff = result.comparison.differences["recurrent dropout"]
+    assert diff.n == 2 and diff.mean == pytest.approx(2.8708 - 2.6955, abs=1e-3)
+    md = result.markdown
+    assert "| recurrent dropout | recurrent_dropout=0.25" in md
+    assert "+0.1753 (n = 2:" in md and "95%" not in md.split("\n- ")[0].split("|")[-2]
+    assert (tmp_path / "compare-ptb-char-sensitivity-vs-ptb-char-recurrent-dropout.html").is_file()
+
+
+def test_named_baseline_and_unknown_baseline(tmp_path: Path) -> None:
+    result = compare_studies(
+        [GRID, RD],
+        storage_url=None,
+        out_dir=tmp_path,
+        baseline="ptb-char-recurrent-dropout",
+        test=HeldOutMetric.NONE,
+        png=False,
+    )
+    assert result.comparison.baseline == "recurrent dropout"
+    assert result.comparison.differences["zoneout"].mean < 0
+    with pytest.raises(CompareError, match="names no method"):
+        compare_studies(
+            [GRID],
+            storage_url=None,
+            out_dir=tmp_path,
+            baseline="nope",
+            test=HeldOutMetric.NONE,
+            png=False,
+        )
+
+
+def test_cli_prints_table_1(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["compare", GRID, RD, "--out", str(tmp_path), "--no-png", "--test", "none"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "## Table 1: BPC by method" in res.output
+    assert "Δ validation vs unregularized" in res.output
+    bad = CliRunner().invoke(app, ["compare", GRID, "--test", "sometimes", "--no-png"])
+    assert bad.exit_code == 2 and "--test must be one of" in bad.output
+
+
+def test_one_study_split_by_its_categorical_regularizer(tmp_path: Path) -> None:
+    """A study searching `regularizer` gives one Table 1 row per value, paired by seed."""
+    rows, epochs = [], []
+    truth = {"none": 2.0, "zoneout": 1.9, "recurrent_dropout": 1.95}
+    number = 0
+    for method, value in truth.items():
+        for rate in (0.1, 0.2):
+            rows.append(
+                {
+                    "study": "mixed",
+                    "number": number,
+                    "state": "COMPLETE",
+                    "param_regularizer": method,
+                    "param_rate": rate,
+                }
+            )
+            for seed, shift in enumerate((0.0, 0.05, -0.03)):
+                for epoch in (1, 2):
+                    v = value + rate / 10 + shift + (0.3 if epoch == 1 else 0.0)
+                    epochs.append(
+                        {
+                            "study": "mixed",
+                            "number": number,
+                            "seed": seed,
+                            "epoch": epoch,
+                            "valid_metric": v,
+                        }
+                    )
+            number += 1
+    table = tmp_path / "mixed-trials.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    pd.DataFrame(epochs).to_csv(tmp_path / "mixed-trials.epochs.csv", index=False)
+    result = compare_studies(
+        [str(table)],
+        storage_url=None,
+        out_dir=tmp_path,
+        baseline="none",
+        test=HeldOutMetric.NONE,
+        png=False,
+    )
+    rows_by = {r.method: r for r in result.comparison.rows}
+    assert set(rows_by) == set(truth)
+    assert all(r.config == {"rate": 0.1} for r in rows_by.values())
+    diff = result.comparison.differences["zoneout"]
+    # The seed shifts cancel in the pairing: the difference is exact, a zero-width interval.
+    assert diff.n == 3 and diff.mean == pytest.approx(-0.1) and diff.high - diff.low < 1e-9
+
+
+def test_report_cli_reads_a_committed_table_with_a_named_baseline(tmp_path: Path) -> None:
+    table = str(RESULTS / "overfit" / "ptb-char-overfit-trials.csv")
+    res = CliRunner().invoke(
+        app, ["report", table, "--out", str(tmp_path), "--no-png", "--baseline", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    summary = (tmp_path / "ptb-char-overfit-summary.md").read_text(encoding="utf-8")
+    assert "trial 1's configuration (named by the user)" in summary
+    # Importance from the spec's own distributions, refused with its reason at 6 trials.
+    assert "needs at least 20 complete trials, the study has 6" in summary
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope-trials.csv")])
+    assert missing.exit_code == 2 and "no such table" in missing.output
