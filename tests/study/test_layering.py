@@ -144,3 +144,20 @@ def test_dashboards_never_imports_study() -> None:
 
 def test_no_import_cycles() -> None:
     assert _cycles(_edges(_modules())) == []
+
+
+def test_architecture_doc_names_every_module() -> None:
+    # docs/architecture.md is where a newcomer looks up where a change belongs: every module
+    # and subpackage directly under study/, trials/ and dashboards/ must be named there.
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = []
+    for package in PACKAGES:
+        for entry in sorted((ROOT / package).iterdir()):
+            if entry.name.startswith("__") or entry.name == "py.typed":
+                continue
+            if entry.is_dir() and (entry / "__init__.py").exists():
+                if f"`{entry.name}/`" not in doc:
+                    missing.append(f"{package}/{entry.name}/")
+            elif entry.suffix == ".py" and f"`{entry.name}`" not in doc:
+                missing.append(f"{package}/{entry.name}")
+    assert not missing, f"docs/architecture.md does not name: {missing}"
