@@ -8,10 +8,12 @@ error                        raised by                   also a
 ===========================  ==========================  =====================
 ``ConfigError``              trials.config               ``ValueError``
 ``DataNotFoundError``        trials.data                 ``FileNotFoundError``
+``CorruptDataError``         trials.data (IDX files)     ``ValueError``
 ``SpecError``                study.spec                  ``ValueError``
 ``StoreError``               study.store                 ``RuntimeError``
 ``StudyRunError``            study.runner                ``RuntimeError``
 ``ExportError``              study.export                ``ValueError``
+``CompareError``             study.compare               -
 ``OptionError``              study.cli (host, port)      ``ValueError``
 ``PathError``                study.cli (paths)           ``OptionError``
 ===========================  ==========================  =====================

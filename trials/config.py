@@ -286,6 +286,8 @@ def read_yaml(path: Path) -> Any:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}:{where}: malformed YAML ({problem})") from None
+    except ValueError as error:  # e.g. an integer past Python's 4300-digit conversion limit
+        raise ConfigError(f"{path}: a value YAML cannot convert ({error})") from None
 
 
 def load_config(path: Path | str, overrides: list[str] | None = None) -> TrialConfig:

@@ -202,6 +202,15 @@ def test_duplicate_keys_are_refused_naming_key_and_line(
     assert str(path) in message and "\n" not in message
 
 
+def test_an_integer_yaml_cannot_convert_is_a_config_error(tmp_path: Path) -> None:
+    # Python refuses int() of more than 4300 digits with a ValueError; the CLI must still see a
+    # user error (exit 2, one line), not a bug.
+    path = write(tmp_path / "c.yaml", "task: digits\nhidden_size: " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="cannot convert") as caught:
+        read_yaml(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", "d: &d {x: 1, y: 2}\ne:\n  <<: *d\n  x: 3\n")
     assert read_yaml(path) == {"d": {"x": 1, "y": 2}, "e": {"x": 3, "y": 2}}

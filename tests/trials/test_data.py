@@ -23,6 +23,7 @@ from trials.data import (
     EOS,
     FASHION_MNIST_DIR,
     UNK,
+    CorruptDataError,
     DataNotFoundError,
     SequenceDataset,
     TokenCorpus,
@@ -314,7 +315,7 @@ def test_read_idx_tiny_files(tmp_path: Path, compress: bool) -> None:
 def test_read_idx_corrupt_files(tmp_path: Path, payload: bytes, match: str) -> None:
     path = tmp_path / "broken-idx1-ubyte"
     path.write_bytes(payload)
-    with pytest.raises(ValueError, match=match) as info:
+    with pytest.raises(CorruptDataError, match=match) as info:  # a UserError: exit 2
         read_idx(path)
     assert str(path) in str(info.value)
 

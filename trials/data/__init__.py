@@ -25,13 +25,14 @@ from trials.data._text import (
     load_text_chars,
     ptb_chars_from_words,
 )
-from trials.data._types import DataNotFoundError, SequenceDataset, TokenCorpus
+from trials.data._types import CorruptDataError, DataNotFoundError, SequenceDataset, TokenCorpus
 
 __all__ = [
     "DEFAULT_VALID_SIZE",
     "EOS",
     "FASHION_MNIST_DIR",
     "UNK",
+    "CorruptDataError",
     "DataNotFoundError",
     "SequenceDataset",
     "TokenCorpus",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trials.data._types import CorruptDataError
+
 __all__ = ["read_idx"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -38,31 +40,33 @@ def read_idx(path: Path) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: corrupt gzip stream ({exc})") from exc
+            raise CorruptDataError(f"{path}: corrupt gzip stream ({exc})") from exc
     if len(raw) < 4:
-        raise ValueError(f"{path}: not an IDX file: {len(raw)} bytes, shorter than the header")
+        raise CorruptDataError(
+            f"{path}: not an IDX file: {len(raw)} bytes, shorter than the header"
+        )
     if raw[0] != 0 or raw[1] != 0:
-        raise ValueError(
+        raise CorruptDataError(
             f"{path}: not an IDX file: magic number starts with {raw[:2].hex()}, expected 0000"
         )
     type_code, ndim = raw[2], raw[3]
     dtype = _DTYPES.get(type_code)
     if dtype is None:
-        raise ValueError(
+        raise CorruptDataError(
             f"{path}: not an IDX file: unknown data type code 0x{type_code:02x} "
             f"(known: {', '.join(f'0x{c:02x}' for c in _DTYPES)})"
         )
     if ndim == 0:
-        raise ValueError(f"{path}: IDX header declares 0 dimensions")
+        raise CorruptDataError(f"{path}: IDX header declares 0 dimensions")
     header_end = 4 + 4 * ndim
     if len(raw) < header_end:
-        raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions declared)")
+        raise CorruptDataError(f"{path}: truncated IDX header ({ndim} dimensions declared)")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     actual = len(raw) - header_end
     if actual != expected:
         kind = "truncated" if actual < expected else "has trailing bytes"
-        raise ValueError(
+        raise CorruptDataError(
             f"{path}: IDX data {kind}: shape {shape} of {dtype.name} needs {expected} bytes, "
             f"found {actual}"
         )

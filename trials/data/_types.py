@@ -9,7 +9,7 @@ import torch
 
 from trials.errors import UserError
 
-__all__ = ["DataNotFoundError", "SequenceDataset", "TokenCorpus"]
+__all__ = ["CorruptDataError", "DataNotFoundError", "SequenceDataset", "TokenCorpus"]
 
 
 class DataNotFoundError(UserError, FileNotFoundError):
@@ -18,6 +18,10 @@ class DataNotFoundError(UserError, FileNotFoundError):
     The message says which files (or package) were looked for, where, and how to get them.
     Nothing is ever downloaded by :mod:`trials.data`.
     """
+
+
+class CorruptDataError(UserError, ValueError):
+    """A data file is there but unreadable (truncated, bad header, corrupt gzip): replace it."""
 
 
 @dataclass(frozen=True, eq=False)
