@@ -83,7 +83,16 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
+        # locked" at once there instead of waiting out busy_timeout: drivers (or threads)
+        # opening a fresh file together would fail. Wait for the lock like busy_timeout would.
+        retry_call(
+            lambda: cursor.execute("PRAGMA journal_mode = WAL"),
+            retry_if=lambda error: "locked" in str(error),
+            seconds=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            first_delay=0.05,
+            max_delay=0.5,
+        )
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
     finally:
