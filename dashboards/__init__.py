@@ -21,6 +21,7 @@ from ._analysis import StudyAnalysis, analyze
 from ._common import MetricInfo
 from ._compare import (
     Comparison,
+    MethodPair,
     MethodResult,
     compare_methods,
     select_configuration,
@@ -46,6 +47,7 @@ __all__ = [
     "EpochChoice",
     "Interval",
     "IntervalKind",
+    "MethodPair",
     "MethodResult",
     "MetricInfo",
     "ParamImportance",

@@ -1,6 +1,7 @@
 """Table 1 across regularizers: per method the validation-selected configuration, its
-validation metric over seeds, its test metric (marked with how it was obtained) and the
-seed-paired difference to a baseline method."""
+validation metric over seeds, its test metric (marked with how it was obtained), the
+seed-paired differences to a baseline method on validation and on test, and the seed-paired
+differences between every other pair of methods."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ._stats import LEVEL, Interval, paired_difference
 
 __all__ = [
     "Comparison",
+    "MethodPair",
     "MethodResult",
     "compare_methods",
     "select_configuration",
@@ -44,8 +46,20 @@ class MethodResult:
     """Configurations the selection chose among."""
     trial_numbers: tuple[int, ...]
     test: Interval | None = None
+    test_by_seed: pd.Series | None = None
+    """Test value per seed (index: seed), for pairing; None when not computed."""
     test_source: str = "not computed"
     """How the test metric was obtained: 'best checkpoint', 'retrained', or why it is missing."""
+
+
+@dataclass(frozen=True)
+class MethodPair:
+    """``first`` minus ``second``, paired by seed, on validation and (when both have it) test."""
+
+    first: str
+    second: str
+    valid: Interval
+    test: Interval | None
 
 
 @dataclass(frozen=True)
@@ -53,8 +67,13 @@ class Comparison:
     rows: list[MethodResult]
     baseline: str
     differences: dict[str, Interval]
+    """Validation: method minus baseline, paired by seed."""
     metric: MetricInfo
     notes: list[str] = field(default_factory=list)
+    test_differences: dict[str, Interval] = field(default_factory=dict)
+    """Test: method minus baseline, paired by seed, where both test metrics were computed."""
+    pairs: list[MethodPair] = field(default_factory=list)
+    """Every pair of non-baseline methods, in row order."""
 
 
 def select_configuration(
@@ -97,41 +116,75 @@ def _plain(v: object) -> object:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def _pair(first: MethodResult, second: MethodResult) -> MethodPair:
+    test = None
+    if first.test_by_seed is not None and second.test_by_seed is not None:
+        test = paired_difference(first.test_by_seed, second.test_by_seed)
+    return MethodPair(
+        first.method,
+        second.method,
+        paired_difference(first.valid_by_seed, second.valid_by_seed),
+        test,
+    )
+
+
 def compare_methods(rows: list[MethodResult], *, baseline: str, metric: MetricInfo) -> Comparison:
-    """Seed-paired differences of every method's validation values to ``baseline``'s."""
+    """Seed-paired differences of every method's validation (and test) values to
+    ``baseline``'s, and between every pair of the other methods."""
     base = next((r for r in rows if r.method == baseline), None)
     if base is None:
         raise ValueError(f"baseline {baseline!r} is not one of {[r.method for r in rows]}")
-    diffs = {
-        r.method: paired_difference(r.valid_by_seed, base.valid_by_seed)
-        for r in rows
-        if r.method != baseline
-    }
+    others = [r for r in rows if r.method != baseline]
+    to_base = {r.method: _pair(r, base) for r in others}
+    diffs = {name: p.valid for name, p in to_base.items()}
+    test_diffs = {name: p.test for name, p in to_base.items() if p.test is not None}
+    pairs = [_pair(a, b) for i, a in enumerate(others) for b in others[i + 1 :]]
     notes = [
         f"Validation: best {metric.title} up to the full budget (early stopping), mean over "
         f"seeds; [..] is a {LEVEL:.0%} Student-t interval over seeds (3 or more seeds); with 2 "
         "seeds both values are listed (n = 2), no interval.",
-        f"Difference: method minus {baseline}, paired by seed (same seed = same initialisation "
-        "and data order), on validation.",
+        f"Δ: method minus {baseline}, paired by seed (same seed = same initialisation "
+        "and data order); negative is better for a metric to minimize. On test only where "
+        "both test metrics were computed.",
         "Each method's configuration was selected on validation only; the test metric is of "
         "that one configuration.",
     ]
-    return Comparison(rows, baseline, diffs, metric, notes)
+    return Comparison(rows, baseline, diffs, metric, notes, test_diffs, pairs)
 
 
 def _config_text(cfg: dict[str, object]) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.items())
 
 
-def comparison_markdown(c: Comparison) -> str:
+def _columns(c: Comparison) -> list[str]:
     m = c.metric
-    head = [
+    return [
         "method",
         "selected configuration",
         f"validation {m.name}",
         f"test {m.name}",
         f"Δ validation vs {c.baseline}",
+        f"Δ test vs {c.baseline}",
     ]
+
+
+def _row_cells(c: Comparison, r: MethodResult, *, with_source: bool) -> list[str]:
+    test = f"{r.test.text()} ({r.test_source})" if r.test is not None else r.test_source
+    if r.method == c.baseline:
+        diff = test_diff = "baseline"
+    else:
+        diff = c.differences[r.method].text("+.4f")
+        found = c.test_differences.get(r.method)
+        test_diff = found.text("+.4f") if found is not None else "-"
+    config = _config_text(r.config)
+    if with_source:
+        config = f"{config} (from {r.n_configs}; {r.source})"
+    return [r.method, config, r.valid.text(), test, diff, test_diff]
+
+
+def comparison_markdown(c: Comparison) -> str:
+    m = c.metric
+    head = _columns(c)
     out = [
         f"## Table 1: {m.title.removeprefix('validation ')} by method",
         "",
@@ -139,40 +192,34 @@ def comparison_markdown(c: Comparison) -> str:
         "|" + "---|" * len(head),
     ]
     for r in c.rows:
-        test = f"{r.test.text()} ({r.test_source})" if r.test is not None else r.test_source
-        diff = "baseline" if r.method == c.baseline else c.differences[r.method].text("+.4f")
-        cells = [
-            r.method,
-            f"{_config_text(r.config)} (from {r.n_configs}; {r.source})",
-            r.valid.text(),
-            test,
-            diff,
+        out.append("| " + " | ".join(_row_cells(c, r, with_source=True)) + " |")
+    if c.pairs:
+        out += [
+            "",
+            "### Between the other methods (first minus second, paired by seed)",
+            "",
+            f"| first | second | Δ validation {m.name} | Δ test {m.name} |",
+            "|---|---|---|---|",
         ]
-        out.append("| " + " | ".join(cells) + " |")
+        for p in c.pairs:
+            test = p.test.text("+.4f") if p.test is not None else "-"
+            out.append(f"| {p.first} | {p.second} | {p.valid.text('+.4f')} | {test} |")
     out += ["", *[f"- {n}" for n in c.notes]]
     return "\n".join(out) + "\n"
 
 
 def comparison_figure(c: Comparison) -> go.Figure:
     m = c.metric
-    cols = [
-        "method",
-        "selected configuration",
-        f"validation {m.name}",
-        f"test {m.name}",
-        f"Δ validation vs {c.baseline}",
-    ]
+    cols = _columns(c)
     cells: list[list[str]] = [[] for _ in cols]
     for r in c.rows:
-        test = f"{r.test.text()} ({r.test_source})" if r.test is not None else r.test_source
-        diff = "baseline" if r.method == c.baseline else c.differences[r.method].text("+.4f")
-        for i, v in enumerate([r.method, _config_text(r.config), r.valid.text(), test, diff]):
+        for i, v in enumerate(_row_cells(c, r, with_source=False)):
             cells[i].append(v)
     fig = go.Figure(
         go.Table(
             header=dict(values=cols, fill_color="#e8eef5", align="left"),
             cells=dict(values=cells, align="left", height=34),
-            columnwidth=[1.2, 2.2, 2.6, 1.8, 2.6],
+            columnwidth=[1.2, 2.0, 2.4, 2.6, 2.4, 2.4],
         )
     )
     fig.update_layout(

@@ -41,16 +41,28 @@ def stop_rung(epochs: int, rungs: list[int]) -> int | None:
     return passed[-1] if passed else None
 
 
+_CURVE_COLUMNS = (
+    "number",
+    "seed",
+    "epoch",
+    "valid_metric",
+    "state",
+    "stopped_early",
+    "unfinished",
+    "color",
+)
+
+
 @dataclass(frozen=True)
 class LearningCurves:
     """Curves to draw and which trials stopped early (and where)."""
 
     curves: pd.DataFrame
     """Long frame: ``number``, ``seed``, ``epoch``, ``valid_metric``, ``state``,
-    ``stopped_early``, ``color``; sorted by (number, seed, epoch)."""
+    ``stopped_early``, ``unfinished``, ``color``; sorted by (number, seed, epoch)."""
     final: pd.DataFrame
     """One row per curve: ``number``, ``seed``, ``epoch`` (last), ``valid_metric`` there,
-    ``state``, ``stopped_early``, ``rung``, ``color``."""
+    ``state``, ``stopped_early``, ``unfinished``, ``rung``, ``color``."""
     color_param: str | None
     rungs: list[int]
     max_epochs: int
@@ -59,6 +71,10 @@ class LearningCurves:
     @property
     def n_stopped_early(self) -> int:
         return int(self.final["stopped_early"].sum()) if len(self.final) else 0
+
+    @property
+    def n_unfinished(self) -> int:
+        return int(self.final["unfinished"].sum()) if len(self.final) else 0
 
 
 def learning_curves(
@@ -77,14 +93,15 @@ def learning_curves(
     ``budget='full'`` keeps only trials that reached ``max_epochs`` ("full-budget trials only");
     ``budget='last'`` keeps every trial, its final point at its last epoch. A trial counts as
     stopped early when its state is PRUNED, or it is COMPLETE with fewer than ``max_epochs``.
-    RUNNING trials are drawn but never counted as stopped.
+    A run short of ``max_epochs`` in any other state (FAIL: interrupted, crashed, diverged;
+    RUNNING) is ``unfinished``: drawn, never counted as stopped by the scheduler.
     """
     if budget not in ("full", "last"):
         raise ValueError("budget must be 'full' or 'last'")
     rungs = asha_rungs(max_epochs, grace_period, reduction_factor)
     if not {"number", "epoch", metric_column} <= set(epochs.columns):
         # No per-epoch rows: nothing to draw.
-        out_cols = ["number", "seed", "epoch", "valid_metric", "state", "stopped_early", "color"]
+        out_cols = list(_CURVE_COLUMNS)
         return LearningCurves(pd.DataFrame(columns=out_cols),
                               pd.DataFrame(columns=[*out_cols, "rung"]), color_param, rungs,
                               int(max_epochs), budget)  # fmt: skip
@@ -121,16 +138,18 @@ def learning_curves(
     stopped = (state == "PRUNED") | ((state == "COMPLETE") & (reached < max_epochs))
     last["reached"] = reached
     last["stopped_early"] = stopped
+    last["unfinished"] = ~stopped & (state != "COMPLETE") & (reached < max_epochs)
     last["rung"] = [
         stop_rung(int(r), rungs) if s and rungs else None
         for r, s in zip(reached, stopped, strict=True)
     ]
     if budget == "full":
         last = last[last["reached"] >= max_epochs]
-    stopped_by_cid = last.set_index("_cid")["stopped_early"]
-    curves = df[df["_cid"].isin(stopped_by_cid.index)].copy()
-    curves["stopped_early"] = curves["_cid"].map(stopped_by_cid).astype(bool)
-    out_cols = ["number", "seed", "epoch", "valid_metric", "state", "stopped_early", "color"]
+    by_cid = last.set_index("_cid")
+    curves = df[df["_cid"].isin(by_cid.index)].copy()
+    for flag in ("stopped_early", "unfinished"):
+        curves[flag] = curves["_cid"].map(by_cid[flag]).astype(bool)
+    out_cols = list(_CURVE_COLUMNS)
     final = last[[*out_cols, "rung"]].reset_index(drop=True)
     curves = curves[out_cols]
     return LearningCurves(

@@ -499,9 +499,16 @@ def plot_learning_curves(
     level = np.clip(np.round((color - lo) / span * (n_colors - 1)), 0, n_colors - 1)
     level = np.where(np.isfinite(level), level, 0).astype(int)
     colors = sample_colorscale(cscale, list(np.linspace(0, 1, n_colors)))
-    for stopped in (False, True):
+    # Line style says how a run ended: full budget solid, stopped by the scheduler dotted,
+    # unfinished (failed, interrupted or still running) dashed.
+    styles = np.where(
+        df["stopped_early"].to_numpy(dtype=bool),
+        "dot",
+        np.where(df["unfinished"].to_numpy(dtype=bool), "dash", "solid"),
+    )
+    for style in ("solid", "dot", "dash"):
         for b in np.unique(level):
-            sel = (level == b) & (df["stopped_early"].to_numpy(dtype=bool) == stopped)
+            sel = (level == b) & (styles == style)
             if not sel.any():
                 continue
             x, y = _with_gaps(df[sel])
@@ -515,7 +522,7 @@ def plot_learning_curves(
                     line=dict(
                         color=colors[b] if has_color else _LINE,
                         width=1.2,
-                        dash="dot" if stopped else "solid",
+                        dash=style,
                     ),
                     opacity=0.75,
                     showlegend=False,
@@ -534,7 +541,21 @@ def plot_learning_curves(
                 hovertemplate="trial %{customdata} stopped at epoch %{x}<extra></extra>",
             )
         )
-    done = final[~final["stopped_early"].astype(bool)]
+    unfinished = final[final["unfinished"].astype(bool)]
+    if len(unfinished):
+        fig.add_trace(
+            go.Scatter(
+                x=unfinished["epoch"],
+                y=unfinished["valid_metric"],
+                mode="markers",
+                name="unfinished (failed, interrupted or running)",
+                marker=dict(symbol="circle-open", size=8, color="#555"),
+                customdata=np.stack([unfinished["number"], unfinished["state"]], axis=-1),
+                hovertemplate="trial %{customdata[0]} (%{customdata[1]}) last at epoch %{x}"
+                "<extra></extra>",
+            )
+        )
+    done = final[~final["stopped_early"].astype(bool) & ~final["unfinished"].astype(bool)]
     if len(done):
         marker = dict(size=6, line=dict(width=0.5, color="#222"))
         if has_color:
@@ -566,6 +587,8 @@ def plot_learning_curves(
         f"{shown} runs{note}; colour: {_short(c.color_param or '') or 'none'}; "
         f"{c.n_stopped_early} stopped early (dotted)"
     )
+    if c.n_unfinished:
+        sub += f"; {c.n_unfinished} unfinished (dashed)"
     if c.rungs:
         sub += f"; ASHA rungs at epochs {', '.join(map(str, c.rungs))}"
     step = max(1, math.ceil(c.max_epochs / 12))

@@ -147,6 +147,12 @@ def summarize(
             at = ", ".join(f"{n} at epoch {r}" for r, n in rc.items())
             msg += f" (ASHA rungs {curves.rungs}: {at or 'none'})"
         lines.append(msg + ".")
+        if curves.n_unfinished:
+            lines.append(
+                f"- Unfinished: {curves.n_unfinished} runs ended short of the budget without "
+                "the scheduler stopping them (failed, interrupted or still running); their "
+                "curves are dashed."
+            )
     return "\n".join(lines) + "\n"
 
 

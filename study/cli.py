@@ -453,7 +453,8 @@ def compare(
         typer.Option(
             "--test",
             help="test metric of each selected configuration: auto (from its best checkpoints "
-            "when they are on this machine), retrain, or none",
+            "when they are on this machine), auto-or-retrain (retrain where they are not), "
+            "retrain, or none",
         ),
     ] = "auto",
     out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,

@@ -7,7 +7,9 @@ configuration is selected on validation only (best mean over seeds at the full b
 that ran the unregularized point (every zoneout/dropout rate 0) also gives an "unregularized" row,
 and zoneout/dropout methods are selected among their non-zero settings. The test metric of each
 selected configuration is computed once: from the best checkpoint of each seed when the
-checkpoints are on this machine, or by retraining with ``--test retrain``, and marked as such.
+checkpoints are on this machine, or by retraining (``--test retrain``, or ``auto-or-retrain``
+for only the methods whose checkpoints are not here), and marked as such. A retrained seed must
+reproduce the validation value the study stored; the table says so when it does not.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import tempfile
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from dashboards import (
@@ -35,6 +37,9 @@ from study import keys, optuna_study
 from study.errors import UserError
 from study.report import StudyFrames, load_study_frames, load_table_frames
 
+if TYPE_CHECKING:
+    from trials.train import TrainResult
+
 __all__ = ["CompareError", "CompareResult", "HeldOutMetric", "compare_studies"]
 
 _SPLIT_PARAMS = ("regularizer", "method")
@@ -49,7 +54,10 @@ class HeldOutMetric(str, Enum):
 
     AUTO = "auto"
     """From each seed's best checkpoint when all are on this machine; else not computed."""
+    AUTO_OR_RETRAIN = "auto-or-retrain"
+    """From the checkpoints when all are on this machine; else by retraining that method."""
     RETRAIN = "retrain"
+    """Retrain each seed of the selected configuration (same config, same numbers on CPU)."""
     NONE = "none"
 
 
@@ -146,29 +154,55 @@ def _checkpoints(src: _Source, numbers: tuple[int, ...]) -> list[str] | None:
 
 
 def _test_metric(src: _Source, row: MethodResult, mode: HeldOutMetric) -> MethodResult:
-    from trials.train import train
-
     if mode is HeldOutMetric.NONE:
         return replace(row, test_source="not computed (--test none)")
     if src.frames.spec is None:
         return replace(row, test_source="not computed: the study's spec is not available")
     seeds = [int(s) for s in row.valid_by_seed.index]
     configs = _trial_configs(src.frames, dict(row.config), seeds)
-    values: list[float] = []
-    if mode is HeldOutMetric.AUTO:
+    if mode in (HeldOutMetric.AUTO, HeldOutMetric.AUTO_OR_RETRAIN):
         ckpts = _checkpoints(src, row.trial_numbers)
-        if not ckpts or len(ckpts) != len(configs) or not all(Path(p).is_dir() for p in ckpts):
+        if ckpts and len(ckpts) == len(configs) and all(Path(p).is_dir() for p in ckpts):
+            values = [_test_from_checkpoint(c, p) for c, p in zip(configs, ckpts, strict=True)]
+            source = f"best checkpoint of each of {len(values)} seeds"
+            return _with_test(row, seeds, values, source)
+        if mode is HeldOutMetric.AUTO:
             return replace(row, test_source="not computed: no checkpoints here (--test retrain)")
-        for config, ckpt in zip(configs, ckpts, strict=True):
-            with tempfile.TemporaryDirectory(prefix="zoneout-test-") as work:
-                shutil.copytree(ckpt, work, dirs_exist_ok=True)
-                values.append(train(config, checkpoint_dir=work, resume=True).test_metric)
-        source = f"best checkpoint of each of {len(values)} seeds"
+    values, mismatch = [], 0.0
+    for seed, config in zip(seeds, configs, strict=True):
+        result = _retrain(config)
+        values.append(result.test_metric)
+        stored = float(row.valid_by_seed.loc[seed])
+        mismatch = max(mismatch, abs(result.best_valid_metric - stored))
+    source = f"retrained, {len(values)} seeds, best epoch on validation"
+    if mismatch > 1e-9 * max(1.0, abs(float(row.valid.mean))):
+        source += f"; its validation differs from the study's by up to {mismatch:.2g}"
     else:
-        for config in configs:
-            values.append(train(config, evaluate_test=True).test_metric)
-        source = f"retrained, {len(values)} seeds, best epoch on validation"
-    return replace(row, test=seed_interval(np.asarray(values)), test_source=source)
+        source += "; validation reproduced exactly"
+    return _with_test(row, seeds, values, source)
+
+
+def _with_test(
+    row: MethodResult, seeds: list[int], values: list[float], source: str
+) -> MethodResult:
+    by_seed = pd.Series(values, index=seeds, dtype=float)
+    return replace(row, test=seed_interval(by_seed), test_by_seed=by_seed, test_source=source)
+
+
+def _test_from_checkpoint(config: object, checkpoint: str) -> float:
+    """The test metric of the best model saved in a finished run's checkpoint, which is copied
+    first: resuming must not write into the study's checkpoints."""
+    from trials.train import train
+
+    with tempfile.TemporaryDirectory(prefix="zoneout-test-") as work:
+        shutil.copytree(checkpoint, work, dirs_exist_ok=True)
+        return train(config, checkpoint_dir=work, resume=True).test_metric  # type: ignore[arg-type]
+
+
+def _retrain(config: object) -> TrainResult:
+    from trials.train import train
+
+    return train(config, evaluate_test=True)  # type: ignore[arg-type]
 
 
 def compare_studies(

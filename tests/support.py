@@ -153,6 +153,7 @@ TINY_PTB_BASE: dict[str, Any] = {
     "task": "ptb-char",
     "train_tokens": 12_000,
     "valid_tokens": 3_000,
+    "test_tokens": 3_000,
     "hidden_size": 16,
     "bptt": 40,
     "batch_size": 16,

@@ -60,6 +60,12 @@ class TrialConfig(BaseModel):
     valid_tokens: int | None = Field(
         default=None, gt=0, description="use only the first N validation tokens"
     )
+    test_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="use only the first N test tokens (quick checks; a result to report "
+        "evaluates the whole test text)",
+    )
     train_examples: int | None = Field(
         default=None, gt=0, description="use only the first N training sequences (MNIST family)"
     )

@@ -108,7 +108,7 @@ def load_task(config: TrialConfig) -> TaskData:
         corpus = TokenCorpus(
             train=_limit(corpus.train, config.train_tokens),
             valid=_limit(corpus.valid, config.valid_tokens),
-            test=corpus.test,
+            test=_limit(corpus.test, config.test_tokens),
             vocab=corpus.vocab,
             unit=corpus.unit,
             source=corpus.source,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 
 import dashboards as d
@@ -69,3 +70,25 @@ def test_two_seed_differences_show_both_values_not_an_interval(make_grid) -> Non
     fig = d.report_figures(d.analyze(trials, epochs, metric="bpc", max_epochs=4))["differences"]
     assert "n = 2 seeds: both differences shown, no interval" in fig.layout.title.subtitle.text
     assert not any("95%" in (t.name or "") for t in fig.data)
+
+
+def test_unfinished_runs_are_dashed_and_counted_apart_from_stopped_ones(study_frames) -> None:  # type: ignore[no-untyped-def]
+    """A FAIL (interrupted) run and a RUNNING one are neither full-budget curves nor runs the
+    scheduler stopped: dashed, an open circle at their last epoch, counted as unfinished."""
+    trials, epochs = study_frames
+    failed = int(trials.loc[trials["state"] == "FAIL", "number"].iloc[0])
+    cut = epochs[(epochs["number"] == 1) & (epochs["epoch"] <= 2)].assign(number=failed)
+    a = d.analyze(trials, pd.concat([epochs, cut], ignore_index=True), metric="bpc", max_epochs=9)
+    final = a.curves.final
+    unfinished = final[final["unfinished"]]
+    assert set(unfinished["state"]) == {"FAIL", "RUNNING"}
+    assert not (final["unfinished"] & final["stopped_early"]).any()
+    assert a.curves.n_stopped_early == int((final["state"] == "PRUNED").sum())
+    fig = d.report_figures(a)["learning-curves"]
+    dashed = [t for t in fig.data if t.mode == "lines" and t.line.dash == "dash"]
+    assert dashed and all(
+        t.line.dash in ("solid", "dot", "dash") for t in fig.data if t.mode == "lines"
+    )
+    (marks,) = [t for t in fig.data if t.name and t.name.startswith("unfinished")]
+    assert len(marks.x) == a.curves.n_unfinished == len(unfinished)
+    assert f"{a.curves.n_unfinished} unfinished (dashed)" in fig.layout.title.subtitle.text

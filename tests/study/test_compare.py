@@ -3,12 +3,14 @@ committed PTB-char tables."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from dashboards import Comparison, MethodResult
 from study.cli import app
 from study.compare import CompareError, HeldOutMetric, compare_studies
 
@@ -129,3 +131,83 @@ def test_report_cli_reads_a_committed_table_with_a_named_baseline(tmp_path: Path
     assert "needs at least 20 complete trials, the study has 6" in summary
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope-trials.csv")])
     assert missing.exit_code == 2 and "no such table" in missing.output
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_test_metric_from_checkpoints_and_by_retraining(
+    sqlite_url: str, ray_local: None, tmp_path: Path
+) -> None:
+    """The test column of a real Table 1: read from each seed's best checkpoint, or retrained
+    (which must reproduce both the stored validation and the checkpoint's test value exactly),
+    paired by seed against the baseline and between methods."""
+    from study.runner import run_study
+    from study.spec import validate_spec
+    from tests.support import tiny_ptb_spec
+
+    grid = tiny_ptb_spec(
+        "cmp-zoneout",
+        tmp_path / "zoneout",
+        search={"zoneout_cell": {"type": "categorical", "choices": [0.0, 0.3]}},
+        sampler={"name": "grid", "seed": 0},
+        n_trials=2,
+        repeats=2,
+    )
+    rd = tiny_ptb_spec(
+        "cmp-rd",
+        tmp_path / "rd",
+        search={"recurrent_dropout": {"type": "categorical", "choices": [0.2]}},
+        sampler={"name": "grid", "seed": 0},
+        n_trials=1,
+        repeats=2,
+    )
+    for data in (grid, rd):
+        assert run_study(validate_spec(data), storage=sqlite_url).status == "finished"
+    names = ["cmp-zoneout", "cmp-rd"]
+
+    def table(mode: HeldOutMetric) -> Comparison:
+        out = tmp_path / mode.value
+        return compare_studies(
+            names, storage_url=sqlite_url, out_dir=out, test=mode, png=False
+        ).comparison
+
+    def by_method(comparison: Comparison) -> dict[str, MethodResult]:
+        return {r.method: r for r in comparison.rows}
+
+    auto = table(HeldOutMetric.AUTO)
+    rows = by_method(auto)
+    assert list(rows) == ["unregularized", "zoneout", "recurrent dropout"]
+    tests: dict[str, list[float]] = {}
+    for method, row in rows.items():
+        assert row.test_source == "best checkpoint of each of 2 seeds"
+        assert row.test is not None and row.test_by_seed is not None
+        assert list(row.test_by_seed.index) == list(row.valid_by_seed.index) == [1, 2]
+        assert 1.0 < row.test.mean < 7.0  # BPC of a tiny model: below uniform's 5.6-ish
+        tests[method] = row.test_by_seed.tolist()
+    to_base = [z - b for z, b in zip(tests["zoneout"], tests["unregularized"], strict=True)]
+    assert list(auto.test_differences["zoneout"].values) == pytest.approx(to_base, abs=1e-12)
+    (pair,) = auto.pairs
+    assert (pair.first, pair.second) == ("zoneout", "recurrent dropout")
+    between = [z - r for z, r in zip(tests["zoneout"], tests["recurrent dropout"], strict=True)]
+    assert pair.test is not None
+    assert list(pair.test.values) == pytest.approx(between, abs=1e-12)
+
+    for method, row in by_method(table(HeldOutMetric.RETRAIN)).items():
+        assert row.test_source.endswith("validation reproduced exactly"), row.test_source
+        assert row.test_by_seed is not None and row.test_by_seed.tolist() == tests[method]
+
+    # Without the recurrent-dropout study's checkpoints: auto says so, auto-or-retrain retrains
+    # that method only and gets the same numbers.
+    shutil.rmtree(tmp_path / "rd" / "runs")
+    partial = table(HeldOutMetric.AUTO)
+    missing = by_method(partial)["recurrent dropout"]
+    assert missing.test is None and "no checkpoints here" in missing.test_source
+    assert "recurrent dropout" not in partial.test_differences
+    md = (tmp_path / "auto" / "compare-cmp-zoneout-vs-cmp-rd.md").read_text(encoding="utf-8")
+    assert "| zoneout | recurrent dropout |" in md and "Δ test vs unregularized" in md
+    mixed = by_method(table(HeldOutMetric.AUTO_OR_RETRAIN))
+    assert mixed["zoneout"].test_source.startswith("best checkpoint")
+    retrained_rd = mixed["recurrent dropout"]
+    assert retrained_rd.test_source.startswith("retrained")
+    assert retrained_rd.test_by_seed is not None
+    assert retrained_rd.test_by_seed.tolist() == tests["recurrent dropout"]

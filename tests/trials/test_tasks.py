@@ -73,10 +73,12 @@ def test_ptb_char_subset_has_the_character_vocab_and_the_subset_lengths() -> Non
     assert "_" in corpus.vocab and "<eos>" in corpus.vocab
     assert corpus.train.numel() == 12_345
     assert corpus.valid.numel() == 2_000
-    assert corpus.test.numel() > 100_000  # the test split is never cut
+    assert corpus.test.numel() > 100_000  # the test split is cut only when asked
     full = load_task(TrialConfig(task="ptb-char"))
     assert full.corpus is not None
     assert torch.equal(full.corpus.train[:12_345], corpus.train)  # the first N, in order
+    quick = load_task(TrialConfig(task="ptb-char", test_tokens=1_500)).corpus
+    assert quick is not None and torch.equal(quick.test, full.corpus.test[:1_500])
     assert full.corpus.vocab == corpus.vocab
 
 
