@@ -14,8 +14,11 @@ reproduce the validation value the study stored; the table says so when it does 
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -38,7 +41,7 @@ from study.errors import UserError
 from study.report import StudyFrames, load_study_frames, load_table_frames
 
 if TYPE_CHECKING:
-    from trials.train import TrainResult
+    from trials.config import TrialConfig
 
 __all__ = ["CompareError", "CompareResult", "HeldOutMetric", "compare_studies"]
 
@@ -135,7 +138,9 @@ def _methods_of(src: _Source) -> list[tuple[str, StudyFrames]]:
     return out
 
 
-def _trial_configs(frames: StudyFrames, params: dict[str, object], seeds: list[int]) -> list:
+def _trial_configs(
+    frames: StudyFrames, params: dict[str, object], seeds: list[int]
+) -> list[TrialConfig]:
     from trials.config import TrialConfig
 
     assert frames.spec is not None
@@ -169,11 +174,9 @@ def _test_metric(src: _Source, row: MethodResult, mode: HeldOutMetric) -> Method
         if mode is HeldOutMetric.AUTO:
             return replace(row, test_source="not computed: no checkpoints here (--test retrain)")
     values, mismatch = [], 0.0
-    for seed, config in zip(seeds, configs, strict=True):
-        result = _retrain(config)
-        values.append(result.test_metric)
-        stored = float(row.valid_by_seed.loc[seed])
-        mismatch = max(mismatch, abs(result.best_valid_metric - stored))
+    for seed, (test, valid) in zip(seeds, _retrain(configs), strict=True):
+        values.append(test)
+        mismatch = max(mismatch, abs(valid - float(row.valid_by_seed.loc[seed])))
     source = f"retrained, {len(values)} seeds, best epoch on validation"
     if mismatch > 1e-9 * max(1.0, abs(float(row.valid.mean))):
         source += f"; its validation differs from the study's by up to {mismatch:.2g}"
@@ -189,20 +192,35 @@ def _with_test(
     return replace(row, test=seed_interval(by_seed), test_by_seed=by_seed, test_source=source)
 
 
-def _test_from_checkpoint(config: object, checkpoint: str) -> float:
+def _test_from_checkpoint(config: TrialConfig, checkpoint: str) -> float:
     """The test metric of the best model saved in a finished run's checkpoint, which is copied
     first: resuming must not write into the study's checkpoints."""
     from trials.train import train
 
     with tempfile.TemporaryDirectory(prefix="zoneout-test-") as work:
         shutil.copytree(checkpoint, work, dirs_exist_ok=True)
-        return train(config, checkpoint_dir=work, resume=True).test_metric  # type: ignore[arg-type]
+        return train(config, checkpoint_dir=work, resume=True).test_metric
 
 
-def _retrain(config: object) -> TrainResult:
+def _retrain(configs: list[TrialConfig]) -> list[tuple[float, float]]:
+    """(test metric, best validation metric) of each config trained afresh, the seeds in
+    parallel processes when the cores allow (each config keeps its own thread count, so the
+    numbers are those of a lone run)."""
+    cores = os.cpu_count() or 1
+    threads = max((c.threads or cores) for c in configs)  # None: torch takes every core
+    workers = min(len(configs), max(1, cores // threads))
+    if workers == 1:
+        return [_train_for_test(c) for c in configs]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(_train_for_test, configs))
+
+
+def _train_for_test(config: TrialConfig) -> tuple[float, float]:
     from trials.train import train
 
-    return train(config, evaluate_test=True)  # type: ignore[arg-type]
+    result = train(config, evaluate_test=True)
+    return result.test_metric, result.best_valid_metric
 
 
 def compare_studies(
