@@ -19,7 +19,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import click
 import typer
@@ -29,6 +29,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from study.errors import OptionError, PathError, UserError
+
+if TYPE_CHECKING:
+    from study.report import Baseline
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Tune warns whenever a driver-loop step takes over 0.5 s ("may be a performance bottleneck"):
@@ -621,7 +624,7 @@ def _check_data(config: Any) -> None:
 
 
 def _write_report(
-    url: str, study_name: str, out_dir: Path, *, png: bool = True, baseline: int | None = None
+    url: str, study_name: str, out_dir: Path, *, png: bool = True, baseline: Baseline = None
 ) -> None:
     from study.report import write_study_report
 
@@ -843,19 +846,29 @@ def report(
     storage: Annotated[str | None, _storage_option()] = None,
     out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
     png: Annotated[bool, typer.Option("--png/--no-png", help="PNG per figure (Chromium)")] = True,
-    baseline: Annotated[
-        int | None,
+    baseline_text: Annotated[
+        str | None,
         typer.Option(
             "--baseline",
-            metavar="TRIAL",
-            help="compare every configuration with this trial's, seed by seed "
-            "(default: the unregularized configuration, when the study ran it)",
+            metavar="TRIAL|best",
+            help="compare every configuration with this trial's, seed by seed, or with the "
+            "best one ('best': which configurations can be told apart from it) (default: the "
+            "unregularized configuration, when the study ran it)",
         ),
     ] = None,
 ) -> None:
     """Sensitivity report: one offline HTML file, a PNG per figure, figures saved for
     optuna-dashboard. STUDY may also be a *-trials.csv table that `status --csv` wrote (its
     spec, <study>.yaml beside it, gives the search space)."""
+    from study.report import BEST
+
+    baseline: Baseline = None
+    if baseline_text == BEST:
+        baseline = BEST
+    elif baseline_text is not None:
+        if not baseline_text.isdigit():
+            fail(f"--baseline takes a trial number or 'best', not {baseline_text!r}")
+        baseline = int(baseline_text)
     if study_name.endswith("-trials.csv"):
         from study.report import write_table_report
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import optuna
 import pandas as pd
 
-from dashboards import ReportResult, build_report, save_figures_to_study
+from dashboards import ReportResult, build_report, save_figures_to_study, select_configuration
 from study import optuna_study
 from study.space import distributions
 from study.spec import StudySpec, load_spec
 from trials.tasks import metric_for_task
 
 __all__ = [
+    "BEST",
+    "Baseline",
     "StudyFrames",
     "load_study_frames",
     "load_table_frames",
@@ -129,16 +132,29 @@ def optuna_study_from_tables(frames: StudyFrames) -> optuna.Study | None:
     return study
 
 
+BEST = "best"
+"""A baseline: the configuration with the best validation mean at the full budget, so the
+report's paired differences say which other configurations can be told apart from it."""
+
+Baseline = int | Literal["best"] | None
+"""A trial number (its configuration), BEST, or None (the unregularized configuration)."""
+
+
 def _report(
     frames: StudyFrames,
     out_dir: str | os.PathLike[str],
     *,
     study: optuna.Study | None,
     png: bool,
-    baseline_trial: int | None,
+    baseline_trial: Baseline,
 ) -> ReportResult:
     states = ["COMPLETE", "PRUNED", "FAIL"]
     trials = frames.trials[frames.trials["state"].astype(str).isin(states)]
+    if baseline_trial == BEST:
+        best = select_configuration(
+            trials, frames.epochs, method=BEST, source=frames.name, max_epochs=frames.max_epochs
+        )
+        baseline_trial = best.trial_numbers[0] if best is not None else None
     return build_report(
         trials,
         frames.epochs,
@@ -162,7 +178,7 @@ def write_study_report(
     *,
     png: bool = True,
     save_to_optuna: bool = True,
-    baseline_trial: int | None = None,
+    baseline_trial: Baseline = None,
 ) -> ReportResult:
     """Write ``<study>-report.html`` (+ PNGs, summary) for a stored study into ``out_dir`` and
     save the figures and summary into the Optuna study (optuna-dashboard)."""
@@ -183,7 +199,7 @@ def write_table_report(
     *,
     spec_path: str | os.PathLike[str] | None = None,
     png: bool = True,
-    baseline_trial: int | None = None,
+    baseline_trial: Baseline = None,
 ) -> ReportResult:
     """The same report from committed tables; importance from the spec's distributions."""
     frames = load_table_frames(trials_csv, spec_path)

@@ -211,3 +211,17 @@ def test_test_metric_from_checkpoints_and_by_retraining(
     assert retrained_rd.test_source.startswith("retrained")
     assert retrained_rd.test_by_seed is not None
     assert retrained_rd.test_by_seed.tolist() == tests["recurrent dropout"]
+
+
+def test_report_against_the_best_configuration(tmp_path: Path) -> None:
+    """`report --baseline best`: paired differences to the validation-best configuration (the
+    committed 4-epoch grid's best is the unregularized point, trial 10 of its table)."""
+    res = CliRunner().invoke(
+        app, ["report", GRID, "--out", str(tmp_path), "--no-png", "--baseline", "best"]
+    )
+    assert res.exit_code == 0, res.output
+    summary = (tmp_path / "ptb-char-sensitivity-summary.md").read_text(encoding="utf-8")
+    assert "Baseline for seed-paired differences: trial 10's configuration" in summary
+    assert "| 0 | 0 | 2.6955 (n = 2: 2.6893, 2.7017) | baseline |" in summary
+    bad = CliRunner().invoke(app, ["report", GRID, "--no-png", "--baseline", "top"])
+    assert bad.exit_code == 2 and "trial number or 'best'" in bad.output

@@ -40,6 +40,9 @@ fi
 echo "=== $(date -u +%FT%TZ) report and tables"
 for study in "${STUDIES[@]}"; do
     "$ZS" status "$study" --csv "$HERE/$study-trials.csv"
+    # Against the best configuration first (which neighbours can be told apart from it), then
+    # the default report (against the unregularized point), whose figures optuna-dashboard keeps.
+    "$ZS" report "$study" --out "$HERE/vs-best" --baseline best
     "$ZS" report "$study" --out "$HERE"
 done
 "$ZS" compare "${STUDIES[@]}" --test "$COMPARE_TEST" --out "$HERE"
