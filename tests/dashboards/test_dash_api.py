@@ -15,7 +15,7 @@ PUBLIC = {
     "compare_methods", "write_comparison",
     # the data types those return
     "StudyAnalysis", "ReportResult", "DashboardServer", "Interval", "IntervalKind", "ConfigTable",
-    "EpochChoice", "MetricInfo", "ParamImportance", "MethodResult", "Comparison",
+    "EpochChoice", "MetricInfo", "ParamImportance", "MethodResult", "MethodPair", "Comparison",
 }  # fmt: skip
 
 
