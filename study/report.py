@@ -150,14 +150,19 @@ def _report(
 ) -> ReportResult:
     states = ["COMPLETE", "PRUNED", "FAIL"]
     trials = frames.trials[frames.trials["state"].astype(str).isin(states)]
+    # Epochs of a trial still running (a report during a study) go with their trial: without
+    # its row the figures could not tell a run in progress from one that ended.
+    epochs = frames.epochs
+    if "number" in epochs:
+        epochs = epochs[epochs["number"].isin(trials["number"])]
     if baseline_trial == BEST:
         best = select_configuration(
-            trials, frames.epochs, method=BEST, source=frames.name, max_epochs=frames.max_epochs
+            trials, epochs, method=BEST, source=frames.name, max_epochs=frames.max_epochs
         )
         baseline_trial = best.trial_numbers[0] if best is not None else None
     return build_report(
         trials,
-        frames.epochs,
+        epochs,
         study_name=frames.name,
         metric=frames.metric,
         direction="minimize",

@@ -225,3 +225,24 @@ def test_report_against_the_best_configuration(tmp_path: Path) -> None:
     assert "| 0 | 0 | 2.6955 (n = 2: 2.6893, 2.7017) | baseline |" in summary
     bad = CliRunner().invoke(app, ["report", GRID, "--no-png", "--baseline", "top"])
     assert bad.exit_code == 2 and "trial number or 'best'" in bad.output
+
+
+def test_a_report_during_a_study_leaves_running_trials_out(tmp_path: Path) -> None:
+    """Epochs of a RUNNING trial (a report while the study runs) must not be drawn as a run
+    that stopped early: the trial row is not reported yet, so neither are its epochs."""
+    from study.report import write_table_report
+
+    source = RESULTS / "overfit"
+    trials = pd.read_csv(source / "ptb-char-overfit-trials.csv")
+    epochs = pd.read_csv(source / "ptb-char-overfit-trials.epochs.csv")
+    running = int(trials["number"].iloc[0])
+    trials.loc[trials["number"] == running, "state"] = "RUNNING"
+    epochs = epochs[(epochs["number"] != running) | (epochs["epoch"] <= 3)]
+    trials.to_csv(tmp_path / "ptb-char-overfit-trials.csv", index=False)
+    epochs.to_csv(tmp_path / "ptb-char-overfit-trials.epochs.csv", index=False)
+    shutil.copy(source / "ptb-char-overfit.yaml", tmp_path)
+    result = write_table_report(tmp_path / "ptb-char-overfit-trials.csv", tmp_path / "r", png=False)
+    assert result.analysis is not None
+    curves = result.analysis.curves
+    assert curves.n_stopped_early == 0 and curves.n_unfinished == 0
+    assert running not in set(curves.final["number"])
