@@ -215,13 +215,40 @@ def comparison_figure(c: Comparison) -> go.Figure:
     for r in c.rows:
         for i, v in enumerate(_row_cells(c, r, with_source=False)):
             cells[i].append(v)
+    # Pixel heights of the two tables (header + rows) share the figure's height between them.
+    main_px = 40 + 40 * len(c.rows)
+    pairs_px = 40 + 34 * len(c.pairs) if c.pairs else 0
+    split = pairs_px / (main_px + pairs_px + 30) if c.pairs else 0.0
     fig = go.Figure(
         go.Table(
             header=dict(values=cols, fill_color="#e8eef5", align="left"),
             cells=dict(values=cells, align="left", height=34),
             columnwidth=[1.2, 2.0, 2.4, 2.6, 2.4, 2.4],
+            domain=dict(y=[split + (0.04 if c.pairs else 0.0), 1.0]),
         )
     )
+    if c.pairs:
+        pair_cells = [
+            [f"{p.first} minus {p.second}" for p in c.pairs],
+            [p.valid.text("+.4f") for p in c.pairs],
+            [p.test.text("+.4f") if p.test is not None else "-" for p in c.pairs],
+        ]
+        fig.add_trace(
+            go.Table(
+                header=dict(
+                    values=[
+                        "between the other methods (paired by seed)",
+                        f"Δ validation {m.name}",
+                        f"Δ test {m.name}",
+                    ],
+                    fill_color="#f3f0e8",
+                    align="left",
+                ),
+                cells=dict(values=pair_cells, align="left", height=34),
+                columnwidth=[3.2, 3.0, 3.0],
+                domain=dict(y=[0.0, split]),
+            )
+        )
     fig.update_layout(
         title=dict(
             text=f"Table 1: {m.title.removeprefix('validation ')} by method",
@@ -256,7 +283,8 @@ def write_comparison(
     messages: list[str] = []
     if png:
         fig = comparison_figure(c)
-        fig.update_layout(height=160 + 40 * len(c.rows), width=1400)
+        pairs_height = 80 + 40 * len(c.pairs) if c.pairs else 0
+        fig.update_layout(height=160 + 40 * len(c.rows) + pairs_height, width=1400)
         pngs, messages = write_pngs({"table": fig}, out, prefix)
         paths.update({f"png-{k}": v for k, v in pngs.items()})
     return paths, messages

@@ -35,6 +35,16 @@ def test_table_1_of_the_committed_ptb_char_studies(tmp_path: Path) -> None:
     md = result.markdown
     assert "| recurrent dropout | recurrent_dropout=0.25" in md
     assert "+0.1753 (n = 2:" in md and "95%" not in md.split("\n- ")[0].split("|")[-2]
+    (pair,) = result.comparison.pairs
+    assert (pair.first, pair.second) == ("zoneout", "recurrent dropout") and pair.test is None
+    assert pair.valid.mean == pytest.approx(rows["zoneout"].valid.mean - 2.8708, abs=1e-3)
+    assert "| zoneout | recurrent dropout | -0.14" in md
+
+    from dashboards._compare import comparison_figure
+
+    tables = [t for t in comparison_figure(result.comparison).data if t.type == "table"]
+    assert len(tables) == 2
+    assert list(tables[1].cells.values[0]) == ["zoneout minus recurrent dropout"]
     assert (tmp_path / "compare-ptb-char-sensitivity-vs-ptb-char-recurrent-dropout.html").is_file()
 
 
