@@ -215,10 +215,11 @@ def comparison_figure(c: Comparison) -> go.Figure:
     for r in c.rows:
         for i, v in enumerate(_row_cells(c, r, with_source=False)):
             cells[i].append(v)
-    # Pixel heights of the two tables (header + rows) share the figure's height between them.
+    # The figure is sized to its rows; the two tables share its height as their rows do.
     main_px = 40 + 40 * len(c.rows)
     pairs_px = 40 + 34 * len(c.pairs) if c.pairs else 0
     split = pairs_px / (main_px + pairs_px + 30) if c.pairs else 0.0
+    height = 160 + 40 * len(c.rows) + (80 + 40 * len(c.pairs) if c.pairs else 0)
     fig = go.Figure(
         go.Table(
             header=dict(values=cols, fill_color="#e8eef5", align="left"),
@@ -261,6 +262,7 @@ def comparison_figure(c: Comparison) -> go.Figure:
         ),
         margin=dict(l=20, r=20, t=80, b=20),
         template="plotly_white",
+        height=height,
     )
     return fig
 
@@ -283,8 +285,7 @@ def write_comparison(
     messages: list[str] = []
     if png:
         fig = comparison_figure(c)
-        pairs_height = 80 + 40 * len(c.pairs) if c.pairs else 0
-        fig.update_layout(height=160 + 40 * len(c.rows) + pairs_height, width=1400)
+        fig.update_layout(width=1400)
         pngs, messages = write_pngs({"table": fig}, out, prefix)
         paths.update({f"png-{k}": v for k, v in pngs.items()})
     return paths, messages
