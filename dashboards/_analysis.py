@@ -3,11 +3,17 @@
 Each figure reads the runs at one epoch (:mod:`dashboards._runs`): the full budget when enough
 configurations reached it, else the deepest epoch that enough reached (studies stopped early by
 ASHA). The summary says which epoch each figure used.
+
+A study with too little to draw (every trial failed, one trial, only pruned ones) is analysed
+all the same: each analysis says why it has nothing, :attr:`StudyAnalysis.figures` names only
+the figures the data supports, and :attr:`StudyAnalysis.figure_note` says why there are none
+(or only some), next to the table of the trials that did not complete.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -19,11 +25,12 @@ from ._curves import LearningCurves, learning_curves
 from ._importance import ParamImportance, parameter_importance
 from ._marginal import Marginal, marginal
 from ._model import ModelFit, fit_model, gp_min_configs
+from ._outcomes import TrialOutcomes, trial_outcomes
 from ._runs import EpochChoice, StudyRuns, pick_epoch, study_runs
 from ._summary import summarize
 from ._surface import Surface, response_surface
 
-__all__ = ["StudyAnalysis", "analyze"]
+__all__ = ["StudyAnalysis", "analyze", "figure_names", "figure_note"]
 
 #: The configuration table is read at the deepest epoch at least this many configurations reached.
 TABLE_MIN_CONFIGS = 3
@@ -45,6 +52,13 @@ class StudyAnalysis:
     param_ranges: dict[str, tuple[float, float]]
     """Observed range of each numeric parameter: one colour scale per parameter everywhere."""
     summary_markdown: str
+    outcomes: TrialOutcomes | None = None
+    """How each trial ended, and the table of those that did not complete."""
+    figures: tuple[str, ...] = field(default_factory=tuple)
+    """Names of the figures the data supports, in display order (see :func:`figure_names`)."""
+    figure_note: str | None = None
+    """Why there is no figure, or only some (no trial completed, ...); None when trials
+    completed and there are figures."""
 
 
 def _table_epoch(runs: StudyRuns, baseline_trial: int | None) -> EpochChoice:
@@ -76,6 +90,63 @@ def _strongest(table: ConfigTable, params: list[str]) -> str | None:
     return max(params, key=lambda p: spread[p])
 
 
+def figure_names(
+    surface: Surface | None,
+    marginals: dict[str, Marginal],
+    table: ConfigTable,
+    curves: LearningCurves,
+    importance: ParamImportance,
+) -> tuple[str, ...]:
+    """The figures there is something to draw for, in display order: a figure is left out,
+    not drawn empty (the summary says why)."""
+    names: list[str] = []
+    if surface is not None and len(surface.points):
+        names.append("surface")
+    names += [f"marginal-{p}" for p, m in marginals.items() if len(m.configs)]
+    if (
+        table.baseline is not None
+        and "diff_n" in table.configs
+        and (table.configs["diff_n"].fillna(0) > 0).sum() > 1
+    ):
+        names.append("differences")
+    if len(curves.final):
+        names.append("learning-curves")
+    if importance.importances:
+        names.append("importance")
+    return tuple(names)
+
+
+def figure_note(
+    outcomes: TrialOutcomes, figures: tuple[str, ...], table: ConfigTable
+) -> str | None:
+    """Why the report has no figure, or only some, in one sentence (lower-case start, no final
+    stop). None when trials completed and there are figures."""
+    if outcomes.total == 0:
+        return "no figure: the study has no trial yet"
+    if outcomes.complete:
+        if figures:
+            return None
+        if table.configs.empty:
+            return "no figure: no complete trial has a validation value"
+        return (
+            "no figure: no numeric searched parameter took two values, and no per-epoch "
+            "values were stored to draw learning curves from"
+        )
+    what = f"no trial completed: {outcomes.text()} (see the table of trials)"
+    need = (
+        "need at least one trial that completed, or was stopped early by the scheduler, with "
+        "a validation value"
+    )
+    if not figures:
+        return f"no figure: {what}; figures {need}"
+    if table.configs.empty:
+        return f"learning curves only: {what}; the other figures {need}"
+    return (
+        f"{what}; the figures read the runs the scheduler stopped early, {table.epoch.label}, "
+        "not results at the full budget"
+    )
+
+
 def analyze(
     trials: pd.DataFrame,
     epochs: pd.DataFrame,
@@ -95,6 +166,8 @@ def analyze(
     ``study``: the real Optuna study (or None): importance is read from it and nothing else.
     ``baseline_trial``: the trial whose configuration the others are compared with, seed by
     seed; by default the unregularized configuration when the study ran it.
+    Trials the caller's service retired itself (the frame's ``retired`` column: cut off by the
+    run, continued by its next run) are counted as interrupted, not failed.
     """
     info = metric_info(metric, direction)
     runs = study_runs(trials, epochs, max_epochs=max_epochs)
@@ -146,8 +219,10 @@ def analyze(
     for p in nums:
         col = pd.to_numeric(trials["param_" + p], errors="coerce").dropna()
         ranges[p] = (float(col.min()), float(col.max()))
+    outcomes = trial_outcomes(trials)
+    figures = figure_names(surface, marginals, table, curves, importance)
+    note = figure_note(outcomes, figures, table)
     summary = summarize(
-        trials,
         metric=info,
         study_name=study_name,
         table=table,
@@ -155,7 +230,20 @@ def analyze(
         marginals=marginals,
         importance=importance,
         curves=curves,
+        outcomes=outcomes,
+        figure_note=note,
     )
     return StudyAnalysis(
-        study_name, info, table, surface, marginals, curves, importance, ranges, summary
+        study_name,
+        info,
+        table,
+        surface,
+        marginals,
+        curves,
+        importance,
+        ranges,
+        summary,
+        outcomes=outcomes,
+        figures=figures,
+        figure_note=note,
     )

@@ -3,7 +3,9 @@
 Conventions every figure keeps: a short title (it must fit optuna-dashboard's panel) and the
 explanation in the subtitle; the epoch read and n (configurations, runs) stated; colour that
 carries a value always has a colour bar, and each parameter has one colour scale with one range
-in every figure; epochs on integer ticks.
+in every figure; epochs on integer ticks. Given too little to draw (no configuration with a
+value, say), a renderer returns a figure that says so rather than failing or drawing empty axes;
+:func:`report_figures` leaves such figures out of the report.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ._marginal import Marginal
 from ._stats import LEVEL, IntervalKind
 from ._surface import Surface
 
-__all__ = ["METRIC_COLORSCALE", "param_colorscale", "report_figures"]
+__all__ = ["METRIC_COLORSCALE", "nothing_to_draw", "param_colorscale", "report_figures"]
 
 #: The metric's colour scale (surface, heatmap, coloured points).
 METRIC_COLORSCALE = "Viridis"
@@ -94,12 +96,38 @@ def _n_text(table: ConfigTable) -> str:
     c = table.configs
     seeds = sorted(set(int(n) for n in c["n"])) if len(c) else []
     s = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}" if seeds else "0"
-    return f"{len(c)} configurations, {s} seed{'' if s == '1' else 's'} each"
+    configs = f"{len(c)} configuration{'' if len(c) == 1 else 's'}"
+    return f"{configs}, {s} seed{'' if s == '1' else 's'} each"
+
+
+def nothing_to_draw(title: str, why: str) -> go.Figure:
+    """A figure that says why it has nothing to draw: the title, the reason in the subtitle
+    and across the empty plot, no axes."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=f"nothing to draw: {_wrap(why, 60)}",
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font=dict(size=14, color="#555"),
+    )
+    fig.update_layout(
+        title=_title(title, why),
+        xaxis=dict(visible=False),
+        yaxis=dict(visible=False),
+        **_LAYOUT,
+    )
+    return fig
 
 
 def plot_surface(s: Surface, metric: MetricInfo) -> go.Figure:
     """Observed configurations (heatmap of cell means on a lattice, else coloured points) and,
     where the GP supports it, its partial-dependence surface; one colour bar for the metric."""
+    title = f"{_cap(metric.title)} over {_short(s.x_param)} × {_short(s.y_param)}"
+    if not len(s.points):
+        return nothing_to_draw(title, f"{s.epoch_label}: no configuration has a {metric.title}")
     panels = ["heatmap" if s.lattice is not None else "points"]
     if s.gp is not None:
         panels.append("gp")
@@ -204,7 +232,7 @@ def plot_surface(s: Surface, metric: MetricInfo) -> go.Figure:
     else:
         sub += f"; no GP surface: {s.gp_reason}"
     fig.update_layout(
-        title=_title(f"{_cap(metric.title)} over {_short(s.x_param)} × {_short(s.y_param)}", sub),
+        title=_title(title, sub),
         legend=dict(orientation="h", y=-0.2),
         **{**_LAYOUT, "margin": dict(l=70, r=30, t=120, b=60)},
     )
@@ -264,6 +292,11 @@ def plot_marginal(
 ) -> go.Figure:
     """Per-configuration means (intervals by seed count) coloured by the other rate, and the GP
     partial-dependence curve with its band where the GP supports one."""
+    if not len(m.configs):
+        return nothing_to_draw(
+            f"{_cap(metric.title)} vs {_short(m.param)}",
+            f"{m.epoch_label}: no configuration has a {metric.title}",
+        )
     fig = go.Figure()
     if m.curve is not None:
         cv = m.curve
@@ -402,8 +435,15 @@ def _dodged(c: pd.DataFrame, log: bool) -> np.ndarray:
 
 def plot_differences(table: ConfigTable, metric: MetricInfo, *, top: int = 30) -> go.Figure:
     """Seed-paired difference of each configuration to the baseline (0 = as good as it)."""
+    title = "Difference to the baseline, paired by seed"
+    if table.baseline is None or "diff_n" not in table.configs:
+        return nothing_to_draw(title, f"no baseline: {table.baseline_reason}")
     c = table.configs[table.configs["config"] != table.baseline].head(top)
     c = c[c["diff_n"] > 0].iloc[::-1]
+    if c.empty:
+        return nothing_to_draw(
+            title, f"no other configuration shares a seed with the baseline {table.epoch.label}"
+        )
     labels = [
         ", ".join(
             f"{_short(p)}={_fmt(float(r['param_' + p]))}"
@@ -459,7 +499,7 @@ def plot_differences(table: ConfigTable, metric: MetricInfo, *, top: int = 30) -
     better = "left of 0 = better" if metric.direction == "minimize" else "right of 0 = better"
     fig.update_layout(
         title=_title(
-            "Difference to the baseline, paired by seed",
+            title,
             f"{table.epoch.label}; baseline: {table.baseline_reason}; {what}; {better}",
         ),
         xaxis=dict(title=dict(text=f"Δ {metric.title} (configuration − baseline)")),
@@ -482,6 +522,8 @@ def plot_learning_curves(
     """Every run's curve coloured by its rate (the parameter's colour scale and range), runs
     stopped early dotted with an x where they stopped, ASHA rungs as dashed lines."""
     df, final = c.curves, c.final
+    if final.empty:
+        return nothing_to_draw("Learning curves", "no run has a per-epoch validation value")
     shown = len(final)
     if shown > max_curves:
         keep = np.random.default_rng(0).choice(shown, size=max_curves, replace=False)
@@ -620,6 +662,8 @@ def _with_gaps(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_importance(imp: ParamImportance) -> go.Figure:
     """Horizontal bars, most important on top (only drawn when importance was computed)."""
+    if not imp.importances:
+        return nothing_to_draw("Parameter importance", imp.reason or "not computed")
     names = list(imp.importances)[::-1]
     fig = go.Figure(
         go.Bar(
@@ -647,23 +691,22 @@ def plot_importance(imp: ParamImportance) -> go.Figure:
 def report_figures(a: StudyAnalysis) -> dict[str, go.Figure]:
     """All figures of the report, keyed by a short file-name-safe name, in display order.
 
-    A figure is left out, not drawn empty, when there is nothing to show: the summary says why."""
+    Only the figures :attr:`StudyAnalysis.figures` names (the data supports them); a figure is
+    left out, not drawn empty, and the summary says why. None at all for a study with nothing
+    to draw (every trial failed, say): ``a.figure_note`` says why."""
     figs: dict[str, go.Figure] = {}
-    if a.surface is not None and len(a.surface.points):
-        figs["surface"] = plot_surface(a.surface, a.metric)
-    for name, m in a.marginals.items():
-        if len(m.configs):
-            figs[f"marginal-{name}"] = plot_marginal(m, a.metric, a.param_ranges)
-    if (
-        a.table.baseline is not None
-        and "diff_n" in a.table.configs
-        and (a.table.configs["diff_n"].fillna(0) > 0).sum() > 1
-    ):
-        figs["differences"] = plot_differences(a.table, a.metric)
-    if len(a.curves.final):
-        figs["learning-curves"] = plot_learning_curves(a.curves, a.metric, a.param_ranges)
-    if a.importance.importances:
-        figs["importance"] = plot_importance(a.importance)
+    for name in a.figures:
+        if name == "surface" and a.surface is not None:
+            figs[name] = plot_surface(a.surface, a.metric)
+        elif name.startswith("marginal-") and name.removeprefix("marginal-") in a.marginals:
+            m = a.marginals[name.removeprefix("marginal-")]
+            figs[name] = plot_marginal(m, a.metric, a.param_ranges)
+        elif name == "differences":
+            figs[name] = plot_differences(a.table, a.metric)
+        elif name == "learning-curves":
+            figs[name] = plot_learning_curves(a.curves, a.metric, a.param_ranges)
+        elif name == "importance":
+            figs[name] = plot_importance(a.importance)
     for fig in figs.values():
         # Room above the plot for every subtitle line.
         extra = 16 * fig.layout.title.subtitle.text.count("<br>")

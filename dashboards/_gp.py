@@ -149,9 +149,12 @@ def fit_gp(
     """Fit a GP to ``x`` (n, d) -> ``y`` (n,). ``log[j]``: dimension j is fitted on log10 x.
 
     Returns a :class:`FittedGP`; :meth:`FittedGP.predict` takes raw (untransformed) inputs.
+    One point is fitted (a flat posterior around it); none raises ``ValueError`` saying so.
     """
+    y = np.asarray(y, dtype=float).reshape(-1)
+    if len(y) == 0:
+        raise ValueError("a GP fit needs at least one point, got none")
     x = np.asarray(x, dtype=float).reshape(len(y), -1)
-    y = np.asarray(y, dtype=float)
     log = tuple(log) if log is not None else (False,) * x.shape[1]
     x = transform(x, log)
     lo, hi = x.min(axis=0), x.max(axis=0)
@@ -210,11 +213,14 @@ def local_linear(
     """LOWESS-style local-linear smoother for few points: mean and pointwise std on ``grid``.
 
     Tricube weights over the nearest ``frac`` of the points (at least 3). The std is that of a
-    linear smoother, ``sigma * ||l(x)||``, with ``sigma^2 = RSS / (n - tr(L))``.
+    linear smoother, ``sigma * ||l(x)||``, with ``sigma^2 = RSS / (n - tr(L))``. One or two
+    points give a local constant; none raises ``ValueError`` saying so.
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(x)
+    if n == 0:
+        raise ValueError("a local-linear smoother needs at least one point, got none")
     k = max(3, int(np.ceil(frac * n)))
 
     def weights_at(x0: np.ndarray) -> np.ndarray:

@@ -66,12 +66,17 @@ def fit_model(
     runs_at: pd.DataFrame, params: list[str], epoch: EpochChoice, *, seed: int = 0
 ) -> ModelFit:
     """Fit ``value`` of the runs over the numeric ``params`` (each with >= 2 values)."""
-    x = runs_at[[PARAM_PREFIX + p for p in params]].to_numpy(dtype=float) if params else None
-    log = tuple(is_log_param(p, runs_at[PARAM_PREFIX + p]) for p in params)
-    empty = np.zeros((0, len(params)))
-    if x is None or len(runs_at) == 0:
-        reason = "no numeric parameter is searched" if not params else "no runs"
-        return ModelFit(params, log, epoch, None, empty, empty[0], empty[0], 0, reason)
+    log = tuple(
+        is_log_param(p, runs_at[PARAM_PREFIX + p]) if PARAM_PREFIX + p in runs_at else False
+        for p in params
+    )
+    if not params or len(runs_at) == 0:
+        # Nothing to fit (an all-failed study, or none read at this epoch): no range either.
+        empty = np.zeros((0, len(params)))
+        nan = np.full(len(params), np.nan)
+        reason = "no numeric parameter is searched" if not params else "no run has a value to fit"
+        return ModelFit(params, log, epoch, None, empty, nan, nan, 0, reason)
+    x = runs_at[[PARAM_PREFIX + p for p in params]].to_numpy(dtype=float)
     y = runs_at["value"].to_numpy(dtype=float)
     configs = np.unique(x, axis=0)
     lo, hi = x.min(axis=0), x.max(axis=0)

@@ -6,6 +6,7 @@ import html
 import logging
 import os
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,7 @@ h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
 .figure { margin: 1.5rem 0; border-top: 1px solid #eee; }
 .summary table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
 .summary th, .summary td { border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: left; }
+.summary pre { white-space: pre-wrap; word-break: break-word; font-size: 0.85rem; }
 footer { color: #777; font-size: 0.8rem; margin-top: 3rem; }
 """
 
@@ -158,6 +160,10 @@ def build_report(
     The study name is sanitized for file names (no path escape). Without a Chromium the HTML is
     still written and ``messages`` says how to get the PNGs. ``study``: the real Optuna study,
     for importance; ``baseline_trial``: see :func:`dashboards.analyze`.
+
+    A study with nothing to draw (every trial failed, say) still gets its HTML and summary: the
+    table of the trials that did not complete, with their reasons, and the sentence saying why
+    there is no figure, which ``messages`` repeats (there are then no PNGs to export).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +187,11 @@ def build_report(
     summary_path = out / f"{prefix}-summary.md"
     summary_path.write_text(analysis.summary_markdown, encoding="utf-8")
     messages: list[str] = []
+    if analysis.figure_note:
+        note = analysis.figure_note
+        messages.append(note[:1].upper() + note[1:] + ".")
     pngs: dict[str, Path] = {}
-    if png:
-        pngs, messages = write_pngs(figures, out, prefix, browser=browser)
+    if png and figures:
+        pngs, png_messages = write_pngs(figures, out, prefix, browser=browser)
+        messages += png_messages
     return ReportResult(html_path, pngs, messages, summary_path, analysis, figures)

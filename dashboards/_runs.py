@@ -113,7 +113,8 @@ def study_runs(
         seeds = t["seed"] if "seed" in t else pd.Series(0, t.index)
         runs = pd.DataFrame({"number": t["number"].to_numpy(), "seed": seeds.fillna(0).to_numpy()})
         runs["reached"] = max_epochs
-        vals = pd.to_numeric(t[value], errors="coerce").to_numpy(float)
+        column = t[value] if value in t else pd.Series(np.nan, t.index)
+        vals = pd.to_numeric(column, errors="coerce").to_numpy(float)
         best = pd.DataFrame(
             np.tile(vals[:, None], (1, max_epochs)), columns=range(1, max_epochs + 1)
         )

@@ -1,9 +1,11 @@
 """The report's Markdown summary: what was read at which epoch, the best configuration, paired
-differences to the baseline, what each figure supports, and importance (or why not)."""
+differences to the baseline, what each figure supports, and importance (or why not); then the
+trials that did not complete, with their reasons (all of a study's trials when none did)."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -13,12 +15,15 @@ from ._configs import ConfigTable
 from ._curves import LearningCurves
 from ._importance import ParamImportance
 from ._marginal import Marginal
+from ._outcomes import TrialOutcomes
 from ._stats import LEVEL
 from ._surface import GPSurface, Surface
 
 __all__ = ["summarize"]
 
 _MAX_ROWS = 15
+#: Rows of the table of trials that did not complete (`status` lists every trial).
+MAX_TRIAL_ROWS = 30
 
 
 def _g(v: object) -> str:
@@ -41,7 +46,6 @@ def _config_text(row: pd.Series, params: list[str]) -> str:
 
 
 def summarize(
-    trials: pd.DataFrame,
     *,
     metric: MetricInfo,
     study_name: str,
@@ -50,25 +54,24 @@ def summarize(
     marginals: dict[str, Marginal],
     importance: ParamImportance,
     curves: LearningCurves,
+    outcomes: TrialOutcomes,
+    figure_note: str | None = None,
 ) -> str:
     lines = [f"## Study {_md_escape(study_name)}", ""]
-    states = trials["state"].astype(str).value_counts() if "state" in trials else pd.Series()
-    counts = ", ".join(
-        f"{int(states.get(s, 0))} {s.lower()}"
-        for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
-        if states.get(s, 0)
-    )
-    lines.append(f"- Trials (configurations): {len(trials)} ({counts or 'none'}).")
+    lines.append(f"- Trials (configurations): {outcomes.total} ({outcomes.text()}).")
+    if figure_note:
+        lines.append(f"- {_md_escape(figure_note[:1].upper() + figure_note[1:])}.")
+    c = table.configs
+    if c.empty:
+        if not figure_note:
+            lines.append(f"- No run has a {metric.title} yet.")
+        return "\n".join([*lines, *_trials_markdown(outcomes)]) + "\n"
     lines.append(
         f"- Each run (one configuration, one seed) is scored by its best {metric.title} up to the "
         f"epoch read (early stopping). Means are over seeds; intervals are {LEVEL:.0%} Student-t "
         "over seeds where a configuration has 3 or more; with 2 seeds both values are shown "
         "(n = 2) and no interval is claimed."
     )
-    c = table.configs
-    if c.empty:
-        lines.append(f"- No run has a {metric.title} yet.")
-        return "\n".join(lines) + "\n"
     used = [f"configurations and differences: {table.epoch.label}"]
     if surface is not None:
         used.append(f"surface: {surface.epoch_label}")
@@ -153,7 +156,55 @@ def summarize(
                 "the scheduler stopping them (failed, interrupted or still running); their "
                 "curves are dashed."
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *_trials_markdown(outcomes)]) + "\n"
+
+
+def _cell(text: str) -> str:
+    """A table cell of free text (an error message): Markdown and the cell bar escaped."""
+    return _md_escape(text).replace("_", "\\_")
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``."""
+    return "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", text)), default=0))
+
+
+def _trials_markdown(outcomes: TrialOutcomes) -> list[str]:
+    """The table of the trials that did not complete (trial, state, epochs reached, reason),
+    and the first failure's whole error when the table had to cut it."""
+    t = outcomes.table
+    if t.empty:
+        return []
+    out = [
+        "",
+        "### Trials that did not complete",
+        "",
+        "| trial | state | epochs | reason |",
+        "|---|---|---|---|",
+    ]
+    for row in t.head(MAX_TRIAL_ROWS).itertuples(index=False):
+        epochs = "-" if pd.isna(row.epochs) else str(int(row.epochs))
+        out.append(f"| {int(row.number)} | {row.state} | {epochs} | {_cell(str(row.reason))} |")
+    if len(t) > MAX_TRIAL_ROWS:
+        out += [
+            "",
+            f"({len(t) - MAX_TRIAL_ROWS} more trials not listed.)",
+        ]
+    first = outcomes.first_failure
+    if first is not None and first[1] is not None:
+        number, error = first
+        shown = t.loc[t["number"] == number, "reason"]
+        if len(shown) == 0 or " ".join(error.split()) != str(shown.iloc[0]):
+            fence = _fence(error)
+            out += [
+                "",
+                f"The whole error of trial {number}, the first to fail:",
+                "",
+                fence,
+                error,
+                fence,
+            ]
+    return out
 
 
 def _within(g: GPSurface) -> str:

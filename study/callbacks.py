@@ -168,6 +168,7 @@ class StoreCallback(Callback):
             best_value=_finite(outcome.best_value),
             epochs=outcome.epochs,
             error=outcome.error,
+            retired=outcome.retired.value if outcome.retired else None,
             node=",".join(outcome.nodes) or None,
             checkpoint=",".join(c for c in outcome.checkpoints if c) or None,
             wall_seconds=(time.time() - started) if started else None,

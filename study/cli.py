@@ -503,8 +503,21 @@ def run(
         Path | None, typer.Option("--report-dir", help="where the HTML/PNG report goes")
     ] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the report")] = False,
+    accept_change: Annotated[
+        bool,
+        typer.Option(
+            "--accept-change",
+            help="continue a stored study whose plan settings (n_trials, scheduler, sampler "
+            "seed or options, failure) this spec changes; the change is recorded",
+        ),
+    ] = False,
 ) -> None:
-    """Run (or resume) a study: Optuna suggests, Ray Tune trains, the store keeps everything."""
+    """Run (or resume) a study: Optuna suggests, Ray Tune trains, the store keeps everything.
+
+    Exit status: 0 when the study's plan is done; 2 for a spec or storage that cannot run;
+    3 when the plan is done and no trial completed (the reasons are printed);
+    130 / 143 / 129 when Ctrl-C / SIGTERM / SIGHUP stopped it; 75 when it stopped itself (a full
+    disk, a trial cut off again and again): running the spec again continues it in each case."""
     from study.runner import resolve_storage, run_study
     from study.spec import MAX_SPEC_BYTES, load_spec
     from study.store import mask_url
@@ -518,16 +531,27 @@ def run(
         check_output_dir(report_path, "--report-dir")
     _check_data(spec.base)
     outcome = run_study(
-        spec, storage=storage, ray_address=ray_address, n_trials=n_trials, console=console
+        spec,
+        storage=storage,
+        ray_address=ray_address,
+        n_trials=n_trials,
+        console=console,
+        accept_changes=accept_change,
     )
     kinds = _trial_kinds(url, spec.name)
-    requeued = kinds.count("interrupted") + kinds.count("driver lost")
+    cut = kinds.count("interrupted") + kinds.count("driver lost") + kinds.count("cut off")
     console.print(
         f"study {outcome.name!r} {outcome.status}: {kinds.count('COMPLETE')} complete, "
         f"{kinds.count('PRUNED')} pruned, {kinds.count('FAIL')} failed"
-        + (f", {requeued} interrupted (the next run continues them)" if requeued else "")
+        + (
+            f"; {cut} cut off by the run, not counted (each continued from its checkpoints)"
+            if cut
+            else ""
+        )
         + f" ({outcome.wall_seconds:.0f} s)"
     )
+    if outcome.stop_reason:
+        console.print(f"stopped: {outcome.stop_reason}", markup=False, highlight=False)
     if outcome.epochs_written:
         console.print(
             f"store: {outcome.epochs_written} epoch results written in "
@@ -554,7 +578,23 @@ def run(
             markup=False,
             highlight=False,
         )
-        raise typer.Exit(code=130)
+        if outcome.stopped_by is not None:
+            raise typer.Exit(code=128 + int(outcome.stopped_by))
+        raise typer.Exit(code=75 if outcome.stop_reason else 130)
+    _exit_if_nothing_finished(url, spec.name)
+
+
+def _exit_if_nothing_finished(url: str, study_name: str) -> None:
+    """A study whose plan ran and no trial finished well: what failed and why, exit 3."""
+    from study.failures import render_lines, summarize_failures
+    from study.store import Store
+
+    with Store(url) as store:
+        failures = summarize_failures(store.trials_frame(study_name))
+    if failures.complete == 0 and failures.failed:
+        for line in render_lines(failures):
+            error_console.print(line, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=3)
 
 
 def _trial_kinds(url: str, study_name: str) -> list[str]:
@@ -717,27 +757,37 @@ class _FailureWords:
     from its last checkpoint, so they do not count towards the plan. Other states keep the
     names Optuna and the store give them (COMPLETE, PRUNED, FAIL, RUNNING)."""
 
-    def __init__(self, interrupted: str, driver_lost: str) -> None:
+    def __init__(self, interrupted: str, driver_lost: str, cut_off: str) -> None:
         self.interrupted = interrupted
         self.driver_lost = driver_lost
+        self.cut_off = cut_off
 
     @classmethod
     def load(cls) -> _FailureWords:
         from study.reaper import DRIVER_LOST
-        from study.runner import INTERRUPTED
+        from study.searcher import CUT_OFF_PREFIX, INTERRUPTED
 
-        return cls(INTERRUPTED, DRIVER_LOST)
+        return cls(INTERRUPTED, DRIVER_LOST, CUT_OFF_PREFIX)
 
     def kind(self, state: Any, error: Any) -> str:
-        """'interrupted', 'driver lost', or the stored state (COMPLETE, PRUNED, FAIL, ...)."""
-        if state == "FAIL" and error == self.interrupted:
-            return "interrupted"
-        if state == "FAIL" and error == self.driver_lost:
-            return "driver lost"
+        """'interrupted', 'driver lost', 'cut off', or the stored state (COMPLETE, PRUNED, FAIL,
+        ...)."""
+        if state == "FAIL" and isinstance(error, str):
+            if error.startswith(self.interrupted):
+                return "interrupted"
+            if error == self.driver_lost:
+                return "driver lost"
+            if error.startswith(self.cut_off):
+                return "cut off"
         return str(state)
 
     def sentence(self, state: Any, error: str) -> str:
-        if error == self.interrupted:
+        if error.startswith(self.cut_off):
+            return (
+                f"{error}; it does not count, and a replacement continues it from its last "
+                "checkpoint"
+            )
+        if error.startswith(self.interrupted):
             return (
                 "interrupted (the driver stopped before it finished); running the spec again "
                 "continues it from its last checkpoint"
@@ -789,7 +839,7 @@ def _print_studies(store: Any) -> None:
         name = str(study["name"])
         trials = store.trials_frame(name)
         kinds = [words.kind(s, e) for s, e in zip(trials["state"], trials["error"], strict=True)]
-        requeued = kinds.count("interrupted") + kinds.count("driver lost")
+        requeued = kinds.count("interrupted") + kinds.count("driver lost") + kinds.count("cut off")
         any_requeued = any_requeued or requeued > 0
         plan = (store.study_spec(name) or {}).get("n_trials")
         table.add_row(

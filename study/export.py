@@ -38,6 +38,7 @@ def best_configs(
     if not complete:
         raise ExportError(f"study {study_name!r} has no COMPLETE trial to export yet")
     base = dict(spec.get("base") or {})
+    _refuse_foreign_trials(store, study_name, base, complete)
     # The study row is the one place the metric (and the versions) are read from.
     study_row = store.studies_frame().set_index("name").loc[study_name]
     results = []
@@ -63,6 +64,41 @@ def best_configs(
         }
         results.append((config, scrub_secrets(provenance)))
     return results
+
+
+# Fields of a trial config that say where or how fast it ran, not what it computed.
+_RUN_ONLY_FIELDS = frozenset({"threads", "data_dir", "device"})
+
+
+def _refuse_foreign_trials(
+    store: Store, study_name: str, base: dict[str, Any], trials: list[Any]
+) -> None:
+    """An exported file must retrain its trial: refuse trials whose stored config is not the
+    study's spec with the trial's parameters (a study rerun under its name with another spec,
+    before such reruns were refused), naming each trial and field."""
+    frame = store.trials_frame(study_name)
+    if "config" not in frame:
+        return
+    configs = dict(zip(frame["number"], frame["config"], strict=True))
+    problems = []
+    for trial in trials:
+        ran = configs.get(trial.number)
+        if not isinstance(ran, dict):
+            continue
+        expected = {**base, **trial.params}
+        differing = sorted(
+            key
+            for key in set(expected) & set(ran)
+            if key not in _RUN_ONLY_FIELDS and key != "seed" and ran[key] != expected[key]
+        )
+        if differing:
+            shown = ", ".join(f"{k} {ran[k]!r} (spec: {expected[k]!r})" for k in differing[:4])
+            problems.append(f"trial {trial.number} ran {shown}")
+    if problems:
+        raise ExportError(
+            f"study {study_name!r} holds trials that its spec did not make, so an export would "
+            f"not retrain them: {'; '.join(problems)}. Rerun the spec under a new name"
+        )
 
 
 def export_best(

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_EPOCHS",
     "METRIC",
     "NODES",
+    "PRUNED_AT",
     "RAY_TRIAL_IDS",
     "REDUCTION_FACTOR",
     "REQUEUED",
@@ -23,8 +24,11 @@ __all__ = [
     "RESUMED_FROM",
     "RESUME_POINTS",
     "RESUME_SKIPPED",
+    "RETIRED_BECAUSE",
     "SEEDS",
     "SEED_VALUES",
+    "SPEC_CHANGES",
+    "SPEC_IDENTITY",
     "SURPLUS",
 ]
 
@@ -33,6 +37,11 @@ METRIC = "metric"  # the validation metric's name: bpc, perplexity, error_rate
 MAX_EPOCHS = "max_epochs"  # the full epoch budget of a trial
 GRACE_PERIOD = "grace_period"  # ASHA's, when the study uses ASHA
 REDUCTION_FACTOR = "reduction_factor"
+# What the study IS (base, search space, fixed points, metric, direction, sampler kind, repeats),
+# as the first run stored it; a rerun with a different one is refused (study.identity).
+SPEC_IDENTITY = "spec_identity"
+# The run settings as last accepted, and every accepted change to them ({at, changes}).
+SPEC_CHANGES = "spec_changes"
 
 # --- study system attributes -----------------------------------------------------------------
 HEARTBEAT_PREFIX = "driver_heartbeat:"  # + driver id -> POSIX time of its last beat
@@ -45,9 +54,13 @@ EPOCHS = "epochs"  # last epoch reached, per seed
 NODES = "nodes"
 CHECKPOINTS = "checkpoints"  # last checkpoint location, per seed
 SEED_VALUES = "seed_values"  # last epoch's validation metric, per seed
+PRUNED_AT = "pruned_at"  # the rung epoch at which the scheduler stopped the configuration
 FAIL_REASON = "fail_reason"
 REQUEUED = "requeued"  # retired by the service (interrupted / driver lost); does not count
-SURPLUS = "surplus"  # asked beyond n_trials by a racing driver; does not count
+SURPLUS = "surplus"  # asked beyond n_trials, or a point another trial holds; does not count
+# Why the service retired a trial to continue it: a study.plan.Retired value (interrupted,
+# driver_lost, infrastructure). The FAIL row is a fact about the run, not about the config.
+RETIRED_BECAUSE = "retired_because"
 REQUEUED_FROM = "requeued_from"  # on a replacement: the number of the trial it replaces
 # Per seed: where the trial can continue from ({seed, epoch, checkpoint, curve} or null).
 # Written after every checkpoint, so it survives a driver killed without warning.

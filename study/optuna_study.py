@@ -24,18 +24,23 @@ __all__ = [
     "UpdateFinishedTrialError",
     "ask",
     "best_complete",
+    "counted",
     "counted_trials",
+    "enqueue_point",
     "enqueue_replacement",
     "heartbeats",
+    "is_retired",
     "load_study",
     "minimizes",
     "open_study",
+    "queued_params",
     "record_heartbeat",
     "report",
     "retire_lost_trial",
     "set_study_attrs",
     "set_trial_attr",
     "state_counts",
+    "study_attrs",
     "study_id",
     "tell",
     "trial_attrs",
@@ -203,19 +208,30 @@ def tell(
             raise
 
 
+def is_retired(trial: FrozenTrial) -> bool:
+    """A trial the service took out of the plan itself (study.plan): retired to be continued
+    (``keys.REQUEUED``) or asked beyond the plan (``keys.SURPLUS``). It does not count."""
+    attrs = trial.user_attrs
+    return trial.state == TrialState.FAIL and bool(
+        attrs.get(keys.REQUEUED) or attrs.get(keys.SURPLUS)
+    )
+
+
+def counted(trials: Iterable[FrozenTrial]) -> int:
+    """Trials that count towards the study's budget: running or finished, not retired."""
+    return sum(1 for t in trials if t.state != TrialState.WAITING and not is_retired(t))
+
+
 def counted_trials(study: optuna.Study) -> int:
-    """Trials that count towards the study's budget: finished or running, minus the ones this
-    service retired itself (re-enqueued after a lost driver or an interruption, or asked over
-    budget)."""
-    count = 0
-    for trial in trials(study):
-        if trial.state == TrialState.WAITING:
-            continue
-        attrs = trial.user_attrs
-        if trial.state == TrialState.FAIL and (attrs.get(keys.REQUEUED) or attrs.get(keys.SURPLUS)):
-            continue
-        count += 1
-    return count
+    """:func:`counted` over the study's trials."""
+    return counted(trials(study))
+
+
+def queued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters a WAITING (enqueued) trial will run with."""
+    # Optuna keeps an enqueued trial's parameters in its system attributes under this name
+    # (Study.enqueue_trial) and gives no public accessor; FrozenTrial.system_attrs is read only.
+    return dict(trial.system_attrs.get("fixed_params") or {})
 
 
 def state_counts(study: optuna.Study) -> dict[TrialState, int]:
@@ -261,14 +277,21 @@ def enqueue_replacement(
     db_call(study.enqueue_trial, dict(params), user_attrs=attrs)
 
 
-def retire_lost_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
-    """FAIL a RUNNING trial that another (dead) driver asked, with ``reason``, and queue its
-    replacement. Returns False when another driver retired or finished it first."""
+def enqueue_point(study: optuna.Study, params: Mapping[str, Any]) -> None:
+    """Queue a point the spec fixes (a grid point, a listed point) for the next ask."""
+    db_call(study.enqueue_trial, dict(params))
+
+
+def retire_lost_trial(study: optuna.Study, trial: FrozenTrial, reason: str, because: str) -> bool:
+    """FAIL a RUNNING trial that another (dead) driver asked, with ``reason`` (a sentence) and
+    ``because`` (a study.plan.Retired value), and queue its replacement. Returns False when
+    another driver retired or finished it first."""
     # Private: the trial belongs to another process, so there is no live optuna.Trial to call;
     # the storage API by trial id is the only way to set its attributes and state.
     storage = study._storage
     trial_id = trial._trial_id
     db_call(storage.set_trial_user_attr, trial_id, keys.FAIL_REASON, reason)
+    db_call(storage.set_trial_user_attr, trial_id, keys.RETIRED_BECAUSE, because)
     db_call(storage.set_trial_user_attr, trial_id, keys.REQUEUED, True)
     try:
         db_call(storage.set_trial_state_values, trial_id, TrialState.FAIL)
@@ -281,3 +304,8 @@ def retire_lost_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> b
         resume_points=trial.user_attrs.get(keys.RESUME_POINTS),
     )
     return True
+
+
+def study_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's user attributes."""
+    return dict(db_call(lambda: study.user_attrs))

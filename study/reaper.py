@@ -16,8 +16,9 @@ from optuna.trial import TrialState
 from study import keys
 from study import optuna_study as ostudy
 from study.heartbeat import STALE_AFTER_SECONDS, driver_alive
+from study.plan import Retired
 
-__all__ = ["DRIVER_LOST", "reap_lost_trials"]
+__all__ = ["DRIVER_LOST", "continue_orphans", "reap_lost_trials"]
 
 DRIVER_LOST = "driver lost"
 
@@ -41,6 +42,29 @@ def reap_lost_trials(
                 continue
         elif driver == current_driver or driver_alive(study, driver, stale_after=stale_after):
             continue
-        if ostudy.retire_lost_trial(study, trial, DRIVER_LOST):
+        if ostudy.retire_lost_trial(study, trial, DRIVER_LOST, Retired.DRIVER_LOST.value):
             reaped.append(trial.number)
     return reaped
+
+
+def continue_orphans(study: optuna.Study) -> list[int]:
+    """Queue a replacement for every retired trial that has none: a driver killed between
+    retiring a trial and queueing its replacement must not lose the trial's point (or its
+    checkpoints). Returns the numbers of the trials now continued."""
+    trials = ostudy.trials(study)
+    replaced = {t.user_attrs.get(keys.REQUEUED_FROM) for t in trials}
+    orphans = [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL
+        and t.user_attrs.get(keys.REQUEUED)
+        and t.number not in replaced
+    ]
+    for trial in orphans:
+        ostudy.enqueue_replacement(
+            study,
+            trial.params,
+            replaces=trial.number,
+            resume_points=trial.user_attrs.get(keys.RESUME_POINTS),
+        )
+    return [trial.number for trial in orphans]

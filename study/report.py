@@ -2,6 +2,10 @@
 :mod:`dashboards`, and save the figures and the summary note into the Optuna study so
 optuna-dashboard shows them. Also the same report from the CSV tables `status --csv` writes
 (how the committed results under docs/results/ are regenerated).
+
+A study with no complete trial (every trial failed, say) gets the report all the same: the
+table of its trials with their reasons, and why there is no figure (the result's messages say
+it too). Trials the service retired itself (Ctrl-C, a lost driver) show as interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pandas as pd
 
 from dashboards import ReportResult, build_report, save_figures_to_study, select_configuration
 from study import optuna_study
+from study.failures import retired_errors
 from study.space import distributions
 from study.spec import StudySpec, load_spec
 from trials.tasks import metric_for_task
@@ -173,6 +178,7 @@ def _report(
         png=png,
         study=study,
         baseline_trial=baseline_trial,
+        interrupted_errors=retired_errors(),
     )
 
 
@@ -186,14 +192,18 @@ def write_study_report(
     baseline_trial: Baseline = None,
 ) -> ReportResult:
     """Write ``<study>-report.html`` (+ PNGs, summary) for a stored study into ``out_dir`` and
-    save the figures and summary into the Optuna study (optuna-dashboard)."""
+    save the figures and summary into the Optuna study (optuna-dashboard).
+
+    A study with nothing to draw still gets its HTML (the table of its trials and why there is
+    no figure) and its summary in the Optuna study; ``messages`` says why there is no figure."""
     frames = load_study_frames(storage_url, study_name)
     study = optuna_study.load_study(storage_url, study_name)  # the real study: its search space
     result = _report(frames, out_dir, study=study, png=png, baseline_trial=baseline_trial)
-    if save_to_optuna and result.figures:
+    if save_to_optuna and result.analysis is not None:
         save_figures_to_study(study, result.figures, result.analysis.summary_markdown)
+        saved = "figures and summary" if result.figures else "summary (no figure)"
         result.messages.append(
-            f"figures and summary saved into the Optuna study {study_name!r} (optuna-dashboard)"
+            f"{saved} saved into the Optuna study {study_name!r} (optuna-dashboard)"
         )
     return result
 

@@ -7,6 +7,7 @@ below it, in the order it runs.
 from __future__ import annotations
 
 import platform
+import signal
 import time
 import zlib
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.stopper import Stopper
 from rich.console import Console
 
 from study import keys
@@ -25,10 +27,13 @@ from study import optuna_study as ostudy
 from study.callbacks import StoreCallback
 from study.errors import UserError
 from study.heartbeat import HeartbeatCallback, new_driver_id, other_live_drivers
+from study.identity import SpecSnapshot, change_record, differences, snapshot_of
+from study.plan import Retired, StudyPlan
 from study.progress import ProgressCallback
 from study.ray_session import RaySessionError, quiet_logger, ray_session
-from study.reaper import DRIVER_LOST, reap_lost_trials
-from study.searcher import OptunaSearcher
+from study.reaper import DRIVER_LOST, continue_orphans, reap_lost_trials
+from study.scheduler import ConfigurationASHA
+from study.searcher import INTERRUPTED, OptunaSearcher
 from study.space import build_sampler
 from study.spec import StudySpec
 from study.store import Store, mask_url, resolve_storage_url, scrub_secrets
@@ -42,8 +47,6 @@ __all__ = [
     "run_study",
 ]
 
-INTERRUPTED = "interrupted: the driver stopped before the trial finished"
-
 
 class StudyRunError(UserError, RuntimeError):
     """A study that cannot start (e.g. its stored direction differs from this spec's)."""
@@ -54,6 +57,10 @@ class StudyOutcome:
     name: str
     storage: str  # masked
     status: str  # finished | interrupted
+    # The signal that stopped the run (SIGINT, SIGTERM, SIGHUP), if one did.
+    stopped_by: signal.Signals | None = None
+    # Why the run stopped itself before its plan was done (a full disk, ...), if it did.
+    stop_reason: str | None = None
     counts: dict[str, int] = field(default_factory=dict)  # by TrialState name
     best_value: float | None = None
     best_params: dict[str, Any] | None = None
@@ -72,23 +79,38 @@ def run_study(
     n_trials: int | None = None,
     console: Console | None = None,
     trainable: Any = None,
+    accept_changes: bool = False,
 ) -> StudyOutcome:
-    """Run or resume ``spec``; ``trainable`` replaces the training trainable (benchmarks)."""
+    """Run or resume ``spec``; ``trainable`` replaces the training trainable (benchmarks).
+
+    ``accept_changes``: a rerun may change the stored spec's plan settings (study.identity)."""
     started = time.perf_counter()
     console = console or Console()
+    file_spec = spec
     spec = _effective_spec(spec, storage, n_trials)
     assert spec.storage is not None
+    outcome = StudyOutcome(name=spec.name, storage=mask_url(spec.storage), status="finished")
     # Ray first: a spec whose trials can never be scheduled fails before the store is written.
-    with _ray(spec, ray_address), Store.open(spec.storage) as store:
-        study = _open_study(spec, store)
+    with _ray(spec, ray_address), _stop_signals(outcome), Store.open(spec.storage) as store:
         driver_id = new_driver_id()
+        study = _open_study(spec, store, file_spec, driver_id, accept_changes)
         _join(study, spec, driver_id)
-        outcome = StudyOutcome(name=spec.name, storage=mask_url(spec.storage), status="finished")
         outcome.reaped = _reap(study, store, spec, driver_id, console)
-        if ostudy.counted_trials(study) >= spec.n_trials:
-            console.print(f"study {spec.name!r} already has {spec.n_trials} trials; nothing to run")
+        plan = StudyPlan.from_spec(spec, sampler=spec.sampler.name, points=spec.points)
+        stored = ostudy.trials(study)
+        if ostudy.counted(stored) >= plan.size or (
+            plan.exhaustive
+            and not plan.remaining(stored)
+            and not any(t.state == TrialState.WAITING for t in stored)
+        ):
+            console.print(
+                f"study {spec.name!r} already holds its {plan.size} configurations; nothing to run"
+            )
         else:
-            _tune(study, store, spec, driver_id, console, trainable, outcome)
+            try:
+                _tune(study, store, spec, driver_id, console, trainable, outcome)
+            except KeyboardInterrupt:  # a signal before Tune had installed its own handler
+                outcome.status = "interrupted"
         store.finish_study(spec.name, outcome.status)
     _summarize(study, outcome)
     outcome.wall_seconds = time.perf_counter() - started
@@ -130,9 +152,49 @@ def _ray(spec: StudySpec, address: str | None) -> Iterator[None]:
         raise StudyRunError(str(error)) from None
 
 
-def _open_study(spec: StudySpec, store: Store) -> optuna.Study:
-    """The Optuna study on the store's URL, its attributes, and the store's study row with a
-    password-free spec snapshot."""
+@contextmanager
+def _stop_signals(outcome: StudyOutcome) -> Iterator[None]:
+    """SIGTERM (docker stop, Kubernetes, Ray's autoscaler) and SIGHUP (a closed terminal) stop
+    the run as Ctrl-C does: they are handed to whatever handles SIGINT at that moment (Ray
+    Tune's, which stops the trials and keeps their checkpoints, or Python's, which raises
+    KeyboardInterrupt). Installed after Ray started: Ray's own handler would print a native
+    stack dump and exit. The signal is kept in ``outcome`` for the exit status (128 + n)."""
+
+    def forward(signum: int, frame: Any) -> None:
+        outcome.stopped_by = outcome.stopped_by or signal.Signals(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        outcome.stopped_by = outcome.stopped_by or signal.SIGINT
+        raise KeyboardInterrupt
+
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.getsignal(signum) for signum in (*stops, signal.SIGINT)}
+    for signum in stops:
+        signal.signal(signum, forward)
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _open_study(
+    spec: StudySpec,
+    store: Store,
+    file_spec: StudySpec,
+    driver_id: str,
+    accept_changes: bool,
+) -> optuna.Study:
+    """The Optuna study on the store's URL, checked against the spec it was made with
+    (study.identity), its attributes, and the store's study row with a password-free spec
+    snapshot."""
     assert spec.storage is not None
     study = ostudy.open_study(spec.storage, spec.name, build_sampler(spec))
     if not ostudy.minimizes(study):
@@ -140,6 +202,7 @@ def _open_study(spec: StudySpec, store: Store) -> optuna.Study:
             f"study {spec.name!r} in {mask_url(spec.storage)} maximizes; this service minimizes "
             "the validation metric: use another study name"
         )
+    _check_identity(study, store, file_spec, driver_id, accept_changes)
     attrs: dict[str, Any] = {keys.METRIC: spec.metric, keys.MAX_EPOCHS: spec.max_epochs}
     if spec.scheduler.name == "asha":
         attrs[keys.GRACE_PERIOD] = spec.scheduler.grace_period
@@ -154,6 +217,52 @@ def _open_study(spec: StudySpec, store: Store) -> optuna.Study:
         optuna_study_id=ostudy.study_id(study),
     )
     return study
+
+
+def _check_identity(
+    study: optuna.Study,
+    store: Store,
+    spec: StudySpec,
+    driver_id: str,
+    accept_changes: bool,
+) -> None:
+    """Refuse a spec that is not the stored study's (identity), or that changes its plan
+    settings without ``accept_changes``; store the snapshot on the first run and every
+    accepted change after it."""
+    given = snapshot_of(spec.model_dump(mode="json"))
+    attrs = ostudy.study_attrs(study)
+    raw = attrs.get(keys.SPEC_IDENTITY)
+    if raw is not None:
+        stored: SpecSnapshot | None = SpecSnapshot.from_json(raw)
+    elif spec.name in set(store.studies_frame()["name"]) and store.study_spec(spec.name):
+        # A study from before identities were stored: its spec snapshot is the reference.
+        stored = snapshot_of(store.study_spec(spec.name))
+    else:
+        stored = None
+    if stored is not None:
+        identity = differences(stored.identity, given.identity)
+        if identity:
+            raise StudyRunError(
+                f"study {spec.name!r} in {mask_url(spec.storage or '')} was made with another "
+                f"spec; this one differs in what the study is: "
+                + "; ".join(change.describe() for change in identity)
+                + ". Its trials would not be comparable: give this spec a new name"
+            )
+        settings = differences(stored.settings, given.settings)
+        if settings and not accept_changes:
+            raise StudyRunError(
+                f"study {spec.name!r} was run with other plan settings: "
+                + "; ".join(change.describe() for change in settings)
+                + ". Run with --accept-change to continue the study under these settings "
+                "(recorded in the study), or give this spec a new name"
+            )
+        if settings:
+            history = list(attrs.get(keys.SPEC_CHANGES) or [])
+            history.append(change_record(settings, driver_id))
+            ostudy.set_study_attrs(study, {keys.SPEC_CHANGES: history})
+        if raw is not None and not settings:
+            return
+    ostudy.set_study_attrs(study, {keys.SPEC_IDENTITY: given.to_json()})
 
 
 def _join(study: optuna.Study, spec: StudySpec, driver_id: str) -> None:
@@ -171,9 +280,20 @@ def _reap(
     continue their checkpoints."""
     reaped = reap_lost_trials(study, current_driver=driver_id)
     for number in reaped:
-        store.upsert_trial(spec.name, number, state=TrialState.FAIL, error=DRIVER_LOST)
+        store.upsert_trial(
+            spec.name,
+            number,
+            state=TrialState.FAIL,
+            error=DRIVER_LOST,
+            retired=Retired.DRIVER_LOST.value,
+        )
     if reaped:
         console.print(f"continuing {len(reaped)} trial(s) left running by a lost driver: {reaped}")
+    orphans = continue_orphans(study)
+    if orphans:
+        console.print(
+            f"continuing {len(orphans)} retired trial(s) that had no replacement: {orphans}"
+        )
     return reaped
 
 
@@ -198,42 +318,74 @@ def _tune(
         console=console,
     )
     heartbeat = HeartbeatCallback(study, driver_id)
-    tuner = _tuner(spec, driver_id, searcher, [store_callback, heartbeat, progress], trainable)
+    tuner = _tuner(
+        spec,
+        driver_id,
+        searcher,
+        [store_callback, heartbeat, progress],
+        trainable,
+        _scheduler(spec, searcher, study),
+    )
     try:
         # On Ctrl-C Tune stops the trials, logs "Trials did not complete" and advises
         # Tuner.restore(); a study resumes by running its spec again, which the CLI says.
-        with quiet_logger("ray.tune.tune"):
+        # A failed trial's traceback is in its error file and its reason in the store and the
+        # progress display: Tune's controller would print ~50 lines of it on the terminal.
+        with quiet_logger("ray.tune.tune"), quiet_logger("ray.tune.execution.tune_controller"):
             tuner.fit()
     except KeyboardInterrupt:
         outcome.status = "interrupted"
     finally:
         progress.close()
-        retired = searcher.finalize(INTERRUPTED)
-        for number in retired:
-            store.upsert_trial(spec.name, number, state=TrialState.FAIL, error=INTERRUPTED)
-        if retired:
+        searcher.finalize(
+            f"{INTERRUPTED} ({searcher.stop_reason})" if searcher.stop_reason else INTERRUPTED
+        )
+        for number in searcher.retired():
+            retired = searcher.outcome(number)
+            store.upsert_trial(
+                spec.name,
+                number,
+                state=TrialState.FAIL,
+                error=retired.error if retired and retired.error else INTERRUPTED,
+                retired=(
+                    retired.retired if retired and retired.retired else Retired.INTERRUPTED
+                ).value,
+            )
+        if outcome.stopped_by is not None or searcher.stop_reason is not None:
             outcome.status = "interrupted"
+        outcome.stop_reason = searcher.stop_reason
         outcome.epochs_written = store_callback.epochs_written
         outcome.store_write_seconds = store_callback.write_seconds
 
 
+def _scheduler(spec: StudySpec, searcher: OptunaSearcher, study: optuna.Study) -> Any:
+    """ASHA over configurations (study.scheduler), its rungs filled from the stored trials; or
+    first-in-first-out when the spec asks for no early stopping."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    if spec.scheduler.name != "asha":
+        return FIFOScheduler()
+    return ConfigurationASHA(
+        searcher,
+        grace_period=min(spec.scheduler.grace_period, spec.max_epochs),
+        reduction_factor=spec.scheduler.reduction_factor,
+        max_epochs=spec.max_epochs,
+        stored=[t for t in ostudy.trials(study) if not ostudy.is_retired(t)],
+    )
+
+
 def _tuner(
-    spec: StudySpec, driver_id: str, searcher: OptunaSearcher, callbacks: list, trainable: Any
+    spec: StudySpec,
+    driver_id: str,
+    searcher: OptunaSearcher,
+    callbacks: list,
+    trainable: Any,
+    scheduler: Any,
 ) -> Any:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from trials.trainable import run_trial
 
-    if spec.scheduler.name == "asha":
-        scheduler: Any = ASHAScheduler(
-            time_attr="epoch",
-            max_t=spec.max_epochs,
-            grace_period=min(spec.scheduler.grace_period, spec.max_epochs),
-            reduction_factor=spec.scheduler.reduction_factor,
-        )
-    else:
-        scheduler = FIFOScheduler()
     return tune.Tuner(
         tune.with_resources(
             trainable or run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
@@ -253,6 +405,9 @@ def _tuner(
             name=f"{spec.name}-{driver_id.rsplit(':', 1)[-1]}",
             storage_path=_checkpoint_root(spec),
             callbacks=callbacks,
+            # The searcher's stop (a full disk, a point cut off again and again) ends every
+            # running trial; they are retired and continued by the next run.
+            stop=_SearcherStop(searcher),
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
             # The newest two: the one a replacement continues from is never deleted before the
             # next one has been recorded (see study.resume).
@@ -260,6 +415,19 @@ def _tuner(
             verbose=0,
         ),
     )
+
+
+class _SearcherStop(Stopper):
+    """A Ray Tune stopper that ends every trial once the searcher has a stop reason."""
+
+    def __init__(self, searcher: OptunaSearcher) -> None:
+        self._searcher = searcher
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return self._searcher.stop_reason is not None
+
+    def stop_all(self) -> bool:
+        return self._searcher.stop_reason is not None
 
 
 def _checkpoint_root(spec: StudySpec) -> str:

@@ -2,9 +2,15 @@
 
 Differences from Ray's own ``OptunaSearch`` that this service depends on:
 
-* a trial that the scheduler (ASHA) stopped early is told as PRUNED, not COMPLETE with a
-  partial loss; COMPLETE means the trial ran its full epoch budget;
-* a failed trial is FAIL with its reason (the exception, or the divergence) in user_attrs;
+* a configuration that the scheduler (study.scheduler: ASHA over the seed mean) stopped early
+  is told as PRUNED, not COMPLETE with a partial loss; COMPLETE means every seed ran its full
+  epoch budget;
+* a configuration that failed is FAIL with its reason (the exception, or the divergence) in
+  user_attrs; one cut off by the infrastructure (study.faults) or by the driver's own stop is
+  retired (FAIL, ``keys.REQUEUED``, ``keys.RETIRED_BECAUSE``) and a replacement continues it
+  from its checkpoints: it does not count towards the budget;
+* which configuration runs next is the plan's (study.plan): the points the spec fixes (a grid,
+  listed points), each once, read from the stored trials; then the sampler's suggestions;
 * every epoch's validation metric is reported as an intermediate value, so optuna-dashboard
   shows learning curves;
 * each Optuna trial (one configuration) can run several seeds as separate Ray trials; the
@@ -26,15 +32,23 @@ from ray.tune.search import Searcher
 
 from study import keys
 from study import optuna_study as ostudy
+from study.faults import Fault, classify
+from study.plan import Retired, StudyPlan
 from study.resume import ResumePoint, SeedStart, plan_starts
 from study.space import distributions
 from study.spec import StudySpec
 from study.store import mask_url
 from trials.trainable import RESUME_FROM_KEY, TRIAL_CONFIG_KEY
 
-__all__ = ["STUDY_KEY", "OptunaSearcher", "TrialOutcome"]
+__all__ = ["CUT_OFF_PREFIX", "INTERRUPTED", "STUDY_KEY", "OptunaSearcher", "TrialOutcome"]
 
 STUDY_KEY = "study"
+# The reason of a trial retired because the driver stopped (Ctrl-C, SIGTERM, its own stop).
+INTERRUPTED = "interrupted: the driver stopped before the trial finished"
+# The reason of a trial retired because its worker, node or disk failed it starts with this.
+CUT_OFF_PREFIX = "cut off by the infrastructure: "
+# A configuration cut off by the infrastructure this many times in one run stops the run.
+_MAX_CUTS_PER_RUN = 3
 METRIC = "valid_metric"
 _SHOWN_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -47,6 +61,7 @@ class TrialOutcome:
     # COMPLETE: the seed mean of the last epoch. PRUNED / FAIL: the mean last-epoch value of
     # the seeds that reported one.
     value: float | None
+    retired: Retired | None  # FAIL cut off by the run: continued by a replacement
     best_value: float | None
     error: str | None
     epochs: int
@@ -63,6 +78,9 @@ class _SeedRun:
     last_epoch: int = 0
     finished_state: TrialState | None = None
     error: str | None = None
+    # Set when the run, not the configuration, ended this seed (study.faults, or the driver
+    # stopping): the seed is continued from its checkpoint by a replacement.
+    cut: Retired | None = None
     node: str | None = None
     checkpoint: str | None = None
     checkpoint_epoch: int = 0
@@ -86,6 +104,7 @@ class _Configuration:
     runs: list[_SeedRun]
     replaces: int | None = None  # the retired trial whose checkpoints this one continues
     reported_epochs: set[int] = field(default_factory=set)
+    pruned_at: int | None = None  # the rung epoch at which the scheduler stopped it
     told: bool = False
     outcome: TrialOutcome | None = None
 
@@ -127,11 +146,16 @@ class OptunaSearcher(Searcher):
         self._spec = spec
         self._driver_id = driver_id
         self._distributions = distributions(spec)
+        self._plan = StudyPlan.from_spec(spec, sampler=spec.sampler.name, points=spec.points)
         self._configurations: dict[int, _Configuration] = {}
         self._waiting: list[tuple[int, int]] = []  # (optuna number, seed index) not yet in Ray
         self._ray_trials: dict[str, tuple[int, int]] = {}
         self._error_reasons: dict[str, str] = {}
         self._finished = False
+        # Set when the run must stop (a full disk, a point cut off again and again): no new
+        # configuration starts, and the runner's stopper ends the running ones.
+        self.stop_reason: str | None = None
+        self._infrastructure_cuts: dict[tuple[Any, ...], int] = {}
 
     # Tune pickles its configuration, this searcher included, into the experiment directory
     # (tuner.pkl). Keep neither the live study (its storage holds the database URL with the
@@ -152,7 +176,9 @@ class OptunaSearcher(Searcher):
     # --- what the driver's callback tells us -------------------------------------------------
     def set_error_reason(self, ray_trial_id: str, reason: str) -> None:
         """Ray calls the searcher before the callbacks on an error; the callback hands over the
-        reason it read from the trial's error file, and we record it if the tell is pending."""
+        reason it read from the trial's error file, and we record it if the tell is pending. A
+        reason that is the infrastructure's (study.faults) cuts the seed instead of failing
+        the configuration."""
         self._error_reasons[ray_trial_id] = reason
         slot = self._ray_trials.get(ray_trial_id)
         if slot is None:
@@ -160,6 +186,12 @@ class OptunaSearcher(Searcher):
         configuration = self._configurations[slot[0]]
         run = configuration.runs[slot[1]]
         run.error = reason
+        fault = classify(reason)
+        if fault != Fault.TRIAL:
+            run.cut = Retired.INFRASTRUCTURE
+            run.error = f"{CUT_OFF_PREFIX}{reason}"
+            if fault == Fault.DISK_FULL:
+                self._stop(f"the disk is full ({reason})")
         if not configuration.told and self._all_finished(configuration):
             self._tell(configuration)
 
@@ -238,11 +270,43 @@ class OptunaSearcher(Searcher):
             run.error = run.error or self._error_reasons.get(trial_id)
         elif run.last_epoch >= self._spec.max_epochs:
             run.finished_state = TrialState.COMPLETE
-        else:
-            # Stopped before its budget without an error: the scheduler stopped it.
+        elif configuration.pruned_at is not None:
             run.finished_state = TrialState.PRUNED
-        if self._all_finished(configuration) and (not error or run.error):
+        elif self.stop_reason is not None:
+            # The runner's stopper ended it: the run stops, the configuration is continued.
+            run.finished_state = TrialState.FAIL
+            run.cut = Retired.INTERRUPTED
+            run.error = f"{INTERRUPTED} ({self.stop_reason})"
+        else:
+            run.finished_state = TrialState.FAIL
+            run.error = (
+                f"the trial ended after epoch {run.last_epoch} of {self._spec.max_epochs} "
+                "without an error or a scheduler's decision"
+            )
+        if error and run.error is None:
+            return  # the error callback brings the reason, and then we tell
+        if self._all_finished(configuration):
             self._tell(configuration)
+
+    # --- what the scheduler tells us (study.scheduler.ConfigurationASHA) -----------------------
+    def prune(self, number: int, epoch: int) -> None:
+        """The scheduler stopped configuration ``number`` at rung ``epoch``: every seed stops
+        (the running ones at their next report; the ones not started yet never start)."""
+        configuration = self._configurations[number]
+        if configuration.pruned_at is not None:
+            return
+        configuration.pruned_at = epoch
+        ostudy.set_trial_attr(configuration.trial, keys.PRUNED_AT, epoch)
+        not_started = {index for n, index in self._waiting if n == number}
+        self._waiting = [(n, index) for n, index in self._waiting if n != number]
+        for index in not_started:
+            configuration.runs[index].finished_state = TrialState.PRUNED
+        if self._all_finished(configuration) and not configuration.told:
+            self._tell(configuration)
+
+    def is_pruned(self, number: int) -> bool:
+        configuration = self._configurations.get(number)
+        return configuration is not None and configuration.pruned_at is not None
 
     def configuration(self, number: int) -> _Configuration:
         return self._configurations[number]
@@ -268,45 +332,55 @@ class OptunaSearcher(Searcher):
         return min(values) if values else None
 
     def finalize(self, reason: str) -> list[int]:
-        """Tell every configuration still open (the run was interrupted): FAIL with ``reason``,
-        parameters re-enqueued with each seed's last checkpoint, so that the next run of the
-        spec continues them. Returns the retired trials' numbers."""
-        retired = []
-        for number, configuration in self._configurations.items():
+        """Tell every configuration still open (the run stopped: Ctrl-C, SIGTERM, the stopper):
+        its unfinished seeds are cut with ``reason``, and the configuration is retired and
+        queued to continue from each seed's last checkpoint (unless a seed failed on its own,
+        which fails it). Returns the numbers of the configurations retired by this run."""
+        for configuration in self._configurations.values():
             if configuration.told:
                 continue
             for run in configuration.runs:
-                if run.finished_state is None:
+                if run.finished_state is None or (
+                    run.finished_state == TrialState.FAIL and run.error is None
+                ):
                     run.finished_state = TrialState.FAIL
+                    run.cut = run.cut or Retired.INTERRUPTED
                     run.error = reason
-            ostudy.set_trial_attr(configuration.trial, keys.REQUEUED, True)
             self._tell(configuration)
-            ostudy.enqueue_replacement(
-                self._study,
-                configuration.params,
-                replaces=number,
-                resume_points=configuration.resume_points(),
-            )
-            retired.append(number)
-        return retired
+        return self.retired()
+
+    def retired(self) -> list[int]:
+        """Configurations this run retired (to be continued), by number."""
+        return [
+            number
+            for number, configuration in self._configurations.items()
+            if configuration.outcome is not None and configuration.outcome.retired is not None
+        ]
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._finished = True
 
     # --- internals -----------------------------------------------------------------------------
     def _start_configuration(self) -> bool:
-        if self._finished or ostudy.counted_trials(self._study) >= self._spec.n_trials:
+        """Ask Optuna for the next configuration of the plan; False when the plan is done."""
+        if self._finished:
             return False
+        stored = ostudy.trials(self._study)
+        if ostudy.counted(stored) >= self._spec.n_trials:
+            return False
+        if not any(t.state == TrialState.WAITING for t in stored):
+            remaining = self._plan.remaining(stored)
+            if self._plan.exhaustive and not remaining:
+                return False  # every grid point is held (queued, running or finished)
+            if remaining and not self._plan.exhaustive:
+                # Listed points before the sampler's own suggestions (a grid's sampler takes
+                # the next point itself: study.plan.PlanSampler).
+                ostudy.enqueue_point(self._study, remaining[0])
         trial = ostudy.ask(self._study, self._distributions)
-        # Another driver may have asked at the same moment: the higher numbers beyond the
-        # budget step back, so the study's total is respected.
-        over = ostudy.counted_trials(self._study) - self._spec.n_trials
-        if over > 0:
-            running = sorted(
-                (t.number for t in ostudy.trials(self._study, (TrialState.RUNNING,))),
-                reverse=True,
-            )
-            if trial.number in running[:over]:
-                ostudy.set_trial_attr(trial, keys.SURPLUS, True)
-                ostudy.tell(self._study, trial, state=TrialState.FAIL)
-                return False
+        if self._step_back_if_held(trial):
+            return self._start_configuration()
         try:
             ostudy.set_trial_attr(trial, keys.DRIVER, self._driver_id)
         except ostudy.UpdateFinishedTrialError:
@@ -339,6 +413,33 @@ class OptunaSearcher(Searcher):
             self._tell(configuration)
         return True
 
+    def _step_back_if_held(self, trial: optuna.trial.Trial) -> bool:
+        """A trial asked beyond the budget, or for a point another trial holds (two drivers
+        asked at the same moment, or a point queued twice), steps back: FAIL with
+        ``keys.SURPLUS``, so it neither counts nor holds its point."""
+        stored = ostudy.trials(self._study)
+        mine = next(t for t in stored if t.number == trial.number)
+        held_by = self._plan.held_before(mine, stored)
+        over = ostudy.counted(stored) - self._spec.n_trials
+        surplus = False
+        if over > 0:
+            # The higher numbers beyond the budget step back, so the study's total holds.
+            running = sorted(
+                (t.number for t in stored if t.state == TrialState.RUNNING), reverse=True
+            )
+            surplus = trial.number in running[:over]
+        if held_by is None and not surplus:
+            return False
+        ostudy.set_trial_attr(trial, keys.SURPLUS, True)
+        if held_by is not None:
+            ostudy.set_trial_attr(
+                trial, keys.FAIL_REASON, f"trial {held_by.number} holds this point"
+            )
+        ostudy.tell(self._study, trial, state=TrialState.FAIL)
+        if surplus:
+            self._finished = True
+        return held_by is not None and not surplus
+
     def _record_continuation(self, configuration: _Configuration, starts: list[SeedStart]) -> None:
         """A replacement: record what it continues (and why a seed starts fresh), and report
         the intermediate values it carries, so its learning curve continues the replaced one."""
@@ -369,6 +470,9 @@ class OptunaSearcher(Searcher):
         return all(run.finished_state is not None for run in configuration.runs)
 
     def _tell(self, configuration: _Configuration) -> None:
+        """Tell Optuna the configuration's outcome, once every seed has ended:
+        FAIL if a seed failed on its own; PRUNED if the scheduler stopped it; retired (FAIL,
+        continued by a replacement) if the run cut a seed off; else COMPLETE."""
         configuration.told = True
         trial = configuration.trial
         runs = configuration.runs
@@ -378,22 +482,32 @@ class OptunaSearcher(Searcher):
         ostudy.set_trial_attr(trial, keys.CHECKPOINTS, [run.checkpoint for run in runs])
         finals = [run.curve[run.last_epoch] if run.last_epoch else None for run in runs]
         ostudy.set_trial_attr(trial, keys.SEED_VALUES, finals)
-        states = [run.finished_state for run in runs]
+        failed = [run for run in runs if run.finished_state == TrialState.FAIL and run.cut is None]
+        cut = [run for run in runs if run.cut is not None]
         value: float | None = None
         error: str | None = None
-        if TrialState.FAIL in states:
-            reasons = [
-                run.error or "the trial raised an error"
-                for run in runs
-                if run.finished_state == TrialState.FAIL
-            ]
-            error = "; ".join(dict.fromkeys(reasons))
+        retired: Retired | None = None
+        if failed:
+            error = "; ".join(
+                dict.fromkeys(run.error or "the trial raised an error" for run in failed)
+            )
             ostudy.set_trial_attr(trial, keys.FAIL_REASON, error)
             ostudy.tell(self._study, trial, state=TrialState.FAIL)
             state = TrialState.FAIL
-        elif TrialState.PRUNED in states:
+        elif configuration.pruned_at is not None or any(
+            run.finished_state == TrialState.PRUNED for run in runs
+        ):
             ostudy.tell(self._study, trial, state=TrialState.PRUNED)
             state = TrialState.PRUNED
+        elif cut:
+            retired = (
+                Retired.INTERRUPTED
+                if all(run.cut == Retired.INTERRUPTED for run in cut)
+                else Retired.INFRASTRUCTURE
+            )
+            error = "; ".join(dict.fromkeys(run.error or retired.value for run in cut))
+            self._retire(configuration, retired, error)
+            state = TrialState.FAIL
         else:
             value = statistics.fmean(v for v in finals if v is not None)
             ostudy.tell(self._study, trial, value)
@@ -401,12 +515,37 @@ class OptunaSearcher(Searcher):
         configuration.outcome = TrialOutcome(
             state=state,
             value=value if value is not None else _mean_or_none(finals),
+            retired=retired,
             best_value=configuration.best_value,
             error=error,
             epochs=configuration.max_epoch,
             nodes=configuration.nodes,
             checkpoints=[run.checkpoint for run in runs],
         )
+
+    def _retire(self, configuration: _Configuration, because: Retired, reason: str) -> None:
+        """FAIL the trial as the run's doing (it does not count) and queue its replacement,
+        which continues each seed from its last checkpoint. A point cut off by the
+        infrastructure again and again in one run stops the run: retrying it would loop."""
+        trial = configuration.trial
+        ostudy.set_trial_attr(trial, keys.FAIL_REASON, reason)
+        ostudy.set_trial_attr(trial, keys.RETIRED_BECAUSE, because.value)
+        ostudy.set_trial_attr(trial, keys.REQUEUED, True)
+        ostudy.tell(self._study, trial, state=TrialState.FAIL)
+        ostudy.enqueue_replacement(
+            self._study,
+            configuration.params,
+            replaces=trial.number,
+            resume_points=configuration.resume_points(),
+        )
+        if because == Retired.INFRASTRUCTURE:
+            point = self._plan.key(configuration.params)
+            self._infrastructure_cuts[point] = self._infrastructure_cuts.get(point, 0) + 1
+            if self._infrastructure_cuts[point] >= _MAX_CUTS_PER_RUN:
+                self._stop(
+                    f"trial {trial.number}'s configuration was cut off "
+                    f"{_MAX_CUTS_PER_RUN} times in this run ({reason})"
+                )
 
     # --- save / restore (Tune's experiment checkpoints) ----------------------------------------
     def get_state(self) -> dict[str, Any]:

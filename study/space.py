@@ -85,4 +85,10 @@ def build_sampler(spec: _Spec, *, seed_offset: int = 0) -> optuna.samplers.BaseS
         return optuna.samplers.QMCSampler(seed=seed, **options)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed, **options)
-    return optuna.samplers.GridSampler(grid_space(spec), seed=seed, **options)
+    from study.plan import PlanSampler, StudyPlan
+
+    if options:
+        raise TypeError(f"the grid sampler takes no options (got {', '.join(sorted(options))})")
+    return PlanSampler(
+        StudyPlan.from_spec(spec, sampler="grid", points=spec.points)
+    )

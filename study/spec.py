@@ -14,6 +14,18 @@ becomes 'cuda' when trials reserve a GPU and 'cpu' when they do not, in the vali
 every trial config (and every export) names the device it ran on. (Left to torch, 'auto' would
 see every GPU of the node: Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for a trial that reserved
 none, so such a trial would compute on a GPU that others have reserved.)
+
+Paths are resolved once, here: ``base.data_dir``, ``base.text_path`` and a local
+``checkpoint_path`` (not a URI such as ``s3://...``) are made absolute against the spec file's
+directory when the spec is read from a file (:func:`load_spec`), else against the working
+directory, ``~`` expanded. Trials run in Ray's trial directory, so a path left relative would be
+looked up there. ``storage`` is a URL and is left as given.
+
+What validation accepts, the run can do: seeds lie in the range the store and every random
+generator take unchanged (trials.config.SEED_MAX; with ``repeats: k`` the seeds
+``base.seed .. base.seed + k - 1`` all do), the sampler seed in numpy's RandomState range,
+resources at Ray's precision, and integer search bounds where Optuna's float64 parameter column
+holds them exactly.
 """
 
 from __future__ import annotations
@@ -28,13 +40,24 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from study.errors import UserError
 from study.space import build_sampler
-from trials.config import TASKS, ConfigError, TrialConfig, did_you_mean, read_yaml
+from trials.config import (
+    BASE_DIR_CONTEXT,
+    SEED_MAX,
+    TASKS,
+    ConfigError,
+    TrialConfig,
+    absolute_path,
+    check_seed,
+    did_you_mean,
+    read_yaml,
+)
 from trials.tasks import metric_for_task
 
 __all__ = [
@@ -65,6 +88,19 @@ MAX_CHOICES = 1_000  # choices of one categorical parameter
 MAX_TRIALS = 100_000
 MAX_REPEATS = 100
 MAX_CONCURRENT_TRIALS = 1_024
+
+# Optuna's samplers draw from numpy.random.RandomState(seed) (optuna/samplers/
+# _lazy_random_state.py), which takes seeds 0 .. 2**32 - 1.
+SAMPLER_SEED_MAX = 2**32 - 1
+# Ray keeps resource quantities as fixed-point integers in units of 1/10000:
+# ray._raylet.RESOURCE_UNIT_SCALING is 10000 in Ray 2.60, and ray/_common/ray_option_utils.py
+# (_validate_resource_quantity) refuses a quantity with int(quantity * 10000) == 0 ("The
+# precision of the fractional quantity of resource ... cannot go beyond 0.0001"); a finer
+# fraction would be truncated.
+RAY_RESOURCE_UNITS = 10_000
+# Optuna stores every parameter value as a float64 (trial_params.param_value, FLOAT precision
+# 53 in optuna/storages/_rdb/models.py): integers beyond 2**53 would come back changed.
+MAX_EXACT_INT = 2**53
 
 
 class SpecError(UserError, ValueError):
@@ -120,6 +156,16 @@ class IntParam(_Strict):
     log: bool = False
     step: int = Field(default=1, gt=0)
 
+    @field_validator("low", "high", "step")
+    @classmethod
+    def _exact_in_optuna(cls, value: int) -> int:
+        if abs(value) > MAX_EXACT_INT:
+            raise ValueError(
+                f"{_short(value)} is beyond 2**53 in magnitude: Optuna stores parameter values as "
+                "64-bit floats, which hold integers exactly only up to 2**53"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_range(self) -> IntParam:
         if self.low >= self.high:
@@ -139,6 +185,11 @@ class IntParam(_Strict):
             return None
         _check_grid_count(count)
         return list(range(self.low, self.high + 1, self.step))
+
+
+def _short(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
 
 
 class CategoricalParam(_Strict):
@@ -162,8 +213,19 @@ SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimi
 
 class SamplerSpec(_Strict):
     name: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid"] = "tpe"
-    seed: int | None = Field(default=0, ge=0, le=2**32 - 1)
+    seed: int | None = 0
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int | None) -> int | None:
+        if value is None:
+            return None
+        return check_seed(
+            value,
+            SAMPLER_SEED_MAX,
+            "Optuna's samplers pass it to numpy's RandomState",
+        )
 
 
 class SchedulerSpec(_Strict):
@@ -175,6 +237,25 @@ class SchedulerSpec(_Strict):
 class ResourcesSpec(_Strict):
     cpu: float = Field(default=1.0, gt=0)
     gpu: float = Field(default=0.0, ge=0)
+
+    @field_validator("cpu", "gpu")
+    @classmethod
+    def _ray_precision(cls, value: float) -> float:
+        """A multiple of Ray's resource unit (see RAY_RESOURCE_UNITS), rounded to it exactly; a
+        positive quantity is at least one unit."""
+        step = 1 / RAY_RESOURCE_UNITS
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value}")
+        units = value * RAY_RESOURCE_UNITS
+        whole = round(units)
+        # Tolerance: 0.3 * 10000 is 2999.9999999999995 in binary floating point.
+        if abs(units - whole) > 1e-6 * max(1.0, abs(units)) or (value > 0 and whole == 0):
+            nearest = max(whole, 1) / RAY_RESOURCE_UNITS
+            raise ValueError(
+                f"{value:g} is not a multiple of {step:g}, Ray's resource precision (the "
+                f"smallest step, and the smallest quantity above 0); e.g. {nearest:g}"
+            )
+        return whole / RAY_RESOURCE_UNITS
 
     @field_validator("gpu")
     @classmethod
@@ -203,6 +284,9 @@ class StudySpec(_Strict):
     ray_address: str | None = None
     checkpoint_path: str | None = None
     failure: FailureSpec = Field(default_factory=FailureSpec)
+    # Configurations run first, each exactly once (e.g. the unregularized one and the paper's):
+    # every searched field, a value of its search range. A grid runs them before its other points.
+    points: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_TRIALS)
 
     @model_validator(mode="before")
     @classmethod
@@ -219,6 +303,16 @@ class StudySpec(_Strict):
                 raise ValueError(f"base.task: required (one of {tasks})")
         return data
 
+    @field_validator("checkpoint_path")
+    @classmethod
+    def _absolute_checkpoints(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Ray Tune writes trial checkpoints under this root; a relative root would depend on the
+        # directory the driver happens to run in. URIs (s3://, gs://, file://) pass as given.
+        if value is None or "://" in value:
+            return value
+        context = info.context if isinstance(info.context, dict) else {}
+        return str(absolute_path(value, context.get(BASE_DIR_CONTEXT)))
+
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
@@ -229,6 +323,19 @@ class StudySpec(_Strict):
                 "start with a letter or digit, and contain no '..'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_seeds(self) -> StudySpec:
+        # Configuration seeds are base.seed, base.seed + 1, ... (study.searcher): the last one
+        # must be a seed too, not a value the store overflows on.
+        last = self.base.seed + self.repeats - 1
+        if last > SEED_MAX:
+            raise ValueError(
+                f"base.seed: {self.base.seed} with repeats {self.repeats} would use seeds up to "
+                f"{last}, past the largest seed 2**63 - 1 = {SEED_MAX}; use base.seed <= "
+                f"{SEED_MAX - self.repeats + 1}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_search(self) -> StudySpec:
@@ -292,6 +399,33 @@ class StudySpec(_Strict):
             self.base = self.base.model_copy(update={"device": device})
         return self
 
+    @model_validator(mode="after")
+    def _check_points(self) -> StudySpec:
+        for index, point in enumerate(self.points):
+            where = f"points[{index}]"
+            if set(point) != set(self.search):
+                missing = sorted(set(self.search) - set(point))
+                extra = sorted(set(point) - set(self.search))
+                raise ValueError(
+                    f"{where}: a point gives every searched field and nothing else"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; not searched: {', '.join(extra)}" if extra else "")
+                )
+            for key, value in point.items():
+                if not _in_range(self.search[key], value):
+                    raise ValueError(f"{where}.{key}: {value!r} is outside search.{key}")
+            try:
+                TrialConfig.model_validate({**self.base.to_dict(), **point})
+            except ValidationError as error:
+                message = error.errors()[0]["msg"]
+                raise ValueError(f"{where}: not a valid config ({message})") from None
+        if len(self.points) > self.n_trials:
+            raise ValueError(
+                f"points: {len(self.points)} configurations but n_trials is {self.n_trials}; "
+                "raise n_trials or list fewer points"
+            )
+        return self
+
     @property
     def metric(self) -> str:
         return metric_for_task(self.base.task)
@@ -310,6 +444,22 @@ class StudySpec(_Strict):
                 return None
             size *= len(values)
         return size
+
+
+def _in_range(param: FloatParam | IntParam | CategoricalParam, value: Any) -> bool:
+    """``value`` is a value the parameter's search can take (a grid point when it steps)."""
+    if isinstance(param, CategoricalParam):
+        return value in param.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(param, IntParam) and value != int(value):
+        return False
+    if not param.low <= value <= param.high:
+        return False
+    if param.step is None or param.log:
+        return True
+    steps = (value - param.low) / param.step  # counted, never built: a range may be huge
+    return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))
 
 
 def _corner_values(param: FloatParam | IntParam | CategoricalParam) -> list[Any]:
@@ -362,14 +512,16 @@ def _known_keys(parent: tuple[Any, ...]) -> list[str]:
     return []
 
 
-def validate_spec(data: Any, source: str = "spec") -> StudySpec:
-    """Validate a parsed spec; any problem becomes one SpecError naming the field."""
+def validate_spec(data: Any, source: str = "spec", base_dir: Path | str | None = None) -> StudySpec:
+    """Validate a parsed spec; any problem becomes one SpecError naming the field. Relative
+    paths (base.data_dir, base.text_path, a local checkpoint_path) are made absolute against
+    ``base_dir``, by default the working directory."""
     if not isinstance(data, dict):
         raise SpecError(
             f"{source}: expected a mapping with at least 'name', got {type(data).__name__}"
         )
     try:
-        return StudySpec.model_validate(data)
+        return StudySpec.model_validate(data, context={BASE_DIR_CONTEXT: base_dir})
     except ValidationError as error:
         raise SpecError(_format(error, source)) from None
 
@@ -433,5 +585,8 @@ def read_spec_file(path: Path | str) -> Any:
 
 
 def load_spec(path: Path | str) -> StudySpec:
-    """Read and validate a YAML spec file (see :func:`read_spec_file` for what is refused)."""
-    return validate_spec(read_spec_file(path), source=str(path))
+    """Read and validate a YAML spec file (see :func:`read_spec_file` for what is refused);
+    relative paths in it are taken against the file's directory."""
+    return validate_spec(
+        read_spec_file(path), source=str(path), base_dir=absolute_path(path).parent
+    )

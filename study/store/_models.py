@@ -110,6 +110,10 @@ class TrialRow(Base):
     wall_seconds: Mapped[float | None] = mapped_column(sa.Float)
     node: Mapped[str | None] = mapped_column(sa.String(255))
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # Why the service retired the trial (a study.plan.Retired value: 'interrupted',
+    # 'driver_lost', 'infrastructure'): FAIL, not counted, continued by a replacement. NULL
+    # for every other trial.
+    retired: Mapped[str | None] = mapped_column(sa.String(32))
     checkpoint: Mapped[str | None] = mapped_column(sa.Text)
     config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     started_at: Mapped[_dt.datetime | None] = mapped_column(UTCDateTime())

@@ -217,6 +217,7 @@ class Store:
         self._insert: Callable[..., Any] = (
             sqlite.insert if dialect == "sqlite" else postgresql.insert
         )
+        self._trial_columns: tuple[str, ...] | None = None  # known once the schema is at head
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -473,6 +474,18 @@ class Store:
 
         return self._write(_run)
 
+    def _trial_table_columns(self, conn: sa.Connection) -> tuple[str, ...]:
+        """The columns of ``zs_trials`` the database has. Commands that only read never
+        migrate (``Store(url)``), so a database an older version made may lack the newer ones
+        (``retired``); once every column is there, the answer is kept."""
+        if self._trial_columns is not None:
+            return self._trial_columns
+        present = {column["name"] for column in sa.inspect(conn).get_columns("zs_trials")}
+        columns = tuple(name for name in TrialRow.__table__.columns.keys() if name in present)
+        if len(columns) == len(TrialRow.__table__.columns):
+            self._trial_columns = columns
+        return columns
+
     # ------------------------------------------------------------ reads
     def study_spec(self, study: str) -> dict[str, Any]:
         """The (scrubbed) spec snapshot stored by the last :meth:`register_study`."""
@@ -531,18 +544,27 @@ class Store:
 
     def trials_frame(self, study: str) -> pd.DataFrame:
         """One row per trial of ``study`` (ordered by number): every trial field, plus
-        ``params`` expanded into ``param_<name>`` columns (nested keys joined with ``.``)."""
+        ``params`` expanded into ``param_<name>`` columns (nested keys joined with ``.``).
+
+        ``retired`` is why the service retired the trial (a ``study.plan.Retired`` value), else
+        None. A database an older version made and no run has upgraded yet has no such column:
+        neither has its frame (readers then fall back to the error text, as for the CSV tables
+        of older versions; see ``dashboards.retired_kinds``)."""
 
         def _run(conn: sa.Connection) -> pd.DataFrame:
             study_id = self._study_id(conn, study)
             table = TrialRow.__table__
+            present = self._trial_table_columns(conn)
             result = conn.execute(
-                sa.select(table).where(table.c.study_id == study_id).order_by(table.c.number)
+                sa.select(*(table.c[name] for name in present))
+                .where(table.c.study_id == study_id)
+                .order_by(table.c.number)
             ).mappings()
+            frame_columns = [c for c in _TRIAL_COLUMNS if c == "study" or c in present]
             rows: list[dict[str, Any]] = []
             param_columns: dict[str, None] = {}
             for t in result:
-                row = {c: t[c] for c in _TRIAL_COLUMNS[1:]}
+                row = {c: t[c] for c in frame_columns[1:]}
                 row["study"] = study
                 flat: dict[str, Any] = {}
                 for k, v in (t["params"] or {}).items():
@@ -552,7 +574,7 @@ class Store:
                 rows.append(row)
             return _typed_frame(
                 rows,
-                _TRIAL_COLUMNS + sorted(param_columns),
+                frame_columns + sorted(param_columns),
                 ints=("number", "seed", "epochs"),
                 floats=_FLOAT_FIELDS,
                 times=("started_at", "finished_at", "updated_at"),

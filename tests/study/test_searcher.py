@@ -68,6 +68,7 @@ def test_full_budget_is_complete_scheduler_stop_is_pruned_error_is_fail(sqlite_u
     last = _report(searcher, "ray-0", [0.9, 0.7, 0.6, 0.5])
     searcher.on_trial_complete("ray-0", result=last)
     last = _report(searcher, "ray-1", [0.95, 0.9])
+    searcher.prune(1, 2)  # what study.scheduler.ConfigurationASHA calls before its STOP
     searcher.on_trial_complete("ray-1", result=last)
     _report(searcher, "ray-2", [0.8])
     searcher.on_trial_complete("ray-2", error=True)
@@ -119,7 +120,9 @@ def test_one_pruned_seed_prunes_the_configuration(sqlite_url: str) -> None:
     searcher.suggest("b")
     searcher.on_trial_complete("a", result=_report(searcher, "a", [0.5, 0.4, 0.3, 0.2]))
     assert study.get_trials()[0].state == TrialState.RUNNING  # waits for the other seed
-    searcher.on_trial_complete("b", result=_report(searcher, "b", [0.6]))
+    last = _report(searcher, "b", [0.6])
+    searcher.prune(0, 1)
+    searcher.on_trial_complete("b", result=last)
     assert study.get_trials()[0].state == TrialState.PRUNED
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -101,7 +102,8 @@ def test_grid_sampler_with_steps_enumerates_the_grid() -> None:
     )
     assert grid_space(spec) == {"zoneout_cell": [0.0, 0.25, 0.5], "cell": ["lstm"]}
     assert spec.grid_size() == 3
-    assert type(build_sampler(spec)).__name__ == "GridSampler"
+    # study.plan.PlanSampler: a grid's coverage is read from the stored trials
+    assert type(build_sampler(spec)).__name__ == "PlanSampler"
 
 
 @pytest.mark.parametrize("name", ["tpe", "gp", "cmaes", "qmc", "random"])
@@ -193,3 +195,181 @@ def test_validator_accepts_or_raises_spec_error_only(data: dict[str, Any]) -> No
     # Whatever was accepted is runnable: its space and sampler build.
     distributions(spec)
     build_sampler(spec)
+
+
+# ------------------------------------------------------------------ paths, resolved once
+def _text_spec(**overrides: Any) -> dict[str, Any]:
+    data = _spec(base={"task": "text-char", "text_path": "corpus.txt", "hidden_size": 8})
+    data.update(overrides)
+    return data
+
+
+def test_relative_paths_in_a_spec_file_are_taken_from_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_dir, elsewhere = tmp_path / "A", tmp_path / "B"
+    spec_dir.mkdir()
+    elsewhere.mkdir()
+    path = spec_dir / "spec.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            _text_spec(
+                base={"task": "text-char", "text_path": "corpus.txt", "data_dir": "../data"},
+                checkpoint_path="runs",
+            )
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(spec_dir)
+    here = load_spec(path)
+    assert here.base.text_path == spec_dir / "corpus.txt" and here.base.text_path.is_absolute()
+    assert here.base.data_dir == tmp_path / "data"  # '..' normalised away
+    assert here.checkpoint_path == str(spec_dir / "runs")
+    # Another working directory, the spec named by a relative path: the same absolute paths.
+    monkeypatch.chdir(elsewhere)
+    there = load_spec(Path("..") / "A" / "spec.yaml")
+    assert there.base == here.base and there.checkpoint_path == here.checkpoint_path
+    # Every trial config (and export) is built from the base: it travels absolute.
+    assert there.base.to_dict()["text_path"] == str(spec_dir / "corpus.txt")
+
+
+def test_a_spec_dict_takes_relative_paths_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = validate_spec(_text_spec(checkpoint_path="runs"))
+    assert spec.base.text_path == tmp_path / "corpus.txt"
+    assert spec.checkpoint_path == str(tmp_path / "runs")
+    given = validate_spec(_text_spec(), base_dir=tmp_path / "X")
+    assert given.base.text_path == tmp_path / "X" / "corpus.txt"
+
+
+def test_home_is_expanded_and_uris_and_storage_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    spec = validate_spec(
+        _text_spec(
+            base={"task": "text-char", "text_path": "~/text8"},
+            checkpoint_path="s3://bucket/runs",
+            storage="sqlite:///relative.db",
+        )
+    )
+    assert spec.base.text_path == tmp_path / "home" / "text8"
+    assert spec.checkpoint_path == "s3://bucket/runs"
+    assert spec.storage == "sqlite:///relative.db"
+    home = validate_spec(_text_spec(checkpoint_path="~/runs"))
+    assert home.checkpoint_path == str(tmp_path / "home" / "runs")
+
+
+def test_the_stored_snapshot_validates_back_to_the_same_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_text_spec(checkpoint_path="runs")), encoding="utf-8")
+    spec = load_spec(path)
+    monkeypatch.chdir("/")  # the snapshot is read back from anywhere (report, export)
+    assert validate_spec(spec.model_dump(mode="json")) == spec
+
+
+# ------------------------------------------------------------------ values the run can use
+SEED_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("change", "accepted"),
+    [
+        ({"base": {"task": "digits", "seed": SEED_MAX}}, True),
+        ({"base": {"task": "digits", "seed": SEED_MAX + 1}}, False),
+        ({"base": {"task": "digits", "seed": 2**64}}, False),
+        ({"base": {"task": "digits", "seed": 0}}, True),
+        ({"base": {"task": "digits", "seed": -1}}, False),
+        ({"base": {"task": "digits", "data_seed": SEED_MAX}}, True),
+        ({"base": {"task": "digits", "data_seed": SEED_MAX + 1}}, False),
+        ({"base": {"task": "digits", "data_seed": -1}}, False),
+        ({"base": {"task": "pmnist", "permutation_seed": SEED_MAX}}, True),
+        ({"base": {"task": "pmnist", "permutation_seed": SEED_MAX + 1}}, False),
+        ({"base": {"task": "pmnist", "permutation_seed": -1}}, False),
+        # repeats: k runs seeds base.seed .. base.seed + k - 1; the last one must be a seed.
+        ({"base": {"task": "digits", "seed": SEED_MAX - 2}, "repeats": 3}, True),
+        ({"base": {"task": "digits", "seed": SEED_MAX - 1}, "repeats": 3}, False),
+        ({"sampler": {"seed": 2**32 - 1}}, True),
+        ({"sampler": {"seed": 2**32}}, False),
+        ({"sampler": {"seed": -1}}, False),
+        ({"sampler": {"seed": None}}, True),
+        ({"base": {"task": "digits", "epochs": 2**31 - 1}}, True),
+        ({"base": {"task": "digits", "epochs": 2**31}}, False),
+    ],
+    ids=lambda value: str(value) if isinstance(value, bool) else None,
+)
+def test_seed_and_epoch_bounds(change: dict[str, Any], accepted: bool) -> None:
+    field = next(iter(change)) if "repeats" not in change else "base.seed"
+    if field == "base":
+        field = "base." + next(key for key in change["base"] if key != "task")
+    elif field == "sampler":
+        field = "sampler.seed"
+    if accepted:
+        validate_spec(_spec(**change))
+        return
+    with pytest.raises(SpecError) as raised:
+        validate_spec(_spec(**change))
+    message = str(raised.value)
+    assert f"{field}: " in message and "\n" not in message, message
+    if "seed" in field:
+        assert ("2**63 - 1" if field != "sampler.seed" else "2**32 - 1") in message, message
+        assert "9223372036854775807" in message or "4294967295" in message
+
+
+@pytest.mark.parametrize(
+    ("resources", "accepted"),
+    [
+        ({"cpu": 0.0001}, 0.0001),
+        ({"cpu": 0.00009}, None),
+        ({"cpu": 0.00001}, None),
+        ({"cpu": 0.00015}, None),  # a finer step: Ray would truncate it
+        ({"cpu": 0.3}, 0.3),  # 0.3 * 10000 is not an integer in binary; still accepted
+        ({"cpu": 2.5}, 2.5),
+        ({"cpu": 1e-4 * 3}, 0.0003),
+        ({"cpu": float("inf")}, None),
+        ({"gpu": 0.0001}, 0.0001),
+        ({"gpu": 0.00001}, None),
+        ({"gpu": 0.25}, 0.25),
+    ],
+)
+def test_resources_are_multiples_of_rays_precision(
+    resources: dict[str, float], accepted: float | None
+) -> None:
+    (name, value) = next(iter(resources.items()))
+    base = {"task": "digits", "device": "auto"}
+    if accepted is not None:
+        spec = validate_spec(_spec(base=base, resources=resources))
+        assert getattr(spec.resources, name) == accepted  # rounded onto Ray's grid exactly
+        return
+    with pytest.raises(SpecError) as raised:
+        validate_spec(_spec(base=base, resources=resources))
+    message = str(raised.value)
+    assert f"resources.{name}: " in message and "\n" not in message, message
+    if value != float("inf"):
+        assert "0.0001" in message and "precision" in message, message
+
+
+@pytest.mark.parametrize(
+    ("bounds", "accepted"),
+    [
+        ({"low": 1, "high": 2**53}, True),
+        ({"low": 1, "high": 2**53 + 1}, False),
+        ({"low": -(2**53) - 1, "high": 1}, False),
+        ({"low": 1, "high": 10**400}, False),
+    ],
+)
+def test_integer_search_bounds_fit_optunas_float_column(
+    bounds: dict[str, int], accepted: bool
+) -> None:
+    data = _spec(search={"train_examples": {"type": "int", **bounds}})
+    if accepted:
+        validate_spec(data)
+        return
+    with pytest.raises(SpecError) as raised:
+        validate_spec(data)
+    message = str(raised.value)
+    assert "search.train_examples." in message and "2**53" in message and len(message) < 300

@@ -14,6 +14,7 @@ from trials.config import (
     dump_config,
     load_config,
     read_yaml,
+    resolve_paths,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "paper"
@@ -420,3 +421,81 @@ def test_paper_config_matches_the_papers_set_up(name: str) -> None:
     for number in targets:
         assert number in comments, f"{name} does not quote the paper's {number}"
     assert "Open choices" in comments, f"{name} does not explain the fields the paper leaves open"
+
+
+# ------------------------------------------------------------------ paths, resolved once
+def test_relative_paths_in_a_config_file_are_taken_from_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir, elsewhere = tmp_path / "A", tmp_path / "B"
+    config_dir.mkdir()
+    elsewhere.mkdir()
+    path = write(
+        config_dir / "c.yaml", "task: text-char\ntext_path: corpus.txt\ndata_dir: ../data\n"
+    )
+    monkeypatch.chdir(config_dir)
+    here = load_config(path)
+    assert here.text_path == config_dir / "corpus.txt" and here.text_path.is_absolute()
+    assert here.data_dir == tmp_path / "data"
+    monkeypatch.chdir(elsewhere)
+    there = load_config(Path("..") / "A" / "c.yaml")
+    assert there == here
+    # Written back (train's checkpoint, an export), the paths stay absolute.
+    dump_config(there, elsewhere / "copy.yaml")
+    assert load_config(elsewhere / "copy.yaml") == here
+
+
+def test_a_set_path_is_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir = tmp_path / "A"
+    config_dir.mkdir()
+    path = write(config_dir / "c.yaml", "task: text-char\ntext_path: corpus.txt\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path, ["text_path=mine.txt", "data_dir=d"])
+    assert config.text_path == tmp_path / "mine.txt"
+    assert config.data_dir == tmp_path / "d"
+
+
+def test_home_is_expanded_and_absolute_paths_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = write(tmp_path / "c.yaml", "task: text-char\ntext_path: ~/text8\ndata_dir: /srv/x\n")
+    config = load_config(path)
+    assert config.text_path == tmp_path / "home" / "text8"
+    assert config.data_dir == Path("/srv/x")
+    # A plain dict (a worker's trial config) takes the working directory.
+    monkeypatch.chdir(tmp_path)
+    assert TrialConfig(task="text-char", text_path="t.txt").text_path == tmp_path / "t.txt"
+    assert resolve_paths({"text_path": "t.txt", "data_dir": 3}, "/base") == {
+        "text_path": "/base/t.txt",
+        "data_dir": 3,  # not a path: left for validation to refuse
+    }
+
+
+# ------------------------------------------------------------------ seeds the run can use
+@pytest.mark.parametrize("field", ["seed", "data_seed", "permutation_seed"])
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [(0, True), (2**63 - 1, True), (2**63, False), (2**64, False), (-1, False), (-(2**64), False)],
+)
+def test_seeds_are_refused_outside_0_to_2_63_minus_1(
+    tmp_path: Path, field: str, value: int, accepted: bool
+) -> None:
+    path = write(tmp_path / "c.yaml", "task: pmnist\n")
+    if accepted:
+        assert getattr(load_config(path, [f"{field}={value}"]), field) == value
+        return
+    # Never folded: 2**64 and -2**64 used to train exactly as seed 0.
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, [f"{field}={value}"])
+    message = str(raised.value)
+    assert message.startswith(f"{path}: {field}: must be an integer from 0 to 2**63 - 1")
+    assert "Value error" not in message and "\n" not in message
+
+
+def test_epochs_fit_the_stores_epoch_column() -> None:
+    assert TrialConfig(task="digits", epochs=2**31 - 1).epochs == 2**31 - 1
+    with pytest.raises(ConfigError, match=r"epochs: must be at most 2\*\*31 - 1"):
+        load_config_from_dict({"task": "digits", "epochs": 2**31})
