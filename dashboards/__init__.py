@@ -9,7 +9,9 @@ The few things a user calls:
 - :func:`seed_interval` / :func:`paired_difference` -> :class:`Interval`: means over seeds and
   seed-paired differences with the interval their n supports;
 - :func:`select_configuration`, :func:`compare_methods`, :func:`write_comparison`: Table 1
-  across regularizers (:class:`MethodResult`, :class:`Comparison`).
+  across regularizers (:class:`MethodResult`, :class:`Comparison`);
+- :func:`retired_kinds`: which trials of a trials frame the service retired, and why (its
+  ``retired`` column; the error text, for a frame from an older version without it).
 
 Everything else lives in private modules. ``dashboards`` never imports ``study``: the service
 reads the store and hands DataFrames (and the Optuna study) in.
@@ -36,11 +38,13 @@ from ._optuna_bridge import (
     save_note_section,
     serve_dashboard,
 )
+from ._outcomes import RETIRED_KINDS, retired_kinds
 from ._report import ReportResult, build_report
 from ._runs import EpochChoice
 from ._stats import Interval, IntervalKind, paired_difference, seed_interval
 
 __all__ = [
+    "RETIRED_KINDS",
     "Comparison",
     "ConfigTable",
     "DashboardServer",
@@ -58,6 +62,7 @@ __all__ = [
     "compare_methods",
     "paired_difference",
     "report_figures",
+    "retired_kinds",
     "save_figures_to_study",
     "save_note_section",
     "seed_interval",

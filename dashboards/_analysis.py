@@ -12,7 +12,6 @@ the figures the data supports, and :attr:`StudyAnalysis.figure_note` says why th
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -66,9 +66,7 @@ def retired_kinds(trials: pd.DataFrame) -> pd.Series:
     if "retired" in trials:
         kinds = [None if _missing(value) else str(value) for value in trials["retired"]]
     else:
-        states = (
-            trials["state"].astype(str) if "state" in trials else pd.Series("", trials.index)
-        )
+        states = trials["state"].astype(str) if "state" in trials else pd.Series("", trials.index)
         errors = trials["error"] if "error" in trials else pd.Series(None, trials.index)
         kinds = [_legacy_retired(s, e) for s, e in zip(states, errors, strict=True)]
     return pd.Series(kinds, index=trials.index, dtype=object)
@@ -136,10 +134,7 @@ def trial_outcomes(trials: pd.DataFrame) -> TrialOutcomes:
     errors = trials["error"] if "error" in trials else pd.Series(None, trials.index, dtype=object)
     kinds = []
     for state, retired in zip(states, retired_kinds(trials), strict=True):
-        if retired is not None:
-            kind = "interrupted"
-        else:
-            kind = _KIND_OF_STATE.get(state, state.lower())
+        kind = "interrupted" if retired is not None else _KIND_OF_STATE.get(state, state.lower())
         counts[kind] = counts.get(kind, 0) + 1
         kinds.append(kind)
     none_complete = counts["complete"] == 0

@@ -6,7 +6,6 @@ import html
 import logging
 import os
 import shutil
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 

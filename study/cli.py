@@ -604,8 +604,7 @@ def _trial_kinds(url: str, study_name: str) -> list[str]:
 
     with Store(url) as store:
         trials = store.trials_frame(study_name)
-    words = _FailureWords.load()
-    return [words.kind(s, e) for s, e in zip(trials["state"], trials["error"], strict=True)]
+    return _FailureWords(trials).kinds()
 
 
 def _check_backend(url: str) -> None:
@@ -718,12 +717,12 @@ def status(
             justify="left" if column in ("state", "node") else "right",
         )
     ordered = frame.sort_values("number")
-    reasons = _FailureWords.load()
-    for _, row in ordered.iterrows():
+    reasons = _FailureWords(frame)
+    for index, row in ordered.iterrows():
         cells = []
         for column in columns:
             if column == "state":
-                cells.append(reasons.kind(row.get("state"), row.get("error")))
+                cells.append(reasons.kind(index, row.get("state")))
             elif column == "epochs" and _is_missing(row.get("epochs")):
                 cells.append("0")
             else:
@@ -733,11 +732,11 @@ def status(
     if len(nodes) == 1:
         console.print(f"every trial ran on {nodes.pop()}", highlight=False, markup=False)
     # Reasons are sentences: one line each below the table, where they are not cut to fit.
-    for _, row in ordered.iterrows():
+    for index, row in ordered.iterrows():
         error = row.get("error")
         if isinstance(error, str) and error:
             console.print(
-                f"trial {row['number']} {reasons.sentence(row['state'], error)}",
+                f"trial {row['number']} {reasons.sentence(index, row['state'], error)}",
                 highlight=False,
                 markup=False,
             )
@@ -751,52 +750,59 @@ def _table(title: str) -> Table:
     )
 
 
+# Why the service retired a trial (study.plan.Retired values), as the terminal says it.
+_RETIRED_WORDS = {
+    "interrupted": "interrupted",
+    "driver_lost": "driver lost",
+    "infrastructure": "cut off",
+}
+
+
 class _FailureWords:
-    """Words for the FAIL rows the service writes itself: a trial cut short by Ctrl-C and one
-    left running by a driver that died. The next run of the spec continues each in a new trial
-    from its last checkpoint, so they do not count towards the plan. Other states keep the
-    names Optuna and the store give them (COMPLETE, PRUNED, FAIL, RUNNING)."""
+    """Words for the trials the service retired itself (the trials frame's ``retired`` column,
+    read by :func:`dashboards.retired_kinds`): a trial cut short by Ctrl-C, one left running by
+    a driver that died, one cut off by the infrastructure. The next run of the spec continues
+    each in a new trial from its last checkpoint, so they do not count towards the plan. Other
+    states keep the names Optuna and the store give them (COMPLETE, PRUNED, FAIL, RUNNING)."""
 
-    def __init__(self, interrupted: str, driver_lost: str, cut_off: str) -> None:
-        self.interrupted = interrupted
-        self.driver_lost = driver_lost
-        self.cut_off = cut_off
+    def __init__(self, trials: Any) -> None:
+        """``trials``: a trials frame; rows are then named by its index labels."""
+        from dashboards import retired_kinds
 
-    @classmethod
-    def load(cls) -> _FailureWords:
-        from study.reaper import DRIVER_LOST
-        from study.searcher import CUT_OFF_PREFIX, INTERRUPTED
+        self._trials = trials
+        self._retired = retired_kinds(trials)
 
-        return cls(INTERRUPTED, DRIVER_LOST, CUT_OFF_PREFIX)
+    def kinds(self) -> list[str]:
+        """:meth:`kind` of every row, in the frame's order."""
+        return [self.kind(index, state) for index, state in self._trials["state"].items()]
 
-    def kind(self, state: Any, error: Any) -> str:
+    def kind(self, index: Any, state: Any) -> str:
         """'interrupted', 'driver lost', 'cut off', or the stored state (COMPLETE, PRUNED, FAIL,
-        ...)."""
-        if state == "FAIL" and isinstance(error, str):
-            if error.startswith(self.interrupted):
-                return "interrupted"
-            if error == self.driver_lost:
-                return "driver lost"
-            if error.startswith(self.cut_off):
-                return "cut off"
-        return str(state)
+        ...) of the frame's row ``index``."""
+        retired = self._retired.loc[index]
+        if retired is None:
+            return str(state)
+        return _RETIRED_WORDS.get(retired, str(retired).replace("_", " "))
 
-    def sentence(self, state: Any, error: str) -> str:
-        if error.startswith(self.cut_off):
+    def sentence(self, index: Any, state: Any, error: str) -> str:
+        retired = self._retired.loc[index]
+        if retired == "infrastructure":
             return (
                 f"{error}; it does not count, and a replacement continues it from its last "
                 "checkpoint"
             )
-        if error.startswith(self.interrupted):
+        if retired == "interrupted":
             return (
                 "interrupted (the driver stopped before it finished); running the spec again "
                 "continues it from its last checkpoint"
             )
-        if error == self.driver_lost:
+        if retired == "driver_lost":
             return (
                 "its driver was lost while it ran; running the spec again continues it from its "
                 "last checkpoint"
             )
+        if retired is not None:
+            return f"{error}; running the spec again continues it from its last checkpoint"
         return f"{state}: {error}"
 
 
@@ -828,7 +834,6 @@ def _print_studies(store: Any) -> None:
     if frame.empty:
         console.print("no studies yet; `zoneout-study run SPEC.yaml` starts one")
         return
-    words = _FailureWords.load()
     table = _table("studies")
     table.add_column("study", overflow="fold")
     table.add_column("status", no_wrap=True)
@@ -837,8 +842,7 @@ def _print_studies(store: Any) -> None:
     any_requeued = False
     for _, study in frame.iterrows():
         name = str(study["name"])
-        trials = store.trials_frame(name)
-        kinds = [words.kind(s, e) for s, e in zip(trials["state"], trials["error"], strict=True)]
+        kinds = _FailureWords(store.trials_frame(name)).kinds()
         requeued = kinds.count("interrupted") + kinds.count("driver lost") + kinds.count("cut off")
         any_requeued = any_requeued or requeued > 0
         plan = (store.study_spec(name) or {}).get("n_trials")

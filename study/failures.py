@@ -5,24 +5,25 @@
 (most frequent first) and the first failed trial's whole error. :func:`render_lines` words it.
 
 Trials the service retired itself, to be continued by the next run of the spec (cut off by
-Ctrl-C: ``study.runner.INTERRUPTED``; left running by a driver that died:
-``study.reaper.DRIVER_LOST``), are not failures: they are counted as interrupted. Those
-constants are imported when needed, not with this module (``study.runner`` brings Ray).
+Ctrl-C, left running by a driver that died, cut off by the infrastructure: the ``retired``
+column of the trials frame, read by :func:`dashboards.retired_kinds`), are not failures: they
+are counted as interrupted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
+
+from dashboards import retired_kinds
 
 __all__ = [
     "KINDS",
     "FailureGroup",
     "FailureSummary",
     "render_lines",
-    "retired_errors",
     "summarize_failures",
 ]
 
@@ -84,53 +85,30 @@ class FailureSummary:
         return ", ".join(f"{n} {kind}" for kind, n in self.counts.items() if n) or "no trials"
 
 
-def retired_errors() -> tuple[str, ...]:
-    """The errors of the FAIL rows the service writes itself for trials it continues later."""
-    from study.reaper import DRIVER_LOST
-    from study.runner import INTERRUPTED
-
-    return (INTERRUPTED, DRIVER_LOST)
-
-
 def _one_line(error: object) -> str:
     if not isinstance(error, str):
         error = "" if error is None or pd.isna(error) is True else str(error)
     return " ".join(error.split()) or NO_REASON
 
 
-def summarize_failures(
-    trials: pd.DataFrame,
-    *,
-    retired: Collection[str] | None = None,
-    is_retired: Callable[[str], bool] | None = None,
-) -> FailureSummary:
+def summarize_failures(trials: pd.DataFrame) -> FailureSummary:
     """Summarize ``trials`` (``Store.trials_frame(study)``; one row per trial number).
 
-    A FAIL row is interrupted, not failed, when its error is one of ``retired`` (by default
-    :func:`retired_errors`: Ctrl-C and a lost driver) or ``is_retired(error)`` is true (for
-    reasons that vary, e.g. an infrastructure fault the service continues).
+    A trial the service retired (its ``retired`` column: Ctrl-C, a lost driver, the
+    infrastructure; see :func:`dashboards.retired_kinds`) is interrupted, not failed.
     """
-    retired_set = set(retired_errors() if retired is None else retired)
-
-    def interrupted(error: object) -> bool:
-        if not isinstance(error, str):
-            return False
-        return error in retired_set or (is_retired is not None and bool(is_retired(error)))
-
     if "number" in trials:
         trials = trials.drop_duplicates("number", keep="last").sort_values("number")
     n = len(trials)
     numbers = trials["number"] if "number" in trials else pd.Series(range(n), index=trials.index)
     states = trials["state"] if "state" in trials else pd.Series("COMPLETE", index=trials.index)
     errors = trials["error"] if "error" in trials else pd.Series(None, trials.index, dtype=object)
+    retired = retired_kinds(trials)
     counts = dict.fromkeys(KINDS, 0)
     by_reason: dict[str, list[int]] = {}
     first: tuple[int, str | None] | None = None
-    for number, state, error in zip(numbers, states.astype(str), errors, strict=True):
-        if state == "FAIL" and interrupted(error):
-            kind = "interrupted"
-        else:
-            kind = _KIND_OF_STATE.get(state, state.lower())
+    for number, state, error, why in zip(numbers, states.astype(str), errors, retired, strict=True):
+        kind = "interrupted" if why is not None else _KIND_OF_STATE.get(state, state.lower())
         counts[kind] = counts.get(kind, 0) + 1
         if kind != "failed":
             continue

@@ -5,7 +5,8 @@ optuna-dashboard shows them. Also the same report from the CSV tables `status --
 
 A study with no complete trial (every trial failed, say) gets the report all the same: the
 table of its trials with their reasons, and why there is no figure (the result's messages say
-it too). Trials the service retired itself (Ctrl-C, a lost driver) show as interrupted.
+it too). Trials the service retired itself (Ctrl-C, a lost driver, the infrastructure: the
+``retired`` column of the trials frame) show as interrupted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pandas as pd
 
 from dashboards import ReportResult, build_report, save_figures_to_study, select_configuration
 from study import optuna_study
-from study.failures import retired_errors
 from study.space import distributions
 from study.spec import StudySpec, load_spec
 from trials.tasks import metric_for_task
@@ -178,7 +178,6 @@ def _report(
         png=png,
         study=study,
         baseline_trial=baseline_trial,
-        interrupted_errors=retired_errors(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -154,6 +155,8 @@ def _trial_values(fields: Mapping[str, Any]) -> dict[str, Any]:
         elif key in _STR_FIELDS:
             if key == "checkpoint" and value is not None:
                 value = getattr(value, "path", value)  # a ray.train.Checkpoint
+            if isinstance(value, enum.Enum):  # retired=Retired.INTERRUPTED: its value
+                value = value.value
             values[key] = None if value is None else str(value)
         elif key in _INT_FIELDS:
             values[key] = _int(value)
@@ -481,7 +484,7 @@ class Store:
         if self._trial_columns is not None:
             return self._trial_columns
         present = {column["name"] for column in sa.inspect(conn).get_columns("zs_trials")}
-        columns = tuple(name for name in TrialRow.__table__.columns.keys() if name in present)
+        columns = tuple(c.name for c in TrialRow.__table__.columns if c.name in present)
         if len(columns) == len(TrialRow.__table__.columns):
             self._trial_columns = columns
         return columns

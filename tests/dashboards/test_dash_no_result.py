@@ -117,11 +117,10 @@ def test_mixed_failed_pruned_interrupted_and_running(make_frames, tmp_path: Path
     mixed = trials.assign(
         state=["FAIL", "PRUNED", "FAIL", "RUNNING"],
         error=[BATCH, None, INTERRUPTED, None],
+        retired=[None, None, "interrupted", None],
         epochs=[0, 1, 2, 1],
     )
-    result = _report(
-        mixed, epochs[epochs["epoch"] <= 2], tmp_path, png=False, interrupted_errors=(INTERRUPTED,)
-    )
+    result = _report(mixed, epochs[epochs["epoch"] <= 2], tmp_path, png=False)
     a = result.analysis
     assert a is not None and a.outcomes is not None
     assert a.outcomes.counts == {
@@ -140,6 +139,34 @@ def test_mixed_failed_pruned_interrupted_and_running(make_frames, tmp_path: Path
     (message,) = result.messages
     assert message.startswith("No trial completed: 1 pruned, 1 failed, 1 interrupted, 1 running")
     assert a.outcomes.first_failure == (0, BATCH)
+
+
+def test_retired_kinds_read_the_column_else_the_error_text_of_older_versions() -> None:
+    cut = "cut off by the infrastructure: RayActorError: the actor died"
+    frame = pd.DataFrame(
+        {
+            "number": [0, 1, 2, 3, 4, 5],
+            "state": ["FAIL", "FAIL", "FAIL", "FAIL", "COMPLETE", "FAIL"],
+            "error": [INTERRUPTED, "driver lost", cut, f"{INTERRUPTED} (disk full)", None, BATCH],
+            "retired": [None, "driver_lost", "infrastructure", "interrupted", None, np.nan],
+        }
+    )
+    # The column decides (an empty CSV cell reads as NaN: not retired), not the text: trial 0's
+    # error is the service's, but the service did not retire it.
+    assert list(d.retired_kinds(frame)) == [
+        None, "driver_lost", "infrastructure", "interrupted", None, None
+    ]  # fmt: skip
+    # A table of an older version (no column): the text it wrote for a retired trial, on a FAIL
+    # row, decides.
+    older = frame.drop(columns="retired").assign(state=[*["FAIL"] * 4, "COMPLETE", "RUNNING"])
+    assert list(d.retired_kinds(older)) == [
+        "interrupted", "driver_lost", "infrastructure", "interrupted", None, None
+    ]  # fmt: skip
+    assert set(d.RETIRED_KINDS) == {"interrupted", "driver_lost", "infrastructure"}
+    outcomes = d.analyze(older.assign(param_zoneout_cell=0.1), pd.DataFrame(), metric="bpc",
+                         max_epochs=3).outcomes  # fmt: skip
+    assert outcomes is not None and outcomes.counts["interrupted"] == 4
+    assert outcomes.counts["complete"] == 1 and outcomes.counts["running"] == 1
 
 
 def test_a_study_with_trials_that_completed_lists_only_the_failed_ones(
@@ -283,6 +310,7 @@ def _store(tmp_path: Path, name: str, rows: list[dict[str, object]]) -> str:
                 params=p,
                 seed=1,
                 error=row.get("error"),
+                retired=row.get("retired"),
                 epochs=len(curve),
                 best_value=min(curve) if curve else None,
             )
@@ -308,7 +336,7 @@ STORE_CASES = {
     "mixed": [
         {"state": "FAIL", "error": BATCH},
         {"state": "PRUNED", "epochs": [3.2]},
-        {"state": "FAIL", "error": INTERRUPTED},
+        {"state": "FAIL", "error": INTERRUPTED, "retired": "interrupted"},
     ],
 }
 DRAWN = ("surface", "marginal-zoneout_cell", "marginal-zoneout_hidden", "learning-curves")

@@ -31,7 +31,7 @@ WRITE_ENV = "ZONEOUT_WRITE_RELIABILITY"
 # Faults tested outside this directory (the driver cut off mid-trial lives in
 # tests/study/test_resume.py): those tests call ``record_external`` with what they measured,
 # and their outcomes are read from the session's reports.
-EXTERNAL_FILES = ("tests/study/test_resume.py",)
+EXTERNAL_FILES = ("tests/study/test_resume.py", "tests/study/test_study_is_its_spec.py")
 
 
 @dataclass

@@ -150,7 +150,7 @@ def make_store(directory: Path, *, with_optuna: bool = False) -> Path:
                 final_value=value,
                 epochs=1,
             )
-        store.upsert_trial("known", 2, state="FAIL", error=INTERRUPTED)
+        store.upsert_trial("known", 2, state="FAIL", error=INTERRUPTED, retired="interrupted")
     return database
 
 
@@ -270,6 +270,36 @@ def test_status_and_list_say_interrupted_in_words_at_80_columns(tmp_path: Path) 
     assert "running the spec again continues it from its last checkpoint" in flat
 
 
+def test_the_words_for_retired_trials_come_from_the_retired_column() -> None:
+    import pandas as pd
+
+    from study.cli import _FailureWords
+
+    cut = "cut off by the infrastructure: RayActorError: the actor died"
+    frame = pd.DataFrame(
+        {
+            "number": [0, 1, 2, 3, 4],
+            "state": ["FAIL", "FAIL", "FAIL", "FAIL", "COMPLETE"],
+            "error": [f"{INTERRUPTED_ERROR} (disk full)", "driver lost", cut, "driver lost", None],
+            "retired": ["interrupted", "driver_lost", "infrastructure", None, None],
+        },
+        index=[10, 11, 12, 13, 14],  # rows are named by their labels
+    )
+    words = _FailureWords(frame)
+    assert words.kinds() == ["interrupted", "driver lost", "cut off", "FAIL", "COMPLETE"]
+    assert words.sentence(10, "FAIL", frame.loc[10, "error"]).startswith(
+        "interrupted (the driver stopped before it finished); running the spec again"
+    )
+    assert words.sentence(11, "FAIL", "driver lost").startswith("its driver was lost while")
+    assert words.sentence(12, "FAIL", cut) == (
+        f"{cut}; it does not count, and a replacement continues it from its last checkpoint"
+    )
+    assert words.sentence(13, "FAIL", "driver lost") == "FAIL: driver lost"  # not retired
+    # A `status --csv` table of an older version has no such column: its error text decides.
+    older = _FailureWords(frame.drop(columns="retired"))
+    assert older.kinds() == ["interrupted", "driver lost", "cut off", "driver lost", "COMPLETE"]
+
+
 def test_a_bug_exits_1_with_its_traceback(tmp_path: Path, monkeypatch: Any) -> None:
     from study.store import Store
 
@@ -304,7 +334,10 @@ def test_an_interrupted_run_ends_with_the_resume_line_only(
     assert result.exit_code == 130, result.output
     assert "Traceback" not in result.output and "internal error" not in result.output
     flat = " ".join(result.output.split())
-    assert "2 complete, 0 pruned, 0 failed, 1 interrupted (the next run continues them)" in flat
+    assert (
+        "2 complete, 0 pruned, 0 failed; 1 cut off by the run, not counted (each continued "
+        "from its checkpoints)"
+    ) in flat
     assert result.output.splitlines()[-1] == f"interrupted; resume with: zoneout-study run {spec}"
     assert "Tuner.restore" not in result.output
 

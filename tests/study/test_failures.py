@@ -15,20 +15,24 @@ from study.failures import (
     REASON_CHARS,
     FailureGroup,
     render_lines,
-    retired_errors,
     summarize_failures,
 )
+from study.plan import Retired
 from study.reaper import DRIVER_LOST
-from study.runner import INTERRUPTED
+from study.searcher import CUT_OFF_PREFIX, INTERRUPTED
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = "ValueError: 2000 tokens are too few for batch size 4000; use a smaller batch_size"
 
 
-def _frame(rows: list[tuple[int, str, object]]) -> pd.DataFrame:
-    """A trials frame with the store's columns that matter here (number, state, error)."""
+def _frame(
+    rows: list[tuple[int, str, object]], retired: list[object] | None = None
+) -> pd.DataFrame:
+    """A trials frame with the store's columns that matter here (number, state, error,
+    retired: none retired unless ``retired`` says, one value per row)."""
     frame = pd.DataFrame(rows, columns=["number", "state", "error"])
     frame["number"] = frame["number"].astype("Int64")  # as Store.trials_frame types it
+    frame["retired"] = pd.Series(retired or [None] * len(frame), index=frame.index, dtype=object)
     frame["param_zoneout_cell"] = np.linspace(0, 0.5, len(frame))
     return frame
 
@@ -57,7 +61,7 @@ def test_reasons_are_grouped_most_frequent_first_then_earliest() -> None:
         (4, "PRUNED", None),
         (5, "FAIL", "OSError: disk"),
     ]
-    summary = summarize_failures(_frame(rows), retired=())
+    summary = summarize_failures(_frame(rows))
     assert [(g.reason, g.count, g.trials) for g in summary.groups] == [
         (BATCH, 2, (1, 3)),
         ("TrialDiverged: loss is nan at epoch 2", 1, (0,)),
@@ -72,34 +76,57 @@ def test_reasons_are_grouped_most_frequent_first_then_earliest() -> None:
 
 
 def test_service_retired_trials_are_interrupted_not_failed() -> None:
-    assert set(retired_errors()) == {INTERRUPTED, DRIVER_LOST}
-    rows = [(0, "FAIL", INTERRUPTED), (1, "FAIL", DRIVER_LOST), (2, "FAIL", BATCH)]
-    summary = summarize_failures(_frame(rows))  # the constants, imported when called
-    assert summary.failed == 1 and summary.interrupted == 2
+    rows = [
+        (0, "FAIL", INTERRUPTED),
+        (1, "FAIL", DRIVER_LOST),
+        (2, "FAIL", BATCH),
+        (3, "FAIL", f"{CUT_OFF_PREFIX}RayActorError: the actor died"),
+    ]
+    retired = [Retired.INTERRUPTED.value, Retired.DRIVER_LOST.value, None, "infrastructure"]
+    summary = summarize_failures(_frame(rows, retired))
+    assert summary.failed == 1 and summary.interrupted == 3
     assert summary.groups == (FailureGroup(BATCH, 1, (2,)),)
     assert (summary.first_number, summary.first_error) == (2, BATCH)
     (line,) = render_lines(summary)
-    assert line.startswith("1 of 3 trials failed (2 interrupted (the next run of the spec")
+    assert line.startswith("1 of 4 trials failed (3 interrupted (the next run of the spec")
     assert line.endswith(f": 1x '{BATCH}' (trial 2)")
 
-    only = summarize_failures(_frame([(0, "FAIL", INTERRUPTED), (1, "RUNNING", None)]))
+    only = summarize_failures(
+        _frame([(0, "FAIL", INTERRUPTED), (1, "RUNNING", None)], ["interrupted", None])
+    )
     assert only.failed == 0 and only.groups == () and only.first_number is None
     assert render_lines(only) == [
         "no trial failed: 1 interrupted (the next run of the spec continues them), 1 running"
     ]
 
 
-def test_a_predicate_retires_reasons_that_vary() -> None:
-    rows = [(0, "FAIL", "RayActorError: the actor died on node 7"), (1, "FAIL", BATCH)]
-    summary = summarize_failures(
-        _frame(rows), retired=(), is_retired=lambda error: error.startswith("RayActorError")
-    )
-    assert summary.interrupted == 1 and summary.failed == 1 and summary.first_number == 1
+def test_the_retired_column_decides_not_the_error_text() -> None:
+    # The text the service writes for a retired trial, on a trial it did not retire (NULL, or
+    # NaN as an empty CSV cell reads): a failure like any other.
+    rows = [(0, "FAIL", INTERRUPTED), (1, "FAIL", DRIVER_LOST), (2, "FAIL", "disk full")]
+    summary = summarize_failures(_frame(rows, [None, float("nan"), "infrastructure"]))
+    assert summary.failed == 2 and summary.interrupted == 1
+    assert [g.trials for g in summary.groups] == [(0,), (1,)]
+
+
+def test_a_table_of_an_older_version_is_read_by_its_error_text() -> None:
+    # `status --csv` of a version before the `retired` column: the text it wrote then decides.
+    rows = [
+        (0, "FAIL", "interrupted: the driver stopped before the trial finished"),
+        (1, "FAIL", "interrupted: the driver stopped before the trial finished (disk full)"),
+        (2, "FAIL", "driver lost"),
+        (3, "FAIL", "cut off by the infrastructure: RayActorError: the actor died"),
+        (4, "FAIL", BATCH),
+        (5, "RUNNING", "driver lost"),
+    ]
+    summary = summarize_failures(_frame(rows).drop(columns="retired"))
+    assert summary.interrupted == 4 and summary.failed == 1 and summary.first_number == 4
+    assert summary.counts["running"] == 1
 
 
 def test_long_reasons_are_cut_and_the_first_error_is_shown_whole() -> None:
     long = "RuntimeError: " + "x" * 400
-    summary = summarize_failures(_frame([(0, "FAIL", long), (1, "FAIL", long)]), retired=())
+    summary = summarize_failures(_frame([(0, "FAIL", long), (1, "FAIL", long)]))
     assert summary.groups[0].reason == long  # the data keeps it whole
     head, first = render_lines(summary)
     assert head.startswith("2 of 2 trials failed: 2x 'RuntimeError: xxx")
@@ -109,7 +136,7 @@ def test_long_reasons_are_cut_and_the_first_error_is_shown_whole() -> None:
 
 def test_a_multi_line_first_error_is_printed_as_stored() -> None:
     error = "Traceback-free\n  but folded over two lines"
-    lines = render_lines(summarize_failures(_frame([(4, "FAIL", error)]), retired=()))
+    lines = render_lines(summarize_failures(_frame([(4, "FAIL", error)])))
     assert (
         lines[0] == "1 of 1 trials failed: 1x 'Traceback-free but folded over two lines' (trial 4)"
     )
@@ -118,7 +145,7 @@ def test_a_multi_line_first_error_is_printed_as_stored() -> None:
 
 def test_at_most_five_reasons_then_how_many_more() -> None:
     rows = [(n, "FAIL", f"ValueError: reason {n}") for n in range(8)]
-    lines = render_lines(summarize_failures(_frame(rows), retired=()))
+    lines = render_lines(summarize_failures(_frame(rows)))
     assert lines[0] == "8 of 8 trials failed, for 8 reasons:"
     assert lines[1 : 1 + MAX_GROUPS] == [
         f"  1x 'ValueError: reason {n}' (trial {n})" for n in range(MAX_GROUPS)
@@ -128,34 +155,32 @@ def test_at_most_five_reasons_then_how_many_more() -> None:
 
 
 def test_many_trials_of_one_reason_name_ten_and_count_the_rest() -> None:
-    (line,) = render_lines(
-        summarize_failures(_frame([(n, "FAIL", BATCH) for n in range(25)]), retired=())
-    )
+    (line,) = render_lines(summarize_failures(_frame([(n, "FAIL", BATCH) for n in range(25)])))
     assert line.endswith("(trials 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 15 more)")
 
 
 def test_missing_reasons_and_odd_frames() -> None:
     rows = [(2, "FAIL", None), (1, "FAIL", float("nan")), (0, "FAIL", "  ")]
-    summary = summarize_failures(_frame(rows), retired=())
+    summary = summarize_failures(_frame(rows))
     assert summary.groups == (FailureGroup("no reason recorded", 3, (0, 1, 2)),)
     assert (summary.first_number, summary.first_error) == (0, None)
     assert render_lines(summary) == [
         "3 of 3 trials failed: 3x 'no reason recorded' (trials 0, 1, 2)"
     ]
 
-    empty = summarize_failures(_frame([]), retired=())
+    empty = summarize_failures(_frame([]))
     assert (
         empty.total == 0
         and empty.groups == ()
         and render_lines(empty) == ["the study has no trials"]
     )
     no_error_column = summarize_failures(
-        pd.DataFrame({"number": [0, 1], "state": ["FAIL", "COMPLETE"]}), retired=()
+        pd.DataFrame({"number": [0, 1], "state": ["FAIL", "COMPLETE"]}),
     )
     assert no_error_column.groups == (FailureGroup("no reason recorded", 1, (0,)),)
     # A row seen twice (a re-read) is one trial: its last state counts.
     twice = _frame([(0, "RUNNING", None), (0, "FAIL", BATCH)])
-    assert summarize_failures(twice, retired=()).total == 1
+    assert summarize_failures(twice).total == 1
 
 
 def test_summary_of_a_real_store_frame(tmp_path: Path) -> None:
@@ -168,7 +193,7 @@ def test_summary_of_a_real_store_frame(tmp_path: Path) -> None:
         )
         for number in range(3):
             store.upsert_trial("s", number, state="FAIL", error=BATCH, params={"zoneout_cell": 0.1})
-        store.upsert_trial("s", 3, state="FAIL", error=INTERRUPTED)
+        store.upsert_trial("s", 3, state="FAIL", error=INTERRUPTED, retired="interrupted")
         frame = store.trials_frame("s")
     summary = summarize_failures(frame)
     assert summary.failed == 3 and summary.interrupted == 1
@@ -185,6 +210,6 @@ def test_importing_it_does_not_import_the_runner() -> None:
 
 @pytest.mark.parametrize("state", ["COMPLETE", "PRUNED"])
 def test_a_finished_study_says_nothing_failed(state: str) -> None:
-    summary = summarize_failures(_frame([(0, state, None), (1, state, None)]), retired=())
+    summary = summarize_failures(_frame([(0, state, None), (1, state, None)]))
     assert summary.failed == 0
     assert render_lines(summary) == [f"no trial failed: 2 {state.lower()}"]

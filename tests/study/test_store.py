@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,8 @@ from alembic.runtime.migration import MigrationContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dashboards import retired_kinds
+from study.plan import Retired
 from study.store import (
     TRIAL_FIELDS,
     VERSION_TABLE,
@@ -127,6 +130,129 @@ def test_migration_matches_models(store_url: str) -> None:
             assert compare_metadata(ctx, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_a_fresh_schema_has_the_retired_column(store_url: str) -> None:
+    upgrade(store_url)
+    engine = create_engine_for(store_url)
+    try:
+        columns = {c["name"]: c for c in sa.inspect(engine).get_columns("zs_trials")}
+    finally:
+        engine.dispose()
+    assert columns["retired"]["nullable"]
+    assert isinstance(columns["retired"]["type"], sa.String)
+    assert columns["retired"]["type"].length == 32
+    assert "retired" in TRIAL_FIELDS
+    assert all(len(kind.value) <= 32 for kind in Retired)
+
+
+# The errors older versions wrote for the trials they retired (before zs_trials.retired), as
+# migration 0002 and dashboards.retired_kinds read them: literals, not today's constants.
+OLD_INTERRUPTED = "interrupted: the driver stopped before the trial finished"
+OLD_DRIVER_LOST = "driver lost"
+OLD_CUT_OFF = "cut off by the infrastructure: "
+OLD_ROWS = {  # number: (state, error, what the backfill makes of it)
+    0: ("COMPLETE", None, None),
+    1: ("FAIL", OLD_INTERRUPTED, "interrupted"),
+    2: ("FAIL", f"{OLD_INTERRUPTED} (the disk is full)", "interrupted"),
+    3: ("FAIL", OLD_DRIVER_LOST, "driver_lost"),
+    4: ("FAIL", f"{OLD_CUT_OFF}RayActorError: the actor died", "infrastructure"),
+    5: ("FAIL", "ValueError: 2000 tokens are too few", None),
+    6: ("FAIL", f"{OLD_DRIVER_LOST} (and more)", None),  # the reaper's text is whole, or not
+    7: ("FAIL", OLD_INTERRUPTED.upper(), None),  # compared as written (not SQL LIKE)
+    8: ("RUNNING", OLD_INTERRUPTED, None),  # only FAIL rows were retired
+    9: ("FAIL", None, None),
+}
+
+
+def _values(column: pd.Series) -> list[object]:
+    """A frame's column as a list, a missing value (None or NaN, as pandas makes it) as None."""
+    return [None if pd.isna(value) else value for value in column]
+
+
+def _old_database(url: str) -> None:
+    """A store at revision 0001 (before zs_trials.retired) holding study 's' with OLD_ROWS."""
+    upgrade(url, "0001")
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    engine = create_engine_for(url)
+    try:
+        with engine.begin() as conn:
+            meta = sa.MetaData()
+            meta.reflect(conn, only=["zs_studies", "zs_trials"])
+            assert "retired" not in meta.tables["zs_trials"].c
+            conn.execute(
+                meta.tables["zs_studies"].insert(),
+                [
+                    {
+                        "id": 1,
+                        "name": "s",
+                        "direction": "minimize",
+                        "metric": "bpc",
+                        "spec": {},
+                        "versions": {},
+                        "status": "interrupted",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
+            conn.execute(
+                meta.tables["zs_trials"].insert(),
+                [
+                    {"study_id": 1, "number": n, "state": state, "error": error, "updated_at": now}
+                    for n, (state, error, _) in OLD_ROWS.items()
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+def test_an_old_store_is_read_by_its_error_text_then_upgraded_and_backfilled(
+    store_url: str,
+) -> None:
+    _old_database(store_url)
+    expected = {n: kind for n, (_, _, kind) in OLD_ROWS.items()}
+    # A command that only reads never migrates: the frame has no `retired`, and readers fall
+    # back to the error text, by the rule the backfill follows.
+    with Store(store_url) as store:
+        frame = store.trials_frame("s")
+    assert current_revision(store_url) == "0001"
+    assert "retired" not in frame.columns and "error" in frame.columns
+    assert dict(zip(frame["number"], retired_kinds(frame), strict=True)) == expected
+
+    with Store.open(store_url) as store:  # a run upgrades it
+        assert current_revision(store_url) == head_revision()
+        frame = store.trials_frame("s")
+        assert dict(zip(frame["number"], _values(frame["retired"]), strict=True)) == expected
+        assert dict(zip(frame["number"], retired_kinds(frame), strict=True)) == expected
+        # The same Store keeps reading after the upgrade, and writes the new column.
+        store.upsert_trial("s", 5, retired=Retired.INFRASTRUCTURE.value)
+        assert store.trials_frame("s").set_index("number").loc[5, "retired"] == "infrastructure"
+
+
+MIDSCALE = REPO_ROOT / "docs" / "results" / "ptb-char" / "midscale" / "midscale.db"
+
+
+def test_the_committed_midscale_database_upgrades_on_a_copy(tmp_path: Path) -> None:
+    """A real database of an older version (revision 0001): a copy upgrades, and its three
+    Figure-3 trials cut off by Ctrl-C are 'interrupted'. The committed file is never opened."""
+    copy = tmp_path / "midscale.db"
+    shutil.copyfile(MIDSCALE, copy)
+    url = f"sqlite:///{copy}"
+    assert current_revision(url) == "0001"
+    with Store.open(url) as store:
+        retired = {
+            (name, int(number)): kind
+            for name in store.studies_frame()["name"]
+            for number, kind in store.trials_frame(name)[["number", "retired"]].itertuples(
+                index=False
+            )
+            if pd.notna(kind)
+        }
+    assert current_revision(url) == head_revision()
+    figure3 = "ptb-char-midscale-figure3"
+    assert retired == {(figure3, 5): "interrupted", (figure3, 9): "interrupted",
+                       (figure3, 11): "interrupted"}  # fmt: skip
 
 
 @pytest.mark.parametrize("store_first", [True, False], ids=["store-first", "optuna-first"])
@@ -305,6 +431,22 @@ def test_upsert_trial_partial_updates(store_url: str) -> None:
         with pytest.raises(ValueError):
             store.upsert_trial("s", 3, state="DONE")
         assert store.studies_frame().iloc[0]["n_fail"] == 1
+
+
+def test_retired_round_trip(store_url: str) -> None:
+    with _open(store_url) as store:
+        store.upsert_trial("s", 0, state="FAIL", error="interrupted", retired=Retired.INTERRUPTED)
+        store.upsert_trial("s", 1, state="FAIL", error="lost", retired="driver_lost")
+        store.upsert_trial("s", 2, state="FAIL", error="ValueError: bad")
+        store.upsert_trial("s", 3, state="COMPLETE", best_value=1.0)
+        frame = store.trials_frame("s")
+        assert _values(frame["retired"]) == ["interrupted", "driver_lost", None, None]
+        columns = list(frame.columns)
+        assert columns.index("retired") == columns.index("error") + 1
+        store.upsert_trial("s", 0, epochs=3)  # a partial update leaves it alone
+        assert store.trials_frame("s")["retired"].iloc[0] == "interrupted"
+        store.upsert_trial("s", 1, retired=None)
+        assert pd.isna(store.trials_frame("s")["retired"].iloc[1])
 
 
 def test_record_epoch_idempotent(store_url: str) -> None:

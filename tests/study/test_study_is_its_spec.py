@@ -1,0 +1,282 @@
+"""A study is exactly what its spec says, end to end on a local Ray with real PTB characters:
+TPE + ASHA + repeats completes configurations and prunes whole configurations; a rerun with
+another spec under the same name is refused (or recorded, for plan settings with
+--accept-change); SIGTERM and SIGHUP stop a driver like Ctrl-C, in a pty and under a pipe, and
+the next run holds every grid point exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from study import keys
+from study import optuna_study as ostudy
+from study.export import ExportError, export_best
+from study.plan import StudyPlan
+from study.runner import StudyRunError, run_study
+from study.spec import validate_spec
+from study.store import Store
+from tests.reliability.conftest import record_external
+from tests.support import TINY_PTB_BASE, driver_env, kill_process_tree, tiny_ptb_spec, write_spec
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+CLI = [sys.executable, "-m", "study.cli"]
+
+
+def test_tpe_asha_and_repeats_complete_and_prune_configurations(
+    store_url: str, ray_local: None, tmp_path: Path
+) -> None:
+    """The issue's study: PTB-char (20k characters, hidden 16, 4 epochs), TPE + ASHA (grace 1,
+    reduction 2), repeats 2, 3 trials ended '0 complete, 3 pruned', every seed 1 stopped at
+    epoch 1 against its own seed 0."""
+    spec = validate_spec(
+        tiny_ptb_spec(
+            "tpe-asha-repeats",
+            tmp_path,
+            base={**TINY_PTB_BASE, "train_tokens": 20_000, "epochs": 4},
+            sampler={"name": "tpe", "seed": 0},
+            scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
+            n_trials=3,
+            repeats=2,
+        )
+    )
+    outcome = run_study(spec, storage=store_url)
+    assert outcome.status == "finished"
+    trials = ostudy.trials(ostudy.load_study(store_url, spec.name))
+    assert len(trials) == 3
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(complete) + len(pruned) == 3
+    # The first configuration has nothing to be compared with at any rung: it completes.
+    assert complete and complete[0].number == 0
+    for trial in complete:
+        assert trial.user_attrs[keys.EPOCHS] == [4, 4]
+    for trial in pruned:
+        rung = trial.user_attrs[keys.PRUNED_AT]
+        assert rung in (1, 2)
+        # Both seeds reached the rung the configuration was judged at.
+        assert min(trial.user_attrs[keys.EPOCHS]) >= rung
+        assert rung in trial.intermediate_values  # the seed mean it was judged on
+
+
+def _tiny_digits(name: str, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": name,
+        "base": {"task": "digits", "hidden_size": 8, "epochs": 1, "batch_size": 64, "seed": 0},
+        "search": {"zoneout_cell": {"type": "categorical", "choices": [0.0, 0.2]}},
+        "sampler": {"name": "grid"},
+        "scheduler": {"name": "none"},
+        "n_trials": 2,
+        "checkpoint_path": str(tmp_path / "runs"),
+    }
+    data.update(overrides)
+    return data
+
+
+def test_a_rerun_with_another_spec_is_refused_or_recorded(
+    store_url: str, ray_local: None, tmp_path: Path
+) -> None:
+    first = validate_spec(_tiny_digits("tiny", tmp_path))
+    assert run_study(first, storage=store_url).status == "finished"
+
+    # The issue's merge: the same name, PTB-char, searching zoneout_hidden.
+    other = validate_spec(
+        tiny_ptb_spec(
+            "tiny",
+            tmp_path,
+            search={"zoneout_hidden": {"type": "float", "low": 0.0, "high": 0.3}},
+        )
+    )
+    with pytest.raises(StudyRunError) as refused:
+        run_study(other, storage=store_url)
+    message = str(refused.value)
+    for field in ("base.task", "search", "metric"):
+        assert field in message
+    assert "new name" in message
+
+    # More trials is a plan setting: refused without the flag, recorded with it.
+    more = validate_spec(
+        _tiny_digits(
+            "tiny",
+            tmp_path,
+            search={"zoneout_cell": {"type": "categorical", "choices": [0.0, 0.2]}},
+            n_trials=3,
+        )
+    )
+    with pytest.raises(StudyRunError, match="--accept-change"):
+        run_study(more, storage=store_url)
+    run_study(more, storage=store_url, accept_changes=True)
+    study = ostudy.load_study(store_url, "tiny")
+    (change,) = ostudy.study_attrs(study)[keys.SPEC_CHANGES]
+    assert change["changes"] == [{"field": "n_trials", "stored": 2, "given": 3}]
+    # The command line's --n-trials caps one run and changes nothing.
+    run_study(more, storage=store_url, n_trials=1)
+    assert len(ostudy.study_attrs(study)[keys.SPEC_CHANGES]) == 1
+    # Nothing of the refused runs entered the study.
+    assert {t.params["zoneout_cell"] for t in ostudy.trials(study)} == {0.0, 0.2}
+
+
+def test_export_refuses_a_trial_its_spec_did_not_make(
+    store_url: str, ray_local: None, tmp_path: Path
+) -> None:
+    """A database from before reruns were refused: the study row's spec says PTB-char, the
+    trial ran digits. The export would not retrain it."""
+    spec = validate_spec(_tiny_digits("merged", tmp_path))
+    run_study(spec, storage=store_url)
+    with Store(store_url) as store:
+        stored = store.study_spec("merged")
+        stored["base"] = {**stored["base"], "task": "ptb-char"}
+        store.register_study("merged", spec=stored, versions={}, direction="minimize", metric="bpc")
+        with pytest.raises(ExportError, match=r"trial \d ran task 'digits' \(spec: 'ptb-char'\)"):
+            export_best(store, "merged", out_dir=tmp_path / "export")
+    assert not (tmp_path / "export").exists() or not list((tmp_path / "export").iterdir())
+
+
+# ------------------------------------------------------------------ signals
+BASE = {**TINY_PTB_BASE, "train_tokens": 40_000, "max_batches_per_epoch": 30, "epochs": 3}
+
+
+def _grid_spec(tmp_path: Path) -> Path:
+    data = tiny_ptb_spec(
+        "signals",
+        tmp_path,
+        base=BASE,
+        search={"zoneout_cell": {"type": "categorical", "choices": [0.0, 0.25, 0.5]}},
+        sampler={"name": "grid"},
+        n_trials=3,
+        max_concurrent_trials=2,
+    )
+    return write_spec(data, tmp_path)
+
+
+def _epochs_stored(url: str) -> int:
+    try:
+        with Store(url) as store:
+            return len(store.epochs_frame("signals"))
+    except Exception:
+        return 0
+
+
+def _run_until_an_epoch(
+    command: list[str], env: dict[str, str], cwd: Path, url: str, terminal: bool
+):  # type: ignore[no-untyped-def]
+    if terminal:
+        controller, device = pty.openpty()
+        driver = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=device,
+            stdout=device,
+            stderr=device,
+            start_new_session=True,
+        )
+        os.close(device)
+    else:
+        controller = None
+        driver = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 240
+    output = bytearray()
+    while _epochs_stored(url) < 1:
+        assert driver.poll() is None, "the driver ended before its first epoch"
+        assert time.monotonic() < deadline
+        if controller is not None and select.select([controller], [], [], 0.2)[0]:
+            with contextlib.suppress(OSError):
+                output += os.read(controller, 65536)
+        time.sleep(0.2)
+    return driver, controller, output
+
+
+@pytest.mark.parametrize(
+    ("how", "terminal", "expected"),
+    [
+        pytest.param(signal.SIGTERM, False, 143, id="sigterm-pipe"),
+        pytest.param(signal.SIGTERM, True, 143, id="sigterm-pty"),
+        pytest.param(signal.SIGHUP, True, 129, id="sighup-pty"),
+    ],
+)
+def test_sigterm_and_sighup_stop_like_ctrl_c(
+    how: signal.Signals, terminal: bool, expected: int, tmp_path: Path, own_ray_tmpdir: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'signals.db'}"
+    spec_path = _grid_spec(tmp_path)
+    env = driver_env(own_ray_tmpdir, ZONEOUT_STUDY_STORAGE=url)
+    command = [*CLI, "run", str(spec_path), "--no-report"]
+    started = time.monotonic()
+    driver, controller, output = _run_until_an_epoch(command, env, tmp_path, url, terminal)
+    # What docker stop and Kubernetes do: the signal to the driver's process alone.
+    os.kill(driver.pid, how)
+    try:
+        if controller is not None:
+            while driver.poll() is None:
+                if select.select([controller], [], [], 0.5)[0]:
+                    try:
+                        chunk = os.read(controller, 65536)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    output += chunk
+            code = driver.wait(timeout=120)
+            os.close(controller)
+        else:
+            out, _ = driver.communicate(timeout=120)
+            output += out
+            code = driver.returncode
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        kill_process_tree(own_ray_tmpdir)
+    text = output.decode(errors="replace")
+    assert code == expected, text[-3000:]
+    assert "interrupted; resume with: zoneout-study run" in text, text[-3000:]
+    assert "PC: @" not in text and "SIGTERM received" not in text and "Traceback" not in text
+    with Store(url) as store:
+        status = store.studies_frame().set_index("name").loc["signals", "status"]
+    assert status == "interrupted"
+    study = ostudy.load_study(url, "signals")
+    cut = [t.number for t in ostudy.trials(study) if ostudy.is_retired(t)]
+    assert cut, "the open trials are retired to be continued"
+
+    resumed = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    kill_process_tree(own_ray_tmpdir)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    trials = ostudy.trials(study)
+    held = [t for t in trials if not ostudy.is_retired(t)]
+    assert sorted(t.params["zoneout_cell"] for t in held) == [0.0, 0.25, 0.5]
+    assert all(t.state == TrialState.COMPLETE for t in held)
+    plan = StudyPlan.from_spec(validate_spec(yaml.safe_load(spec_path.read_text())), sampler="grid")
+    assert len({plan.key(t.params) for t in held}) == 3
+    case = f"{how.name.lower()}-{'pty' if terminal else 'pipe'}"
+    record_external(
+        f"{__name__.replace('.', '/')}.py::test_sigterm_and_sighup_stop_like_ctrl_c[{case}]",
+        f"{how.name} to the driver ({'in a pty' if terminal else 'under a pipe'})",
+        f"`kill -{how.name.removeprefix('SIG')} <driver pid>` after the first epoch was stored, "
+        "3-point grid, 2 trials at a time",
+        f"exit {code}; the resume line printed, no Ray stack dump, no traceback; study "
+        f"'interrupted' in `list`; trials {cut} retired; the rerun exit 0 with the 3 grid points "
+        f"COMPLETE once each ({time.monotonic() - started:.0f} s in all)",
+    )
