@@ -89,6 +89,4 @@ def build_sampler(spec: _Spec, *, seed_offset: int = 0) -> optuna.samplers.BaseS
 
     if options:
         raise TypeError(f"the grid sampler takes no options (got {', '.join(sorted(options))})")
-    return PlanSampler(
-        StudyPlan.from_spec(spec, sampler="grid", points=spec.points)
-    )
+    return PlanSampler(StudyPlan.from_spec(spec, sampler="grid", points=spec.points))
