@@ -18,6 +18,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from study import keys
+from study.disk import DiskFullError, disk_line, is_disk_full
 from study.store import normalize_url, retry_call, retry_connect
 
 __all__ = [
@@ -68,13 +69,19 @@ def db_call(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         sqlalchemy.exc.InterfaceError,
         optuna.exceptions.StorageInternalError,
     )
-    return retry_call(
-        lambda: call(*args, **kwargs),
-        retry_if=lambda error: isinstance(error, lost),
-        seconds=_RETRY_SECONDS,
-        first_delay=0.5,
-        max_delay=5.0,
-    )
+    try:
+        return retry_call(
+            lambda: call(*args, **kwargs),
+            # A full disk is no lost connection: waiting does not cure it.
+            retry_if=lambda error: isinstance(error, lost) and not is_disk_full(error),
+            seconds=_RETRY_SECONDS,
+            first_delay=0.5,
+            max_delay=5.0,
+        )
+    except Exception as error:
+        if is_disk_full(error):
+            raise DiskFullError(f"the database's disk is full ({disk_line(error)})") from error
+        raise
 
 
 # --------------------------------------------------------------------- opening

@@ -25,6 +25,7 @@ from rich.console import Console
 from study import keys
 from study import optuna_study as ostudy
 from study.callbacks import StoreCallback
+from study.disk import disk_line, is_disk_full, require_space
 from study.errors import UserError
 from study.heartbeat import HeartbeatCallback, new_driver_id, other_live_drivers
 from study.identity import SpecSnapshot, change_record, differences, snapshot_of
@@ -36,7 +37,7 @@ from study.scheduler import ConfigurationASHA
 from study.searcher import INTERRUPTED, OptunaSearcher
 from study.space import build_sampler
 from study.spec import StudySpec
-from study.store import Store, mask_url, resolve_storage_url, scrub_secrets
+from study.store import Store, mask_url, normalize_url, resolve_storage_url, scrub_secrets
 
 __all__ = [
     "INTERRUPTED",
@@ -90,6 +91,7 @@ def run_study(
     spec = _effective_spec(spec, storage, n_trials)
     assert spec.storage is not None
     outcome = StudyOutcome(name=spec.name, storage=mask_url(spec.storage), status="finished")
+    _check_disk(spec)
     # Ray first: a spec whose trials can never be scheduled fails before the store is written.
     with _ray(spec, ray_address), _stop_signals(outcome), Store.open(spec.storage) as store:
         driver_id = new_driver_id()
@@ -111,7 +113,15 @@ def run_study(
                 _tune(study, store, spec, driver_id, console, trainable, outcome)
             except KeyboardInterrupt:  # a signal before Tune had installed its own handler
                 outcome.status = "interrupted"
-        store.finish_study(spec.name, outcome.status)
+        try:
+            store.finish_study(spec.name, outcome.status)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            # The database's disk is full: the study row cannot say 'interrupted'; its trials
+            # stay RUNNING, and the next run reaps and continues them.
+            outcome.status = "interrupted"
+            outcome.stop_reason = outcome.stop_reason or f"the disk is full ({disk_line(error)})"
     _summarize(study, outcome)
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
@@ -331,12 +341,39 @@ def _tune(
         # Tuner.restore(); a study resumes by running its spec again, which the CLI says.
         # A failed trial's traceback is in its error file and its reason in the store and the
         # progress display: Tune's controller would print ~50 lines of it on the terminal.
-        with quiet_logger("ray.tune.tune"), quiet_logger("ray.tune.execution.tune_controller"):
+        with (
+            quiet_logger("ray.tune.tune"),
+            quiet_logger("ray.tune.execution.tune_controller"),
+            # Its snapshot sync fails on a full disk with a traceback; the run says why it stops.
+            quiet_logger("ray.tune.execution.experiment_state"),
+        ):
             tuner.fit()
     except KeyboardInterrupt:
         outcome.status = "interrupted"
+    except Exception as error:
+        # The disk under Tune's experiment directory or under the database filled: the run
+        # stops as if interrupted, with the reason; anything else is a bug and propagates.
+        # (Once a trial failed for a full disk, Tune's result grid cannot read back the error
+        # it could not write, and raises EOFError after the run: that too is the full disk.)
+        if not is_disk_full(error) and searcher.stop_reason is None:
+            raise
+        searcher.stop_reason = searcher.stop_reason or f"the disk is full ({disk_line(error)})"
     finally:
         progress.close()
+        _finish_open_trials(spec, store, searcher, outcome, store_callback)
+
+
+def _finish_open_trials(
+    spec: StudySpec,
+    store: Store,
+    searcher: OptunaSearcher,
+    outcome: StudyOutcome,
+    store_callback: StoreCallback,
+) -> None:
+    """Retire what is still open (to be continued) and write the outcome's counts. On a full
+    database disk the writes fail: the open trials then stay RUNNING for the next run's reaper,
+    which continues them the same way."""
+    try:
         searcher.finalize(
             f"{INTERRUPTED} ({searcher.stop_reason})" if searcher.stop_reason else INTERRUPTED
         )
@@ -351,11 +388,29 @@ def _tune(
                     retired.retired if retired and retired.retired else Retired.INTERRUPTED
                 ).value,
             )
-        if outcome.stopped_by is not None or searcher.stop_reason is not None:
-            outcome.status = "interrupted"
-        outcome.stop_reason = searcher.stop_reason
-        outcome.epochs_written = store_callback.epochs_written
-        outcome.store_write_seconds = store_callback.write_seconds
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        searcher.stop_reason = searcher.stop_reason or f"the disk is full ({disk_line(error)})"
+    if outcome.stopped_by is not None or searcher.stop_reason is not None:
+        outcome.status = "interrupted"
+    outcome.stop_reason = searcher.stop_reason
+    outcome.epochs_written = store_callback.epochs_written
+    outcome.store_write_seconds = store_callback.write_seconds
+
+
+def _check_disk(spec: StudySpec) -> None:
+    """The checkpoint directory and an SQLite database's directory can be written and have
+    room (study.disk), before Ray starts a trial."""
+    from sqlalchemy.engine import make_url
+
+    root = spec.checkpoint_path or str(Path.cwd() / "runs")
+    if "://" not in root:
+        require_space(Path(root).expanduser(), "checkpoint directory")
+    assert spec.storage is not None
+    url = make_url(normalize_url(spec.storage))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        require_space(Path(url.database).expanduser().absolute().parent, "database directory")
 
 
 def _scheduler(spec: StudySpec, searcher: OptunaSearcher, study: optuna.Study) -> Any:
