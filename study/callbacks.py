@@ -147,8 +147,14 @@ class StoreCallback(Callback):
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
-        # Before the searcher tells Optuna, so the trial's user_attrs name its checkpoint.
-        self._searcher.record_checkpoint(trial.trial_id, checkpoint_location(checkpoint))
+        # Before the searcher tells Optuna, so the trial's user_attrs name its checkpoint. Tune
+        # updates the trial's last result before it saves the checkpoint that came with it.
+        result = getattr(trial, "last_result", None)
+        self._searcher.record_checkpoint(
+            trial.trial_id,
+            checkpoint_location(checkpoint),
+            result if isinstance(result, dict) else None,
+        )
 
     def _finish(self, trial: Any) -> None:
         slot = self._slot(trial)

@@ -20,6 +20,7 @@ __all__ = ["Fault", "classify"]
 class Fault(str, Enum):
     TRIAL = "trial"  # the configuration's own failure: counts
     INFRASTRUCTURE = "infrastructure"  # continue it; the run goes on
+    INTERRUPTED = "interrupted"  # Ctrl-C reached the worker too (a terminal's process group)
     DISK_FULL = "disk_full"  # continue it later; the run stops (every next trial would fail too)
 
 
@@ -37,9 +38,14 @@ _DISK_FULL = re.compile(
 )
 
 
+_INTERRUPTED = re.compile(r"^\s*(KeyboardInterrupt|ray\.exceptions\.TaskCancelledError)\b")
+
+
 def classify(reason: str | None) -> Fault:
     """The class of a failed trial's reason (the last line of its error)."""
     text = reason or ""
+    if _INTERRUPTED.search(text):
+        return Fault.INTERRUPTED
     if _DISK_FULL.search(text):
         return Fault.DISK_FULL
     if _INFRASTRUCTURE.search(text):

@@ -373,8 +373,11 @@ def _finish_open_trials(
     """Retire what is still open (to be continued) and write the outcome's counts. On a full
     database disk the writes fail: the open trials then stay RUNNING for the next run's reaper,
     which continues them the same way."""
+    left_open: list[int] = []
     try:
-        searcher.finalize(
+        # Tune's own SIGINT handler ends fit() without an exception: trials the run left open
+        # are what tells an interrupted run from a finished one.
+        left_open = searcher.finalize(
             f"{INTERRUPTED} ({searcher.stop_reason})" if searcher.stop_reason else INTERRUPTED
         )
         for number in searcher.retired():
@@ -392,7 +395,7 @@ def _finish_open_trials(
         if not is_disk_full(error):
             raise
         searcher.stop_reason = searcher.stop_reason or f"the disk is full ({disk_line(error)})"
-    if outcome.stopped_by is not None or searcher.stop_reason is not None:
+    if left_open or outcome.stopped_by is not None or searcher.stop_reason is not None:
         outcome.status = "interrupted"
     outcome.stop_reason = searcher.stop_reason
     outcome.epochs_written = store_callback.epochs_written

@@ -187,7 +187,10 @@ class OptunaSearcher(Searcher):
         run = configuration.runs[slot[1]]
         run.error = reason
         fault = classify(reason)
-        if fault != Fault.TRIAL:
+        if fault == Fault.INTERRUPTED:
+            run.cut = Retired.INTERRUPTED
+            run.error = INTERRUPTED
+        elif fault != Fault.TRIAL:
             run.cut = Retired.INFRASTRUCTURE
             run.error = f"{CUT_OFF_PREFIX}{reason}"
             if fault == Fault.DISK_FULL:
@@ -195,18 +198,26 @@ class OptunaSearcher(Searcher):
         if not configuration.told and self._all_finished(configuration):
             self._tell(configuration)
 
-    def record_checkpoint(self, ray_trial_id: str, location: str | None) -> None:
-        """A seed's checkpoint of its latest epoch is on storage: remember it, and write the
-        configuration's resume points into the Optuna trial so that a replacement can continue
-        from them even if this driver dies without warning."""
+    def record_checkpoint(
+        self, ray_trial_id: str, location: str | None, result: dict[str, Any] | None = None
+    ) -> None:
+        """A seed's checkpoint is on storage: remember it, and write the configuration's resume
+        points into the Optuna trial so that a replacement can continue from them even if this
+        driver dies without warning. ``result`` is the report the checkpoint came with (the
+        trial's last result): its epoch is the checkpoint's. Tune hands a result to the searcher
+        before its checkpoint only when the scheduler lets the trial go on; a result that
+        stopped it (ASHA, the stopper) reaches the searcher after the checkpoint, so the epoch
+        is taken from ``result``, never assumed to be the last one the searcher saw."""
         slot = self._ray_trials.get(ray_trial_id)
         if slot is None or not location:
             return
+        if result and METRIC in result and "epoch" in result:
+            self.on_trial_result(ray_trial_id, result)
         configuration = self._configurations[slot[0]]
         run = configuration.runs[slot[1]]
         run.checkpoint = location
-        # Tune hands the result to the searcher before the checkpoint that came with it.
-        run.checkpoint_epoch = run.last_epoch
+        epoch = result.get("epoch") if result else None
+        run.checkpoint_epoch = int(epoch) if epoch else run.last_epoch
         if not configuration.told:
             ostudy.set_trial_attr(
                 configuration.trial, keys.RESUME_POINTS, configuration.resume_points()
@@ -335,10 +346,13 @@ class OptunaSearcher(Searcher):
         """Tell every configuration still open (the run stopped: Ctrl-C, SIGTERM, the stopper):
         its unfinished seeds are cut with ``reason``, and the configuration is retired and
         queued to continue from each seed's last checkpoint (unless a seed failed on its own,
-        which fails it). Returns the numbers of the configurations retired by this run."""
-        for configuration in self._configurations.values():
+        which fails it). Returns the numbers of the configurations it retired (those the run
+        left open); :meth:`retired` lists every configuration this run retired."""
+        open_now = []
+        for number, configuration in self._configurations.items():
             if configuration.told:
                 continue
+            open_now.append(number)
             for run in configuration.runs:
                 if run.finished_state is None or (
                     run.finished_state == TrialState.FAIL and run.error is None
@@ -347,7 +361,7 @@ class OptunaSearcher(Searcher):
                     run.cut = run.cut or Retired.INTERRUPTED
                     run.error = reason
             self._tell(configuration)
-        return self.retired()
+        return [number for number in open_now if number in self.retired()]
 
     def retired(self) -> list[int]:
         """Configurations this run retired (to be continued), by number."""

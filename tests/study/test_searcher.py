@@ -319,3 +319,22 @@ def test_reaped_trial_hands_its_resume_points_to_the_replacement(
     config = again.suggest("b")
     assert config is not None and config["resume_from"] == location
     assert study.get_trials()[1].intermediate_values == {1: pytest.approx(0.9)}
+
+
+def test_a_checkpoint_that_came_with_a_stopping_result_has_that_results_epoch(
+    sqlite_url: str,
+) -> None:
+    """Tune does not hand a result that stopped the trial (ASHA, the stopper) to the searcher
+    before its checkpoint: a trial stopped after epoch 2 recorded its resume point as epoch 1
+    while pointing at epoch 2's checkpoint. The checkpoint's epoch is the result's."""
+    spec = _spec(n_trials=1)
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="h:1:1")
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {"epoch": 1, "valid_metric": 0.9})
+    searcher.record_checkpoint("a", "/ck/checkpoint_000000", {"epoch": 1, "valid_metric": 0.9})
+    # Epoch 2's result stopped the trial: the searcher first sees it with its checkpoint.
+    searcher.record_checkpoint("a", "/ck/checkpoint_000001", {"epoch": 2, "valid_metric": 0.8})
+    (point,) = study.get_trials()[0].user_attrs[keys.RESUME_POINTS]
+    assert point["epoch"] == 2 and point["checkpoint"] == "/ck/checkpoint_000001"
+    assert point["curve"] == [[1, 0.9], [2, 0.8]]

@@ -18,7 +18,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../../.." && pwd)"
 cd "$REPO"
 
-# The specs give relative checkpoint paths: they resolve against the repository root.
+# The specs' relative checkpoint paths resolve against their own directory (this one).
 export ZONEOUT_STUDY_STORAGE="${ZONEOUT_STUDY_STORAGE:-sqlite:///$HERE/midscale.db}"
 export RAY_USAGE_STATS_ENABLED=0
 # One thread per trial, two trials at a time: the 2-core budget the README's arithmetic assumes.
