@@ -324,7 +324,8 @@ def _tune(
     progress = ProgressCallback(
         searcher,
         metric=spec.metric,
-        planned=spec.n_trials - ostudy.counted_trials(study),
+        planned=StudyPlan.from_spec(spec, sampler=spec.sampler.name, points=spec.points).size
+        - ostudy.counted_trials(study),
         console=console,
     )
     heartbeat = HeartbeatCallback(study, driver_id)

@@ -29,6 +29,7 @@ from study.reaper import continue_orphans, reap_lost_trials
 from study.searcher import OptunaSearcher
 from study.space import build_sampler
 from study.spec import validate_spec
+from tests.reliability.conftest import record_external
 
 EPOCHS = 3
 WORKER_DIED = (
@@ -199,6 +200,33 @@ def _check_exactly_once(study: Any, spec: Any, fail_points: set[Any]) -> None:
         assert len([t for t in successors if not ostudy.is_retired(t)]) <= 1
 
 
+# What the cases of each property test saw, summed; its last case records one reliability row.
+_SEEN: dict[str, Counter[str]] = {}
+
+
+def _tally(test: str, seed: int, cases: int, study: Any, drawn: list[str], describe: str) -> None:
+    seen = _SEEN.setdefault(test, Counter())
+    seen.update(drawn)
+    trials = ostudy.trials(study)
+    seen["#cases"] += 1
+    seen["#retired"] += sum(1 for t in trials if ostudy.is_retired(t))
+    seen["#trials"] += len(trials)
+    if seed != cases - 1:
+        return
+    patterns = ", ".join(f"{n} {p}" for p, n in sorted(seen.items()) if not p.startswith("#"))
+    record_external(
+        f"tests/study/test_plan_coverage.py::{test}[{seed}]",
+        f"Interruption patterns, {describe}",
+        f"{seen['#cases']} seeded studies, drivers one after another or two at once, each cut "
+        f"by a drawn pattern ({patterns}); Ray's calls simulated, the runner's start-up steps "
+        "(reap, continue orphans) real, SQLite",
+        f"every study finished holding each planned configuration exactly once: "
+        f"{seen['#trials']} trials in all, {seen['#retired']} retired (cut off or stepped back, "
+        "not counted), each retired trial continued by one trial of its configuration; a "
+        "configuration that failed on its own ran once (FAIL, counted)",
+    )
+
+
 @pytest.mark.parametrize("seed", range(24))
 def test_grid_runs_every_point_exactly_once_whatever_interrupts_it(
     tmp_path: Path, seed: int
@@ -212,7 +240,14 @@ def test_grid_runs_every_point_exactly_once_whatever_interrupts_it(
     fail_points = {plan.key(plan.fixed[rng.randrange(len(plan.fixed))])} if seed % 3 == 0 else set()
     drawn = _run_pattern(study, spec, rng, fail_points)
     _check_exactly_once(study, spec, fail_points)
-    assert drawn
+    _tally(
+        "test_grid_runs_every_point_exactly_once_whatever_interrupts_it",
+        seed,
+        24,
+        study,
+        drawn,
+        "grid of 8 points (1-3 seeds)",
+    )
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -220,8 +255,16 @@ def test_grid_smaller_budget_runs_that_many_distinct_points(tmp_path: Path, seed
     rng = random.Random(100 + seed)
     spec = _spec("grid", 1, n_trials=5)
     study = ostudy.open_study(f"sqlite:///{tmp_path / 'c.db'}", spec.name, build_sampler(spec))
-    _run_pattern(study, spec, rng, set())
+    drawn = _run_pattern(study, spec, rng, set())
     _check_exactly_once(study, spec, set())
+    _tally(
+        "test_grid_smaller_budget_runs_that_many_distinct_points",
+        seed,
+        8,
+        study,
+        drawn,
+        "grid of 8 points, n_trials 5",
+    )
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -229,8 +272,16 @@ def test_sampled_study_finishes_n_trials_configurations(tmp_path: Path, seed: in
     rng = random.Random(200 + seed)
     spec = _spec("random", rng.choice((1, 2)), n_trials=5)
     study = ostudy.open_study(f"sqlite:///{tmp_path / 'c.db'}", spec.name, build_sampler(spec))
-    _run_pattern(study, spec, rng, set())
+    drawn = _run_pattern(study, spec, rng, set())
     _check_exactly_once(study, spec, set())
+    _tally(
+        "test_sampled_study_finishes_n_trials_configurations",
+        seed,
+        8,
+        study,
+        drawn,
+        "random sampler, n_trials 5 (1-2 seeds)",
+    )
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -239,8 +290,16 @@ def test_listed_points_run_exactly_once_then_the_sampler(tmp_path: Path, seed: i
     points = [{"zoneout_cell": 0.0}, {"zoneout_cell": 0.5}, {"zoneout_cell": 0.25}]
     spec = _spec("tpe" if seed % 2 else "random", rng.choice((1, 2, 3)), n_trials=5, points=points)
     study = ostudy.open_study(f"sqlite:///{tmp_path / 'c.db'}", spec.name, build_sampler(spec))
-    _run_pattern(study, spec, rng, set())
+    drawn = _run_pattern(study, spec, rng, set())
     _check_exactly_once(study, spec, set())
+    _tally(
+        "test_listed_points_run_exactly_once_then_the_sampler",
+        seed,
+        10,
+        study,
+        drawn,
+        "3 listed points then TPE or random, n_trials 5 (1-3 seeds)",
+    )
 
 
 def test_the_issue_pattern_n_trials_1_then_2_then_all(tmp_path: Path) -> None:
@@ -269,6 +328,13 @@ def test_the_issue_pattern_n_trials_1_then_2_then_all(tmp_path: Path) -> None:
             )
     ran = [t.params["zoneout_cell"] for t in ostudy.trials(study) if not ostudy.is_retired(t)]
     assert ran == [0.0, 0.1, 0.2, 0.3]
+    record_external(
+        "tests/study/test_plan_coverage.py::test_the_issue_pattern_n_trials_1_then_2_then_all",
+        "Grid run with --n-trials in steps",
+        "grid zoneout_cell {0, 0.1, 0.2, 0.3}, n_trials 4, run with --n-trials 1, then 2, then "
+        "no flag (before: 0.2, 0.2, 0, 0.3 ran and 0.1 never did)",
+        f"ran {ran}: each point once, in the spec's order",
+    )
 
 
 def test_a_point_asked_twice_at_once_is_run_once(tmp_path: Path) -> None:
@@ -291,3 +357,10 @@ def test_a_point_asked_twice_at_once_is_run_once(tmp_path: Path) -> None:
     assert [t.number for t in stepped] == [1]
     assert stepped[0].user_attrs[keys.FAIL_REASON] == "trial 0 holds this point"
     assert ostudy.counted(ostudy.trials(study)) == 2
+    record_external(
+        "tests/study/test_plan_coverage.py::test_a_point_asked_twice_at_once_is_run_once",
+        "One grid point asked by two drivers at once",
+        "the first grid point held by two trials asked at the same moment",
+        "the later trial stepped back (FAIL 'trial 0 holds this point', surplus, not counted) "
+        "and the driver took the next point",
+    )

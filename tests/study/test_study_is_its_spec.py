@@ -71,6 +71,17 @@ def test_tpe_asha_and_repeats_complete_and_prune_configurations(
         # Both seeds reached the rung the configuration was judged at.
         assert min(trial.user_attrs[keys.EPOCHS]) >= rung
         assert rung in trial.intermediate_values  # the seed mean it was judged on
+    record_external(
+        f"tests/study/test_study_is_its_spec.py::"
+        f"test_tpe_asha_and_repeats_complete_and_prune_configurations[{_backend(store_url)}]",
+        f"TPE + ASHA + repeats, a real study ({_backend(store_url)})",
+        "PTB-char (20k characters, hidden 16, 4 epochs), TPE + ASHA (grace 1, reduction 2), "
+        "repeats 2, 3 trials (before: 0 complete, 3 pruned, every seed 1 stopped against its "
+        "own seed 0)",
+        f"{len(complete)} complete (both seeds 4 epochs), {len(pruned)} pruned as whole "
+        f"configurations (rungs {[t.user_attrs[keys.PRUNED_AT] for t in pruned]}, seeds' "
+        f"epochs {[t.user_attrs[keys.EPOCHS] for t in pruned]})",
+    )
 
 
 def _tiny_digits(name: str, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
@@ -128,6 +139,17 @@ def test_a_rerun_with_another_spec_is_refused_or_recorded(
     assert len(ostudy.study_attrs(study)[keys.SPEC_CHANGES]) == 1
     # Nothing of the refused runs entered the study.
     assert {t.params["zoneout_cell"] for t in ostudy.trials(study)} == {0.0, 0.2}
+    record_external(
+        f"tests/study/test_study_is_its_spec.py::"
+        f"test_a_rerun_with_another_spec_is_refused_or_recorded[{_backend(store_url)}]",
+        f"A rerun under the same name with another spec ({_backend(store_url)})",
+        "study 'tiny' (digits, grid over zoneout_cell) rerun as PTB-char searching "
+        "zoneout_hidden; then with n_trials 2 -> 3, without and with --accept-change; then "
+        "--n-trials 1",
+        "the other spec refused before any trial, naming base.task, search and metric; the "
+        "n_trials change refused without the flag and recorded with it (spec_changes); "
+        "--n-trials recorded nothing; no trial of a refused run in the study",
+    )
 
 
 def test_export_refuses_a_trial_its_spec_did_not_make(
@@ -144,6 +166,19 @@ def test_export_refuses_a_trial_its_spec_did_not_make(
         with pytest.raises(ExportError, match=r"trial \d ran task 'digits' \(spec: 'ptb-char'\)"):
             export_best(store, "merged", out_dir=tmp_path / "export")
     assert not (tmp_path / "export").exists() or not list((tmp_path / "export").iterdir())
+    record_external(
+        f"tests/study/test_study_is_its_spec.py::"
+        f"test_export_refuses_a_trial_its_spec_did_not_make[{_backend(store_url)}]",
+        f"Export of a trial its spec did not make ({_backend(store_url)})",
+        "a study whose stored spec says PTB-char while its trials ran digits (a database from "
+        "before reruns were refused); `export`",
+        "ExportError naming the trial and the field (task 'digits', spec 'ptb-char'); no file "
+        "written",
+    )
+
+
+def _backend(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
 
 
 # ------------------------------------------------------------------ signals
