@@ -315,3 +315,79 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(
         f"'interrupted' in `list`; trials {cut} retired; the rerun exit 0 with the 3 grid points "
         f"COMPLETE once each ({time.monotonic() - started:.0f} s in all)",
     )
+
+
+# Each kind of change a rerun can make, and what happens to it (study.identity).
+IDENTITY_CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("base.hidden_size", {"base": {"hidden_size": 16}}),
+    (
+        "base.task",
+        {
+            "base": {
+                "task": "ptb-char",
+                **{k: TINY_PTB_BASE[k] for k in ("train_tokens", "valid_tokens")},
+            }
+        },
+    ),
+    ("search", {"search": {"zoneout_cell": {"type": "categorical", "choices": [0.0, 0.3]}}}),
+    ("points", {"points": [{"zoneout_cell": 0.2}]}),
+    ("sampler", {"sampler": {"name": "random"}}),
+    ("repeats", {"repeats": 2}),
+]
+SETTING_CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("n_trials", {"n_trials": 3}),
+    ("scheduler", {"scheduler": {"name": "asha"}}),
+    ("sampler_seed", {"sampler": {"name": "grid", "seed": 7}}),
+    ("failure", {"failure": {"max_retries": 0}}),
+]
+FREE_CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("description", {"description": "moved to the cluster"}),
+    ("resources", {"resources": {"cpu": 0.5}}),
+    ("max_concurrent_trials", {"max_concurrent_trials": 1}),
+    ("base.threads", {"base": {"threads": 1}}),
+]
+
+
+def _changed(tmp_path: Path, change: dict[str, Any]) -> Any:
+    data = _tiny_digits("kinds", tmp_path)
+    for key, value in change.items():
+        data[key] = {**data[key], **value} if key == "base" else value
+    return validate_spec(data)
+
+
+def test_every_kind_of_spec_change_is_refused_recorded_or_free(
+    ray_local: None, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'kinds.db'}"
+    run_study(validate_spec(_tiny_digits("kinds", tmp_path)), storage=url)
+    study = ostudy.load_study(url, "kinds")
+    before = len(ostudy.trials(study))
+    for field, change in IDENTITY_CHANGES:
+        with pytest.raises(StudyRunError, match="new name") as refused:
+            run_study(_changed(tmp_path, change), storage=url, accept_changes=True)
+        assert field.split(".")[0] in str(refused.value), (field, str(refused.value))
+    for field, change in SETTING_CHANGES:
+        with pytest.raises(StudyRunError, match="--accept-change") as refused:
+            run_study(_changed(tmp_path, change), storage=url)
+        assert field.split("_")[0] in str(refused.value)
+    for _field, change in FREE_CHANGES:
+        run_study(_changed(tmp_path, change), storage=url)
+    assert ostudy.study_attrs(study).get(keys.SPEC_CHANGES) is None  # nothing recorded yet
+    accepted = _changed(tmp_path, SETTING_CHANGES[0][1])
+    run_study(accepted, storage=url, accept_changes=True)
+    (record,) = ostudy.study_attrs(study)[keys.SPEC_CHANGES]
+    assert [c["field"] for c in record["changes"]] == ["n_trials"]
+    # A grid of 2 points holds 2 configurations whatever n_trials says: nothing more ran.
+    assert len(ostudy.trials(study)) == before
+    record_external(
+        "tests/study/test_study_is_its_spec.py::"
+        "test_every_kind_of_spec_change_is_refused_recorded_or_free",
+        "Every kind of spec change on a rerun",
+        f"a stored study rerun with one change each: {len(IDENTITY_CHANGES)} of its identity "
+        f"({', '.join(f for f, _ in IDENTITY_CHANGES)}), {len(SETTING_CHANGES)} plan settings "
+        f"({', '.join(f for f, _ in SETTING_CHANGES)}), {len(FREE_CHANGES)} of where or how it "
+        f"runs ({', '.join(f for f, _ in FREE_CHANGES)})",
+        "identity changes refused even with --accept-change, naming the field; plan settings "
+        "refused without the flag, recorded in spec_changes with it; run settings accepted "
+        "silently; no refused run added a trial",
+    )
