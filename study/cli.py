@@ -498,7 +498,16 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Ray cluster address, e.g. 'auto'")
     ] = None,
-    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, max=100_000)] = None,
+    n_trials: Annotated[
+        int | None,
+        typer.Option(
+            "--n-trials",
+            min=1,
+            max=100_000,
+            help="stop this run once the study holds N configurations (a total, at most its "
+            "plan); the spec's n_trials is unchanged",
+        ),
+    ] = None,
     report_dir: Annotated[
         Path | None, typer.Option("--report-dir", help="where the HTML/PNG report goes")
     ] = None,
@@ -538,13 +547,27 @@ def run(
         console=console,
         accept_changes=accept_change,
     )
+    if not outcome.opened:  # stopped while Ray was starting
+        console.print(
+            f"interrupted before study {spec.name!r} was opened; nothing was run or written",
+            markup=False,
+            highlight=False,
+        )
+        signum = outcome.stopped_by
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Ray, stopped halfway through ray.init, can crash the interpreter's teardown
+        # (SIGSEGV in its native destructors); what this process had started is shut down
+        # and there is nothing left to write, so it leaves without the teardown.
+        os._exit(128 + int(signum) if signum is not None else 130)
     kinds = _trial_kinds(url, spec.name)
     cut = kinds.count("interrupted") + kinds.count("driver lost") + kinds.count("cut off")
     console.print(
         f"study {outcome.name!r} {outcome.status}: {kinds.count('COMPLETE')} complete, "
         f"{kinds.count('PRUNED')} pruned, {kinds.count('FAIL')} failed"
         + (
-            f"; {cut} cut off by the run, not counted (each continued from its checkpoints)"
+            f"; {cut} cut off by the run, not counted (replacements continue them from their "
+            "checkpoints)"
             if cut
             else ""
         )
@@ -793,16 +816,16 @@ class _FailureWords:
             )
         if retired == "interrupted":
             return (
-                "interrupted (the driver stopped before it finished); running the spec again "
-                "continues it from its last checkpoint"
+                "interrupted (the driver stopped before it finished); it does not count, and a "
+                "replacement continues it from its last checkpoint"
             )
         if retired == "driver_lost":
             return (
-                "its driver was lost while it ran; running the spec again continues it from its "
-                "last checkpoint"
+                "lost its driver while it ran; it does not count, and a replacement continues it "
+                "from its last checkpoint"
             )
         if retired is not None:
-            return f"{error}; running the spec again continues it from its last checkpoint"
+            return f"{error}; it does not count, and a replacement continues it"
         return f"{state}: {error}"
 
 
@@ -826,6 +849,19 @@ def _cell(value: Any) -> str:
     return escape(str(value))
 
 
+def _plan_size(stored_spec: dict[str, Any]) -> int | None:
+    """How many configurations a stored spec plans: n_trials, or its grid's size if smaller."""
+    from study.plan import StudyPlan
+    from study.spec import SpecError, validate_spec
+
+    n_trials = stored_spec.get("n_trials")
+    try:
+        spec = validate_spec(stored_spec)
+    except SpecError:  # a snapshot an older version wrote: its n_trials is the plan
+        return n_trials
+    return StudyPlan.from_spec(spec, sampler=spec.sampler.name, points=spec.points).size
+
+
 def _print_studies(store: Any) -> None:
     """One row per study, in words that add up: the plan (n_trials of the spec), trials that
     finished (complete, pruned, failed), trials cut short to be continued (interrupted), and the
@@ -845,7 +881,7 @@ def _print_studies(store: Any) -> None:
         kinds = _FailureWords(store.trials_frame(name)).kinds()
         requeued = kinds.count("interrupted") + kinds.count("driver lost") + kinds.count("cut off")
         any_requeued = any_requeued or requeued > 0
-        plan = (store.study_spec(name) or {}).get("n_trials")
+        plan = _plan_size(store.study_spec(name) or {})
         table.add_row(
             name,
             str(study["status"]),

@@ -50,11 +50,15 @@ def _connect(address: str | None) -> bool:
     starts_local = not address and not os.environ.get("RAY_ADDRESS")
     quiet = quiet_logger(RAY_AUTH_LOGGER, logging.ERROR) if starts_local else nullcontext()
     try:
-        with quiet:
+        with quiet, _driver_keeps_its_signal_handlers():
             if address:
                 ray.init(address=address, **kwargs)
             else:
                 ray.init(**kwargs)
+    except (KeyboardInterrupt, SystemExit):
+        # Stopped while Ray was starting: whatever this call had started goes with it.
+        ray.shutdown()
+        raise
     except (ConnectionError, RuntimeError, ValueError) as error:
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -64,6 +68,28 @@ def _connect(address: str | None) -> bool:
             "check --ray-address (and that every node uses the same RAY_AUTH_MODE)"
         ) from None
     return True
+
+
+@contextmanager
+def _driver_keeps_its_signal_handlers() -> Iterator[None]:
+    """ray.init replaces the driver's SIGTERM handler with ``sys.exit(15)`` and its core worker
+    installs a native failure handler that prints a stack dump (and may abort) on SIGTERM. The
+    study's driver handles SIGTERM itself (stop the trials, keep their checkpoints, mark the
+    study interrupted: study.runner), so neither is installed in this process while it starts
+    Ray. Private: Ray has no public switch for the first, and reads the second (an environment
+    variable, RAY_DISABLE_FAILURE_SIGNAL_HANDLER) only when it is imported; Ray's own processes
+    (raylet, workers) keep their handlers."""
+    from ray._private import ray_constants, utils
+
+    keep_handler = utils.set_sigterm_handler
+    keep_native = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
+    utils.set_sigterm_handler = lambda handler: None
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = keep_handler
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = keep_native
 
 
 def _check_resources(cpu: float, gpu: float) -> None:

@@ -62,6 +62,7 @@ class StudyOutcome:
     stopped_by: signal.Signals | None = None
     # Why the run stopped itself before its plan was done (a full disk, ...), if it did.
     stop_reason: str | None = None
+    opened: bool = False  # False: stopped before the study was opened (nothing written)
     counts: dict[str, int] = field(default_factory=dict)  # by TrialState name
     best_value: float | None = None
     best_params: dict[str, Any] | None = None
@@ -92,37 +93,31 @@ def run_study(
     assert spec.storage is not None
     outcome = StudyOutcome(name=spec.name, storage=mask_url(spec.storage), status="finished")
     _check_disk(spec)
-    # Ray first: a spec whose trials can never be scheduled fails before the store is written.
-    with _ray(spec, ray_address), _stop_signals(outcome), Store.open(spec.storage) as store:
-        driver_id = new_driver_id()
-        study = _open_study(spec, store, file_spec, driver_id, accept_changes)
-        _join(study, spec, driver_id)
-        outcome.reaped = _reap(study, store, spec, driver_id, console)
-        plan = StudyPlan.from_spec(spec, sampler=spec.sampler.name, points=spec.points)
-        stored = ostudy.trials(study)
-        if ostudy.counted(stored) >= plan.size or (
-            plan.exhaustive
-            and not plan.remaining(stored)
-            and not any(t.state == TrialState.WAITING for t in stored)
+    study: optuna.Study | None = None
+    try:
+        # Signals first: SIGTERM while Ray starts stops the run too (study.ray_session keeps
+        # Ray from replacing the handlers). Ray next: a spec whose trials can never be
+        # scheduled fails before the store is written.
+        with (
+            _stop_signals(outcome),
+            _ray(spec, ray_address),
+            Store.open(spec.storage) as store,
         ):
-            console.print(
-                f"study {spec.name!r} already holds its {plan.size} configurations; nothing to run"
-            )
-        else:
             try:
-                _tune(study, store, spec, driver_id, console, trainable, outcome)
+                driver_id = new_driver_id()
+                study = _open_study(spec, store, file_spec, driver_id, accept_changes)
+                _join(study, spec, driver_id)
+                outcome.reaped = _reap(study, store, spec, driver_id, console)
+                if not _plan_done(spec, study, console):
+                    _tune(study, store, spec, driver_id, console, trainable, outcome)
             except KeyboardInterrupt:  # a signal before Tune had installed its own handler
                 outcome.status = "interrupted"
-        try:
-            store.finish_study(spec.name, outcome.status)
-        except Exception as error:
-            if not is_disk_full(error):
-                raise
-            # The database's disk is full: the study row cannot say 'interrupted'; its trials
-            # stay RUNNING, and the next run reaps and continues them.
-            outcome.status = "interrupted"
-            outcome.stop_reason = outcome.stop_reason or f"the disk is full ({disk_line(error)})"
-    _summarize(study, outcome)
+            _finish_study(store, spec, outcome)
+    except KeyboardInterrupt:  # while Ray was starting: nothing of the study was written
+        outcome.status = "interrupted"
+    outcome.opened = study is not None
+    if study is not None:
+        _summarize(study, outcome)
     outcome.wall_seconds = time.perf_counter() - started
     return outcome
 
@@ -167,8 +162,9 @@ def _stop_signals(outcome: StudyOutcome) -> Iterator[None]:
     """SIGTERM (docker stop, Kubernetes, Ray's autoscaler) and SIGHUP (a closed terminal) stop
     the run as Ctrl-C does: they are handed to whatever handles SIGINT at that moment (Ray
     Tune's, which stops the trials and keeps their checkpoints, or Python's, which raises
-    KeyboardInterrupt). Installed after Ray started: Ray's own handler would print a native
-    stack dump and exit. The signal is kept in ``outcome`` for the exit status (128 + n)."""
+    KeyboardInterrupt). Ray would replace them while it starts (study.ray_session keeps it
+    from doing so in this process). The signal is kept in ``outcome`` for the exit status
+    (128 + n)."""
 
     def forward(signum: int, frame: Any) -> None:
         outcome.stopped_by = outcome.stopped_by or signal.Signals(signum)
@@ -236,6 +232,7 @@ def _check_identity(
     driver_id: str,
     accept_changes: bool,
 ) -> None:
+    where = mask_url(store.url)
     """Refuse a spec that is not the stored study's (identity), or that changes its plan
     settings without ``accept_changes``; store the snapshot on the first run and every
     accepted change after it."""
@@ -253,7 +250,7 @@ def _check_identity(
         identity = differences(stored.identity, given.identity)
         if identity:
             raise StudyRunError(
-                f"study {spec.name!r} in {mask_url(spec.storage or '')} was made with another "
+                f"study {spec.name!r} in {where} was made with another "
                 f"spec; this one differs in what the study is: "
                 + "; ".join(change.describe() for change in identity)
                 + ". Its trials would not be comparable: give this spec a new name"
@@ -347,6 +344,8 @@ def _tune(
             quiet_logger("ray.tune.execution.tune_controller"),
             # Its snapshot sync fails on a full disk with a traceback; the run says why it stops.
             quiet_logger("ray.tune.execution.experiment_state"),
+            # After an interrupted run it warns that a trial without a result has no metrics.
+            quiet_logger("ray.tune.analysis.experiment_analysis"),
         ):
             tuner.fit()
     except KeyboardInterrupt:
@@ -415,6 +414,36 @@ def _check_disk(spec: StudySpec) -> None:
     url = make_url(normalize_url(spec.storage))
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         require_space(Path(url.database).expanduser().absolute().parent, "database directory")
+
+
+def _plan_done(spec: StudySpec, study: optuna.Study, console: Console) -> bool:
+    """True (and says so) when the study already holds every configuration of its plan."""
+    plan = StudyPlan.from_spec(spec, sampler=spec.sampler.name, points=spec.points)
+    stored = ostudy.trials(study)
+    held = ostudy.counted(stored)
+    done = held >= plan.size or (
+        plan.exhaustive
+        and not plan.remaining(stored)
+        and not any(t.state == TrialState.WAITING for t in stored)
+    )
+    if done:
+        console.print(
+            f"study {spec.name!r} holds {held} configurations (its plan: {plan.size}); "
+            "nothing to run"
+        )
+    return done
+
+
+def _finish_study(store: Store, spec: StudySpec, outcome: StudyOutcome) -> None:
+    """The study row's final status. On a full database disk it cannot be written: the row
+    stays 'running' and its trials RUNNING, and the next run reaps and continues them."""
+    try:
+        store.finish_study(spec.name, outcome.status)
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        outcome.status = "interrupted"
+        outcome.stop_reason = outcome.stop_reason or f"the disk is full ({disk_line(error)})"
 
 
 def _scheduler(spec: StudySpec, searcher: OptunaSearcher, study: optuna.Study) -> Any:

@@ -58,8 +58,8 @@ class TrialOutcome:
     """What the searcher told Optuna about one configuration (all its seeds)."""
 
     state: TrialState
-    # COMPLETE: the seed mean of the last epoch. PRUNED / FAIL: the mean last-epoch value of
-    # the seeds that reported one.
+    # COMPLETE: the seed mean of the last epoch. PRUNED / FAIL: the seed mean at the last epoch
+    # every seed reached (else the mean of the seeds' last values).
     value: float | None
     retired: Retired | None  # FAIL cut off by the run: continued by a replacement
     best_value: float | None
@@ -131,6 +131,14 @@ class _Configuration:
         means = [statistics.fmean(run.curve[epoch] for run in self.runs) for epoch in common]
         finite = [value for value in means if math.isfinite(value)]
         return min(finite) if finite else None
+
+    def last_common_mean(self) -> float | None:
+        """Seed mean at the last epoch every seed reached (a pruned or failed configuration's
+        value: its seeds may have stopped at different epochs)."""
+        common = set.intersection(*(set(run.curve) for run in self.runs))
+        if not common:
+            return _mean_or_none([run.curve.get(run.last_epoch) for run in self.runs])
+        return _mean_or_none([run.curve[max(common)] for run in self.runs])
 
     def resume_points(self) -> list[dict[str, Any] | None]:
         points = [run.resume_point() for run in self.runs]
@@ -528,7 +536,7 @@ class OptunaSearcher(Searcher):
             state = TrialState.COMPLETE
         configuration.outcome = TrialOutcome(
             state=state,
-            value=value if value is not None else _mean_or_none(finals),
+            value=value if value is not None else configuration.last_common_mean(),
             retired=retired,
             best_value=configuration.best_value,
             error=error,

@@ -128,6 +128,15 @@ class FloatParam(_Strict):
             raise ValueError(f"a log range needs low > 0, got {self.low}")
         if self.log and self.step is not None:
             raise ValueError("log and step cannot be combined")
+        if self.step is not None:
+            steps = (self.high - self.low) / self.step
+            if math.isfinite(steps) and abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+                # Optuna would silently move high to the last step below it.
+                below = self.low + math.floor(steps) * self.step
+                raise ValueError(
+                    f"step {self.step:g} does not divide the range {self.low:g}..{self.high:g}: "
+                    f"use high {below:g} or {below + self.step:g}, or another step"
+                )
         return self
 
     def grid_count(self) -> int | None:
@@ -174,6 +183,12 @@ class IntParam(_Strict):
             raise ValueError(f"a log range needs low > 0, got {self.low}")
         if self.log and self.step != 1:
             raise ValueError("log and step cannot be combined")
+        if (self.high - self.low) % self.step:
+            below = self.low + (self.high - self.low) // self.step * self.step
+            raise ValueError(
+                f"step {self.step} does not divide the range {self.low}..{self.high}: use high "
+                f"{below} or {below + self.step}, or another step"
+            )
         return self
 
     def grid_count(self) -> int | None:
@@ -401,8 +416,13 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _check_points(self) -> StudySpec:
+        seen: dict[str, int] = {}
         for index, point in enumerate(self.points):
             where = f"points[{index}]"
+            key = repr(sorted(point.items()))
+            if key in seen:
+                raise ValueError(f"{where}: the same point as points[{seen[key]}]")
+            seen[key] = index
             if set(point) != set(self.search):
                 missing = sorted(set(self.search) - set(point))
                 extra = sorted(set(point) - set(self.search))
@@ -412,7 +432,12 @@ class StudySpec(_Strict):
                     + (f"; not searched: {', '.join(extra)}" if extra else "")
                 )
             for key, value in point.items():
-                if not _in_range(self.search[key], value):
+                param = self.search[key]
+                if not isinstance(param, CategoricalParam) and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))
+                ):
+                    raise ValueError(f"{where}.{key}: {value!r} is not a number")
+                if not _in_range(param, value):
                     raise ValueError(f"{where}.{key}: {value!r} is outside search.{key}")
             try:
                 TrialConfig.model_validate({**self.base.to_dict(), **point})

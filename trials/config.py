@@ -29,6 +29,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -97,7 +98,14 @@ def _short(value: int) -> str:
     return text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
 
 
-Seed = Annotated[int, AfterValidator(check_seed)]
+def _not_bool(value: Any) -> Any:
+    # YAML's true/false would pass as seeds 1 and 0: a seed is a number, never folded from one.
+    if isinstance(value, bool):
+        raise ValueError(f"must be an integer seed, not {str(value).lower()}")
+    return value
+
+
+Seed = Annotated[int, BeforeValidator(_not_bool), AfterValidator(check_seed)]
 
 
 def absolute_path(value: str | os.PathLike[str], base_dir: Path | str | None = None) -> Path:
@@ -126,7 +134,10 @@ def resolve_paths(data: dict[str, Any], base_dir: Path | str | None = None) -> d
 class TrialConfig(BaseModel):
     """One training run. Unknown keys are an error that names the key."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # No float field has a meaning for inf or nan (a learning rate of .inf only diverges).
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False
+    )
 
     # --- task and data ---
     # No default: a config that forgot its task must not silently train on PTB characters.

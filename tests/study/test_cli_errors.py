@@ -267,7 +267,7 @@ def test_status_and_list_say_interrupted_in_words_at_80_columns(tmp_path: Path) 
     assert "COMPLETE" in shown.output
     assert "<NA>" not in shown.output and "nan" not in shown.output
     flat = " ".join(shown.output.split())
-    assert "running the spec again continues it from its last checkpoint" in flat
+    assert "it does not count, and a replacement continues it from its last checkpoint" in flat
 
 
 def test_the_words_for_retired_trials_come_from_the_retired_column() -> None:
@@ -288,9 +288,9 @@ def test_the_words_for_retired_trials_come_from_the_retired_column() -> None:
     words = _FailureWords(frame)
     assert words.kinds() == ["interrupted", "driver lost", "cut off", "FAIL", "COMPLETE"]
     assert words.sentence(10, "FAIL", frame.loc[10, "error"]).startswith(
-        "interrupted (the driver stopped before it finished); running the spec again"
+        "interrupted (the driver stopped before it finished); it does not count"
     )
-    assert words.sentence(11, "FAIL", "driver lost").startswith("its driver was lost while")
+    assert words.sentence(11, "FAIL", "driver lost").startswith("lost its driver while")
     assert words.sentence(12, "FAIL", cut) == (
         f"{cut}; it does not count, and a replacement continues it from its last checkpoint"
     )
@@ -327,7 +327,9 @@ def test_an_interrupted_run_ends_with_the_resume_line_only(
     spec = _write(tmp_path, {**GOOD, "name": "known", "storage": f"sqlite:///{database}"})
 
     def interrupted_run(spec: Any, **_: Any) -> StudyOutcome:
-        return StudyOutcome(name=spec.name, storage="-", status="interrupted", wall_seconds=3)
+        return StudyOutcome(
+            name=spec.name, storage="-", status="interrupted", wall_seconds=3, opened=True
+        )
 
     monkeypatch.setattr("study.runner.run_study", interrupted_run)
     result = CliRunner().invoke(app, ["run", str(spec), "--no-report"])
@@ -335,8 +337,8 @@ def test_an_interrupted_run_ends_with_the_resume_line_only(
     assert "Traceback" not in result.output and "internal error" not in result.output
     flat = " ".join(result.output.split())
     assert (
-        "2 complete, 0 pruned, 0 failed; 1 cut off by the run, not counted (each continued "
-        "from its checkpoints)"
+        "2 complete, 0 pruned, 0 failed; 1 cut off by the run, not counted (replacements "
+        "continue them from their checkpoints)"
     ) in flat
     assert result.output.splitlines()[-1] == f"interrupted; resume with: zoneout-study run {spec}"
     assert "Tuner.restore" not in result.output

@@ -338,3 +338,21 @@ def test_a_checkpoint_that_came_with_a_stopping_result_has_that_results_epoch(
     (point,) = study.get_trials()[0].user_attrs[keys.RESUME_POINTS]
     assert point["epoch"] == 2 and point["checkpoint"] == "/ck/checkpoint_000001"
     assert point["curve"] == [[1, 0.9], [2, 0.8]]
+
+
+def test_a_pruned_configurations_value_is_read_where_every_seed_was(sqlite_url: str) -> None:
+    """Seed 0 ran ahead to epoch 2 before the configuration was pruned at epoch 1: its final
+    value is the mean at epoch 1, not seed 0's epoch 2 averaged with seed 1's epoch 1."""
+    spec = _spec(repeats=2, n_trials=1)
+    study = open_study(sqlite_url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="h:1:1")
+    searcher.suggest("a")
+    searcher.suggest("b")
+    _report(searcher, "a", [1.0, 0.5])
+    last = _report(searcher, "b", [2.0])
+    searcher.prune(0, 1)
+    searcher.on_trial_complete("a", result={"epoch": 2, "valid_metric": 0.5})
+    searcher.on_trial_complete("b", result=last)
+    outcome = searcher.outcome(0)
+    assert outcome is not None and outcome.state == TrialState.PRUNED
+    assert outcome.value == pytest.approx(1.5)

@@ -373,3 +373,25 @@ def test_integer_search_bounds_fit_optunas_float_column(
         validate_spec(data)
     message = str(raised.value)
     assert "search.train_examples." in message and "2**53" in message and len(message) < 300
+
+
+@pytest.mark.parametrize(
+    ("search", "points", "message"),
+    [
+        ({"zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.3}}, [],
+         "step 0.3 does not divide the range 0..0.5: use high 0.3 or 0.6"),
+        ({"hidden_size": {"type": "int", "low": 8, "high": 30, "step": 8}}, [],
+         "step 8 does not divide the range 8..30: use high 24 or 32"),
+        ({"zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5}},
+         [{"zoneout_cell": 0.1}, {"zoneout_cell": 0.1}], "points[1]: the same point as points[0]"),
+        ({"zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5}},
+         [{"zoneout_cell": "0.1"}], "points[0].zoneout_cell: '0.1' is not a number"),
+    ],
+)  # fmt: skip
+def test_a_grid_or_point_that_optuna_would_reshape_is_refused(
+    search: dict[str, Any], points: list[dict[str, Any]], message: str
+) -> None:
+    data = {"name": "x", "base": {"task": "digits"}, "search": search, "points": points}
+    with pytest.raises(SpecError) as refused:
+        validate_spec(data)
+    assert message in str(refused.value)

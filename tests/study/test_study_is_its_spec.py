@@ -391,3 +391,43 @@ def test_every_kind_of_spec_change_is_refused_recorded_or_free(
         "refused without the flag, recorded in spec_changes with it; run settings accepted "
         "silently; no refused run added a trial",
     )
+
+
+def test_sigterm_while_ray_starts_stops_cleanly(tmp_path: Path, own_ray_tmpdir: str) -> None:
+    """docker stop right after `docker compose up`: SIGTERM while ray.init runs. Before, the
+    driver exited 15 without a word, or Ray's native handler dumped a stack and aborted."""
+    spec_path = _grid_spec(tmp_path)
+    command = [*CLI, "run", str(spec_path), "--no-report"]
+    seen = []
+    for index, delay in enumerate((0.3, 1.0, 2.0, 3.5)):
+        url = f"sqlite:///{tmp_path / f'early-{delay}.db'}"
+        ray_tmpdir = Path(own_ray_tmpdir) / str(index)  # a fresh one: its session is this run's
+        ray_tmpdir.mkdir()
+        env = driver_env(str(ray_tmpdir), ZONEOUT_STUDY_STORAGE=url)
+        driver = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 120
+        # Ray has begun to start once its session directory appears under RAY_TMPDIR.
+        while not any(ray_tmpdir.rglob("session_*")):
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(delay)
+        driver.send_signal(signal.SIGTERM)
+        out, _ = driver.communicate(timeout=120)
+        kill_process_tree(own_ray_tmpdir)
+        text = out.decode(errors="replace")
+        assert driver.returncode == 143, text[-3000:]
+        assert "PC: @" not in text and "SIGTERM received" not in text, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        opened = "was opened; nothing was run" not in text
+        if opened:
+            assert "interrupted; resume with: zoneout-study run" in text, text[-3000:]
+        seen.append(f"{delay} s: {'after' if opened else 'before'} the study was opened")
+    record_external(
+        "tests/study/test_study_is_its_spec.py::test_sigterm_while_ray_starts_stops_cleanly",
+        "SIGTERM while Ray starts",
+        "`kill -TERM <driver pid>` 0.3, 1, 2 and 3.5 s after Ray's session directory appeared",
+        f"exit 143 each time, no Ray stack dump, no traceback ({'; '.join(seen)}); a driver "
+        "stopped before the study was opened says nothing was run or written",
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from trials.config import (
     ConfigError,
@@ -499,3 +500,18 @@ def test_epochs_fit_the_stores_epoch_column() -> None:
     assert TrialConfig(task="digits", epochs=2**31 - 1).epochs == 2**31 - 1
     with pytest.raises(ConfigError, match=r"epochs: must be at most 2\*\*31 - 1"):
         load_config_from_dict({"task": "digits", "epochs": 2**31})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("seed", True),
+        ("data_seed", False),
+        ("learning_rate", float("inf")),
+        ("dropout", float("nan")),
+    ],
+)
+def test_values_the_run_would_fold_or_diverge_on_are_refused(field: str, value: object) -> None:
+    """A YAML `true` is no seed 1, and no float field means anything at inf or nan."""
+    with pytest.raises(ValidationError, match=field):
+        TrialConfig.model_validate({"task": "digits", field: value})

@@ -475,3 +475,12 @@ def test_result_types_validate_and_are_frozen() -> None:
     y = torch.zeros(2, dtype=torch.int64)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         SequenceDataset(x + 2, y, x, y, x, y, 10, "test")
+
+
+def test_a_data_dir_that_is_not_there_is_refused_not_replaced_by_the_package(
+    tmp_path: Path,
+) -> None:
+    from trials.data import DataNotFoundError, load_ptb_chars
+
+    with pytest.raises(DataNotFoundError, match="is not a directory"):
+        load_ptb_chars(tmp_path / "nodir")

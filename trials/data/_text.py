@@ -173,6 +173,13 @@ def _files_in(data_dir: Path | None, names: Sequence[str]) -> tuple[list[Path], 
     """(present paths, missing names) of ``names`` in ``data_dir``."""
     if data_dir is None:
         return [], list(names)
+    if not data_dir.is_dir():
+        # A data_dir given is meant: falling through to the packaged text would train on data
+        # the user did not point at.
+        raise DataNotFoundError(
+            f"data_dir {data_dir} is not a directory: give the directory that holds "
+            f"{', '.join(names)}, or leave data_dir out to use the packaged text"
+        )
     present = [data_dir / n for n in names if (data_dir / n).is_file()]
     missing = [n for n in names if not (data_dir / n).is_file()]
     return present, missing
