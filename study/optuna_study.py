@@ -38,6 +38,7 @@ __all__ = [
     "record_heartbeat",
     "report",
     "retire_lost_trial",
+    "retire_trial",
     "set_study_attrs",
     "set_trial_attr",
     "state_counts",
@@ -297,9 +298,8 @@ def retire_lost_trial(study: optuna.Study, trial: FrozenTrial, reason: str, beca
     # the storage API by trial id is the only way to set its attributes and state.
     storage = study._storage
     trial_id = trial._trial_id
-    db_call(storage.set_trial_user_attr, trial_id, keys.FAIL_REASON, reason)
-    db_call(storage.set_trial_user_attr, trial_id, keys.RETIRED_BECAUSE, because)
-    db_call(storage.set_trial_user_attr, trial_id, keys.REQUEUED, True)
+    for key, value in _retirement(reason, because).items():
+        db_call(storage.set_trial_user_attr, trial_id, key, value)
     try:
         db_call(storage.set_trial_state_values, trial_id, TrialState.FAIL)
     except UpdateFinishedTrialError:
@@ -311,6 +311,29 @@ def retire_lost_trial(study: optuna.Study, trial: FrozenTrial, reason: str, beca
         resume_points=trial.user_attrs.get(keys.RESUME_POINTS),
     )
     return True
+
+
+def retire_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    params: Mapping[str, Any],
+    *,
+    reason: str,
+    because: str,
+    resume_points: list[dict[str, Any] | None] | None,
+) -> None:
+    """FAIL a trial this driver runs as the run's doing, not its configuration's (``because``:
+    a study.plan.Retired value; it does not count), and queue its replacement, which continues
+    from ``resume_points``."""
+    for key, value in _retirement(reason, because).items():
+        set_trial_attr(trial, key, value)
+    tell(study, trial, state=TrialState.FAIL)
+    enqueue_replacement(study, params, replaces=trial.number, resume_points=resume_points)
+
+
+def _retirement(reason: str, because: str) -> dict[str, Any]:
+    """The attributes that mark a retired trial (study.plan reads them)."""
+    return {keys.FAIL_REASON: reason, keys.RETIRED_BECAUSE: because, keys.REQUEUED: True}
 
 
 def study_attrs(study: optuna.Study) -> dict[str, Any]:

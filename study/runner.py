@@ -232,10 +232,10 @@ def _check_identity(
     driver_id: str,
     accept_changes: bool,
 ) -> None:
-    where = mask_url(store.url)
     """Refuse a spec that is not the stored study's (identity), or that changes its plan
     settings without ``accept_changes``; store the snapshot on the first run and every
     accepted change after it."""
+    where = mask_url(store.url)
     given = snapshot_of(spec.model_dump(mode="json"))
     attrs = ostudy.study_attrs(study)
     raw = attrs.get(keys.SPEC_IDENTITY)
@@ -321,8 +321,7 @@ def _tune(
     progress = ProgressCallback(
         searcher,
         metric=spec.metric,
-        planned=StudyPlan.from_spec(spec, sampler=spec.sampler.name, points=spec.points).size
-        - ostudy.counted_trials(study),
+        planned=searcher.plan.size - ostudy.counted_trials(study),
         console=console,
     )
     heartbeat = HeartbeatCallback(study, driver_id)

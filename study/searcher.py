@@ -371,6 +371,10 @@ class OptunaSearcher(Searcher):
             self._tell(configuration)
         return [number for number in open_now if number in self.retired()]
 
+    @property
+    def plan(self) -> StudyPlan:
+        return self._plan
+
     def retired(self) -> list[int]:
         """Configurations this run retired (to be continued), by number."""
         return [
@@ -550,14 +554,12 @@ class OptunaSearcher(Searcher):
         which continues each seed from its last checkpoint. A point cut off by the
         infrastructure again and again in one run stops the run: retrying it would loop."""
         trial = configuration.trial
-        ostudy.set_trial_attr(trial, keys.FAIL_REASON, reason)
-        ostudy.set_trial_attr(trial, keys.RETIRED_BECAUSE, because.value)
-        ostudy.set_trial_attr(trial, keys.REQUEUED, True)
-        ostudy.tell(self._study, trial, state=TrialState.FAIL)
-        ostudy.enqueue_replacement(
+        ostudy.retire_trial(
             self._study,
+            trial,
             configuration.params,
-            replaces=trial.number,
+            reason=reason,
+            because=because.value,
             resume_points=configuration.resume_points(),
         )
         if because == Retired.INFRASTRUCTURE:
