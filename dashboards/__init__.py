@@ -32,6 +32,7 @@ from ._compare import (
 from ._configs import ConfigTable
 from ._figures import report_figures
 from ._importance import ParamImportance
+from ._ladder import ScaleAgreement, scale_agreement
 from ._optuna_bridge import (
     DashboardServer,
     save_figures_to_study,
@@ -39,6 +40,7 @@ from ._optuna_bridge import (
     serve_dashboard,
 )
 from ._outcomes import RETIRED_KINDS, retired_kinds
+from ._promotion import ScaleFrames, promotion_section
 from ._report import ReportResult, build_report
 from ._runs import EpochChoice
 from ._stats import Interval, IntervalKind, paired_difference, seed_interval
@@ -56,15 +58,19 @@ __all__ = [
     "MetricInfo",
     "ParamImportance",
     "ReportResult",
+    "ScaleAgreement",
+    "ScaleFrames",
     "StudyAnalysis",
     "analyze",
     "build_report",
     "compare_methods",
     "paired_difference",
+    "promotion_section",
     "report_figures",
     "retired_kinds",
     "save_figures_to_study",
     "save_note_section",
+    "scale_agreement",
     "seed_interval",
     "select_configuration",
     "serve_dashboard",

@@ -159,17 +159,19 @@ def analyze(
     study: optuna.Study | None = None,
     baseline_trial: int | None = None,
     seed: int = 0,
+    ends: pd.DataFrame | None = None,
 ) -> StudyAnalysis:
     """Analyse a study's frames (the store's ``trials_frame`` and ``epochs_frame``).
 
     ``study``: the real Optuna study (or None): importance is read from it and nothing else.
     ``baseline_trial``: the trial whose configuration the others are compared with, seed by
     seed; by default the unregularized configuration when the study ran it.
+    ``ends``: the store's runs frame (why each run ended); converged runs keep their best.
     Trials the caller's service retired itself (the frame's ``retired`` column: cut off by the
     run, continued by its next run) are counted as interrupted, not failed.
     """
     info = metric_info(metric, direction)
-    runs = study_runs(trials, epochs, max_epochs=max_epochs)
+    runs = study_runs(trials, epochs, max_epochs=max_epochs, ends=ends)
     nums = [p for p in numeric_params(trials) if p in runs.params]
     table_epoch = _table_epoch(runs, baseline_trial)
     table = config_table(

@@ -84,13 +84,13 @@ def select_configuration(
     source: str,
     max_epochs: int,
     direction: Direction = "minimize",
+    ends: pd.DataFrame | None = None,
 ) -> MethodResult | None:
     """The configuration with the best validation mean over seeds at the full budget, among
     those with the most seeds there (a lucky single seed does not win over a 3-seed mean).
     None when no run reached the full budget."""
-    runs: StudyRuns = study_runs(trials, epochs, max_epochs=max_epochs)
-    at = runs.at(runs.max_epochs)
-    at = at[at["reached"] >= runs.max_epochs]
+    runs: StudyRuns = study_runs(trials, epochs, max_epochs=max_epochs, ends=ends)
+    at = runs.at_budget()
     if at.empty:
         return None
     epoch = EpochChoice(runs.max_epochs, runs.max_epochs, at["config"].nunique(), len(at))

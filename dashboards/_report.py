@@ -6,7 +6,7 @@ import html
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
@@ -152,6 +152,9 @@ def build_report(
     browser: str | None = None,
     study: optuna.Study | None = None,
     baseline_trial: int | None = None,
+    ends: pd.DataFrame | None = None,
+    extra_markdown: str = "",
+    extra_figures: dict[str, go.Figure] | None = None,
 ) -> ReportResult:
     """Analyse the frames and write ``<study>-report.html``, ``<study>-summary.md`` and
     (``png=True``) ``<study>-<figure>.png`` into ``out_dir``.
@@ -178,8 +181,13 @@ def build_report(
         reduction_factor=reduction_factor,
         study=study,
         baseline_trial=baseline_trial,
+        ends=ends,
     )
-    figures = report_figures(analysis)
+    figures = {**report_figures(analysis), **(extra_figures or {})}
+    if extra_markdown:  # a section the caller computed (a promoted study's two scales)
+        analysis = replace(
+            analysis, summary_markdown=analysis.summary_markdown + "\n" + extra_markdown
+        )
     title = f"Zoneout sensitivity report: {study_name}"
     html_path = out / f"{prefix}-report.html"
     html_path.write_text(render_html(title, analysis.summary_markdown, figures), encoding="utf-8")

@@ -2,8 +2,10 @@
 
 The store keeps one row per Optuna trial (a configuration) and one row per (trial, seed, epoch).
 Every analysis here works on *runs* (one configuration, one seed) read at an epoch ``k``: the
-run's best validation value up to epoch ``k`` (early stopping, as the paper reports), for every
-run that reached ``k``. ``k`` = the full budget is the default; a study whose scheduler (ASHA)
+run's best validation value up to epoch ``k``, for every run that reached ``k`` or converged
+before it (its ``patience`` ran out: it keeps its best). A configuration's score at ``k`` is the
+mean of its runs' values there: the service's one score (README, "The score").
+``k`` = the full budget is the default; a study whose scheduler (ASHA)
 stopped most runs early is read at the deepest epoch that enough configurations reached, and
 every figure says which epoch it used.
 """
@@ -17,7 +19,10 @@ import pandas as pd
 
 from ._common import PARAM_PREFIX, config_key, param_columns
 
-__all__ = ["EpochChoice", "StudyRuns", "pick_epoch", "study_runs"]
+__all__ = ["CONVERGED", "EpochChoice", "StudyRuns", "pick_epoch", "study_runs"]
+
+#: The ``ended`` value of a run that stopped because its patience ran out.
+CONVERGED = "converged"
 
 # Trials whose runs are analysed: FAIL and RUNNING ones have no trustworthy value.
 _SCORED_STATES = ("COMPLETE", "PRUNED")
@@ -50,7 +55,9 @@ class StudyRuns:
     """Every scored run of a study, by epoch."""
 
     runs: pd.DataFrame
-    """One row per run: ``number``, ``seed``, ``state``, ``config``, ``reached``, ``param_*``."""
+    """One row per run: ``number``, ``seed``, ``state``, ``config``, ``reached``, ``ended`` (why
+    the run ended: converged, budget, pruned, ...; None when the store does not say),
+    ``param_*``."""
     best_by_epoch: pd.DataFrame
     """Rows: runs (same order as ``runs``); columns 1..max_epochs: best value up to that epoch
     (NaN after the run stopped)."""
@@ -64,11 +71,17 @@ class StudyRuns:
         out = self.runs.assign(value=values.to_numpy() if len(values) else np.nan)
         return out[np.isfinite(out["value"].to_numpy(dtype=float))].reset_index(drop=True)
 
+    def at_budget(self) -> pd.DataFrame:
+        """:meth:`at` the full budget, of the runs that trained it all or converged before."""
+        at = self.at(self.max_epochs)
+        return at[(at["reached"] >= self.max_epochs) | (at["ended"] == CONVERGED)]
+
     def counts(self) -> pd.DataFrame:
-        """Per epoch: configurations and runs that reached it."""
+        """Per epoch: configurations and runs that reached it (or converged before it)."""
         rows = []
+        converged = self.runs["ended"] == CONVERGED
         for k in range(1, self.max_epochs + 1):
-            reached = self.runs[self.runs["reached"] >= k]
+            reached = self.runs[(self.runs["reached"] >= k) | converged]
             rows.append((k, reached["config"].nunique(), len(reached)))
         return pd.DataFrame(rows, columns=["epoch", "n_configs", "n_runs"])
 
@@ -79,8 +92,12 @@ def study_runs(
     *,
     max_epochs: int,
     value: str = "best_value",
+    ends: pd.DataFrame | None = None,
 ) -> StudyRuns:
     """Runs of the COMPLETE and PRUNED trials, from the per-epoch frame.
+
+    ``ends``: the store's runs frame (``number``, ``seed``, ``ended``); a run that ended
+    ``converged`` keeps its best value at every later epoch.
 
     Without per-epoch rows (a frame from elsewhere), each trial row is one run at the full budget
     with ``value`` (its ``seed`` column, else seed 0).
@@ -119,11 +136,31 @@ def study_runs(
             np.tile(vals[:, None], (1, max_epochs)), columns=range(1, max_epochs + 1)
         )
     runs = runs.merge(meta, on="number", how="left")
+    runs["ended"] = _ended(runs, ends)
+    converged = (runs["ended"] == CONVERGED).to_numpy()
+    if converged.any():
+        # Early stopping keeps the best epoch's checkpoint: the run's score stands from then on.
+        best.loc[converged] = best.loc[converged].ffill(axis=1).to_numpy()
     keep = (runs["reached"] > 0).to_numpy()
     runs = runs[keep].reset_index(drop=True)
     best = best[keep].reset_index(drop=True)
     best.columns = [int(c) for c in best.columns]
     return StudyRuns(runs, best, [p[len(PARAM_PREFIX) :] for p in pcols], max_epochs)
+
+
+def _ended(runs: pd.DataFrame, ends: pd.DataFrame | None) -> pd.Series:
+    """Why each run ended, from the store's runs frame (None where it does not say)."""
+    if ends is None or ends.empty or not {"number", "seed", "ended"} <= set(ends.columns):
+        return pd.Series([None] * len(runs), index=runs.index, dtype=object)
+    key = ends.assign(number=ends["number"].astype(int), seed=ends["seed"].astype(int))
+    lookup = key.drop_duplicates(["number", "seed"]).set_index(["number", "seed"])["ended"]
+    index = pd.MultiIndex.from_arrays([runs["number"].astype(int), runs["seed"].astype(int)])
+    values = lookup.reindex(index).to_numpy(dtype=object)
+    return pd.Series(
+        [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
+        index=runs.index,
+        dtype=object,
+    )
 
 
 def pick_epoch(study: StudyRuns, need_configs: int) -> EpochChoice:

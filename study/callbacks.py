@@ -139,7 +139,7 @@ class StoreCallback(Callback):
             self._store.upsert_trial,
             self._study,
             number,
-            best_value=_finite(configuration.best_value),
+            best_value=_finite(configuration.score),
             epochs=configuration.max_epoch,
             node=",".join(configuration.nodes) or None,
         )
@@ -170,8 +170,8 @@ class StoreCallback(Callback):
             self._study,
             number,
             state=outcome.state,
-            final_value=_finite(outcome.value),
-            best_value=_finite(outcome.best_value),
+            final_value=_finite(outcome.final_value),
+            best_value=_finite(outcome.value),
             epochs=outcome.epochs,
             error=outcome.error,
             retired=outcome.retired.value if outcome.retired else None,
@@ -180,6 +180,7 @@ class StoreCallback(Callback):
             wall_seconds=(time.time() - started) if started else None,
             finished_at=datetime.now(timezone.utc),
         )
+        self._timed(self._store.record_runs, self._study, number, outcome.runs)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial)

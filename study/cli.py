@@ -704,13 +704,16 @@ def status(
     storage: Annotated[str | None, _storage_option()] = None,
     csv_path: Annotated[
         Path | None,
-        typer.Option("--csv", help="also write the trial table (and FILE.epochs.csv) as CSV"),
+        typer.Option(
+            "--csv", help="also write the trial table (and FILE.epochs.csv, FILE.runs.csv) as CSV"
+        ),
     ] = None,
 ) -> None:
     """A table of a study's trials (or of all studies)."""
     if csv_path is not None:
         check_output_file(csv_path, "--csv")
         check_output_file(csv_path.with_suffix(".epochs.csv"), "--csv")
+        check_output_file(csv_path.with_suffix(".runs.csv"), "--csv")
     store = _open_store(storage)
     if study_name is None:
         _print_studies(store)
@@ -724,6 +727,7 @@ def status(
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             frame.drop(columns=["config"], errors="ignore").to_csv(csv_path, index=False)
             store.epochs_frame(study_name).to_csv(csv_path.with_suffix(".epochs.csv"), index=False)
+            store.runs_frame(study_name).to_csv(csv_path.with_suffix(".runs.csv"), index=False)
     table = _table(f"study {study_name}")
     param_columns = [c for c in frame.columns if c.startswith("param_")]
     nodes = {str(node) for node in frame["node"].dropna()}
@@ -731,7 +735,9 @@ def status(
     node_column = ["node"] if len(nodes) > 1 else []
     columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs"]
     columns += node_column
-    headers = {"number": "#", "best_value": "best", "final_value": "final"}
+    # "score": the one number every command ranks by (study.score); "last": the seeds' mean at
+    # their last epoch, which shows overfitting.
+    headers = {"number": "#", "best_value": "score", "final_value": "last"}
     for column in columns:
         table.add_column(
             headers.get(column, column.removeprefix("param_")),
@@ -748,6 +754,10 @@ def status(
                 cells.append(reasons.kind(index, row.get("state")))
             elif column == "epochs" and _is_missing(row.get("epochs")):
                 cells.append("0")
+            elif column in ("best_value", "final_value") and not _is_missing(row.get(column)):
+                # Four decimals, as `run` and `export` print them: configurations of one study
+                # often differ in the third.
+                cells.append(f"{float(row[column]):.4f}")
             else:
                 cells.append(_cell(row.get(column)))
         table.add_row(*cells)
@@ -931,6 +941,81 @@ def export(
 
 
 @app.command()
+def promote(
+    source: Annotated[str, typer.Argument(metavar="STUDY", help="the finished (small) study")],
+    out: Annotated[Path, typer.Option("--out", help="the spec file to write")],
+    storage: Annotated[str | None, _storage_option()] = None,
+    top: Annotated[
+        int, typer.Option("--top", min=0, max=1000, help="how many of its best configurations")
+    ] = 3,
+    point: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--point",
+            help="an extra configuration, e.g. zoneout_cell=0,zoneout_hidden=0 (repeatable)",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="a base field of the larger scale, e.g. epochs=40 (repeatable)"),
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option("--repeats", min=1, help="seeds per configuration")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="the new study's name")] = None,
+) -> None:
+    """Write a spec that runs STUDY's best configurations on a larger base (the scale ladder).
+
+    The new study runs the top configurations by score, plus each --point, with its own seeds,
+    on STUDY's base changed by each --set; `report` on it then says how well the small scale
+    ranked them."""
+    import yaml
+
+    from study.ladder import promotion_spec
+    from study.spec import validate_spec
+
+    check_output_file(out, "--out")
+    store = _open_store(storage)
+    _require_study(store, source)
+    stored = store.study_spec(source)
+    points = [_assignments(text, "--point") for text in point or []]
+    updates = _assignments(",".join(set_ or []), "--set") if set_ else {}
+    spec = promotion_spec(
+        stored,
+        source=source,
+        name=name or f"{source}-promoted",
+        top=top,
+        points=points,
+        base_updates=updates,
+        repeats=repeats,
+    )
+    validate_spec(spec, f"the promoted spec (--point/--set) of {source!r}", base_dir=out.parent)
+    with _written_or_removed(out.parent):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    console.print(
+        f"wrote {out}: the top {top} of {source!r}"
+        + (f" and {len(points)} named point(s)" if points else "")
+        + f"; run it with `zoneout-study run {out}` (same storage)",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _assignments(text: str, option: str) -> dict[str, Any]:
+    """'a=1,b=x' -> {'a': 1, 'b': 'x'} (values read as YAML scalars)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            fail(f"{option}: {part!r} is not NAME=VALUE")
+        out[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else None
+    return out
+
+
+@app.command()
 def report(
     study_name: Annotated[str, typer.Argument(metavar="STUDY")],
     storage: Annotated[str | None, _storage_option()] = None,
@@ -1024,13 +1109,27 @@ app.add_typer(db_app, name="db")
 
 @db_app.command("upgrade")
 def db_upgrade(storage: Annotated[str | None, _storage_option()] = None) -> None:
-    """Create or upgrade the store's schema (Alembic) to the newest revision."""
+    """Create or upgrade the store's schema (Alembic) to the newest revision, and bring every
+    study's trial values to the one score (the mean over seeds of each seed's best)."""
     from study.store import current_revision, mask_url, upgrade
 
     url = _resolve_storage(storage)
     _check_run_storage(url)
     upgrade(url)
     console.print(f"{mask_url(url)} at revision {current_revision(url)}")
+    # The data follow the schema: every study's values are brought to the one score.
+    from study import optuna_study
+    from study.rescore import needs_rescore, rescore_study
+    from study.store import Store
+
+    with Store(url) as store:
+        for name in store.studies_frame()["name"]:
+            try:
+                study = optuna_study.load_study(url, str(name))
+            except KeyError:
+                continue  # a store row without its Optuna study
+            if needs_rescore(study):
+                console.print(rescore_study(url, str(name), store).line())
 
 
 def main() -> None:

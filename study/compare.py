@@ -145,6 +145,10 @@ def _trial_configs(
 
     assert frames.spec is not None
     base = frames.spec.base.to_dict()
+    if base.get("threads") is None:
+        # The study's trials ran with torch threads = the CPUs Ray gave each; the same thread
+        # count makes the floating-point reductions, and so the numbers, the same (as export).
+        base["threads"] = max(1, int(frames.spec.resources.cpu))
     return [TrialConfig.model_validate({**base, **params, "seed": s}) for s in seeds]
 
 
@@ -247,6 +251,7 @@ def compare_studies(
                 method=method,
                 source=src.label,
                 max_epochs=frames.max_epochs,
+                ends=frames.runs,
             )
             if row is None:
                 continue
@@ -293,6 +298,7 @@ def _baseline(
                 method=f"trial {number}",
                 source=src.label,
                 max_epochs=src.frames.max_epochs,
+                ends=src.frames.runs,
             )
             if row is not None:
                 rows.append(row)

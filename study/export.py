@@ -58,10 +58,18 @@ def best_configs(
             "value": trial.value,
             "seeds": seeds,
             "seed_values": trial.user_attrs.get(keys.SEED_VALUES),
+            "score": "mean over seeds of each seed's best validation value",
             "params": dict(trial.params),
             "storage": mask_url(store.url),
             "package_versions": study_row["versions"],
         }
+        promotion = (spec.get("promote") or {}).get("study")
+        if promotion:
+            # A promoted study (study.ladder): the small-scale trial this configuration came from.
+            provenance["promoted_from"] = {
+                "study": promotion,
+                "trial": trial.user_attrs.get(keys.SOURCE_TRIAL),
+            }
         results.append((config, scrub_secrets(provenance)))
     return results
 

@@ -3,7 +3,8 @@
 The first run of a study stores, in the Optuna study, two parts of its spec:
 
 * the **identity**: the base trial config, the search space, the listed points, the metric, the
-  direction, the sampler's kind and the number of seeds. A rerun whose identity differs is not
+  direction, the sampler's kind, the number of seeds and what it promotes from where. A rerun
+  whose identity differs is not
   the same study: its trials could not be compared with the stored ones (a digits error rate
   ranked as BPC, an export that retrains a config no trial ran). It is refused, naming the
   fields; the way on is a new study name.
@@ -76,6 +77,8 @@ def snapshot_of(spec: Mapping[str, Any]) -> SpecSnapshot:
         "direction": "minimize",
         "sampler": sampler.get("name", "tpe"),
         "repeats": spec.get("repeats", 1),
+        # A promoted study is its source and what it promotes (study.ladder).
+        "promote": spec.get("promote"),
     }
     settings = {
         "n_trials": spec.get("n_trials"),

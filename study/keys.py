@@ -16,6 +16,7 @@ __all__ = [
     "MAX_EPOCHS",
     "METRIC",
     "NODES",
+    "PROMOTED_FROM",
     "PRUNED_AT",
     "RAY_TRIAL_IDS",
     "REDUCTION_FACTOR",
@@ -25,8 +26,11 @@ __all__ = [
     "RESUME_POINTS",
     "RESUME_SKIPPED",
     "RETIRED_BECAUSE",
+    "RUN_ENDS",
+    "SCORE_DEFINITION",
     "SEEDS",
     "SEED_VALUES",
+    "SOURCE_TRIAL",
     "SPEC_CHANGES",
     "SPEC_IDENTITY",
     "SURPLUS",
@@ -42,6 +46,12 @@ REDUCTION_FACTOR = "reduction_factor"
 SPEC_IDENTITY = "spec_identity"
 # The run settings as last accepted, and every accepted change to them ({at, changes}).
 SPEC_CHANGES = "spec_changes"
+# Which definition the trials' values follow (study.score); absent on studies written before it
+# (``zoneout-study db rescore`` brings them to it).
+SCORE_DEFINITION = "score_definition"
+# A promoted study (study.ladder): the study it promoted from, the top K, the named points and
+# the configurations the promotion resolved to, with their source trials.
+PROMOTED_FROM = "promoted_from"
 
 # --- study system attributes -----------------------------------------------------------------
 HEARTBEAT_PREFIX = "driver_heartbeat:"  # + driver id -> POSIX time of its last beat
@@ -53,7 +63,9 @@ RAY_TRIAL_IDS = "ray_trial_ids"
 EPOCHS = "epochs"  # last epoch reached, per seed
 NODES = "nodes"
 CHECKPOINTS = "checkpoints"  # last checkpoint location, per seed
-SEED_VALUES = "seed_values"  # last epoch's validation metric, per seed
+SEED_VALUES = "seed_values"  # each seed's score: its best validation value (study.score)
+RUN_ENDS = "run_ends"  # why each seed's run ended: a study.score.RunEnd value, per seed
+SOURCE_TRIAL = "source_trial"  # a promoted configuration's trial number in the source study
 PRUNED_AT = "pruned_at"  # the rung epoch at which the scheduler stopped the configuration
 FAIL_REASON = "fail_reason"
 REQUEUED = "requeued"  # retired by the service (interrupted / driver lost); does not count

@@ -8,9 +8,11 @@ replacement, reading trials. Each storage call waits out a lost database connect
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import optuna
@@ -22,6 +24,7 @@ from study.disk import DiskFullError, disk_line, is_disk_full
 from study.store import normalize_url, retry_call, retry_connect
 
 __all__ = [
+    "FinishedValues",
     "UpdateFinishedTrialError",
     "ask",
     "best_complete",
@@ -39,6 +42,7 @@ __all__ = [
     "report",
     "retire_lost_trial",
     "retire_trial",
+    "rewrite_finished_values",
     "set_study_attrs",
     "set_trial_attr",
     "state_counts",
@@ -339,3 +343,81 @@ def _retirement(reason: str, because: str) -> dict[str, Any]:
 def study_attrs(study: optuna.Study) -> dict[str, Any]:
     """The study's user attributes."""
     return dict(db_call(lambda: study.user_attrs))
+
+
+# --------------------------------------------------------------------- rewriting values
+@dataclass(frozen=True)
+class FinishedValues:
+    """What a finished trial's numbers become under a new definition of its value."""
+
+    value: float | None  # the trial's value (None: leave it)
+    intermediate: Mapping[int, float]  # step -> value, for steps the trial already has
+    user_attrs: Mapping[str, Any]  # attributes to overwrite (they must exist already)
+
+
+def rewrite_finished_values(study: optuna.Study, rewrites: Mapping[int, FinishedValues]) -> int:
+    """Overwrite the value, intermediate values and some user attributes of finished trials
+    (by number), in one transaction. Returns the number of trials rewritten.
+
+    Optuna refuses every update to a finished trial through its API (by design: a value is told
+    once). A change of the service's own definition of a trial's value (study.score) is the one
+    case where stored values must follow, so this writes Optuna's tables (``trials``,
+    ``trial_values``, ``trial_intermediate_values``, ``trial_user_attributes``, unchanged from
+    Optuna 3 to 5) directly, updating rows in place: no row is added or removed, and only
+    finite values are written (the type column of those rows stays FINITE)."""
+    import sqlalchemy as sa
+
+    # Private: the RDB storage behind Optuna's cache wrapper, for its engine.
+    storage = getattr(study._storage, "_backend", study._storage)
+    engine: sa.Engine = storage.engine
+    trials_t = sa.table("trials", sa.column("trial_id"), sa.column("number"), sa.column("study_id"))
+    values_t = sa.table(
+        "trial_values", sa.column("trial_id"), sa.column("objective"), sa.column("value")
+    )
+    steps_t = sa.table(
+        "trial_intermediate_values",
+        sa.column("trial_id"),
+        sa.column("step"),
+        sa.column("intermediate_value"),
+    )
+    attrs_t = sa.table(
+        "trial_user_attributes", sa.column("trial_id"), sa.column("key"), sa.column("value_json")
+    )
+
+    def _run() -> int:
+        with engine.begin() as conn:
+            ids = dict(
+                conn.execute(
+                    sa.select(trials_t.c.number, trials_t.c.trial_id).where(
+                        trials_t.c.study_id == study_id(study)
+                    )
+                ).all()
+            )
+            done = 0
+            for number, rewrite in rewrites.items():
+                trial_id = ids.get(number)
+                if trial_id is None:
+                    continue
+                if rewrite.value is not None and math.isfinite(rewrite.value):
+                    conn.execute(
+                        values_t.update()
+                        .where(values_t.c.trial_id == trial_id, values_t.c.objective == 0)
+                        .values(value=float(rewrite.value))
+                    )
+                for step, value in rewrite.intermediate.items():
+                    if math.isfinite(value):
+                        conn.execute(
+                            steps_t.update()
+                            .where(steps_t.c.trial_id == trial_id, steps_t.c.step == int(step))
+                            .values(intermediate_value=float(value))
+                        )
+                for key, value in rewrite.user_attrs.items():
+                    conn.execute(
+                        attrs_t.update()
+                        .where(attrs_t.c.trial_id == trial_id, attrs_t.c.key == key)
+                        .values(value_json=json.dumps(value))
+                    )
+                done += 1
+            return done
+
+    return db_call(_run)

@@ -14,12 +14,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import optuna
 import pandas as pd
 
-from dashboards import ReportResult, build_report, save_figures_to_study, select_configuration
+from dashboards import (
+    MetricInfo,
+    ReportResult,
+    ScaleFrames,
+    build_report,
+    promotion_section,
+    save_figures_to_study,
+    select_configuration,
+)
 from study import optuna_study
 from study.space import distributions
 from study.spec import StudySpec, load_spec
@@ -49,6 +57,7 @@ class StudyFrames:
     grace_period: int | None
     reduction_factor: float | None
     spec: StudySpec | None
+    runs: pd.DataFrame  # the store's runs frame: why each (trial, seed) run ended
 
 
 def _scheduler(spec: StudySpec | None) -> tuple[int | None, float | None]:
@@ -66,6 +75,7 @@ def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
     try:
         trials = store.trials_frame(study_name)
         epochs = store.epochs_frame(study_name)
+        runs = store.runs_frame(study_name)
         raw = store.study_spec(study_name)
     finally:
         store.close()
@@ -85,7 +95,7 @@ def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
         asha = scheduler.get("name", "asha") == "asha"
         grace = int(scheduler.get("grace_period", 1)) if asha else None
         factor = float(scheduler.get("reduction_factor", 2.0)) if asha else None
-    return StudyFrames(study_name, trials, epochs, metric, max_epochs, grace, factor, spec)
+    return StudyFrames(study_name, trials, epochs, metric, max_epochs, grace, factor, spec, runs)
 
 
 def load_table_frames(
@@ -105,20 +115,22 @@ def load_table_frames(
     metric = spec.metric if spec else "bpc"
     max_epochs = spec.max_epochs if spec else int(epochs["epoch"].max() if len(epochs) else 1)
     grace, factor = _scheduler(spec)
-    return StudyFrames(name, trials, epochs, metric, max_epochs, grace, factor, spec)
+    runs_path = path.with_suffix(".runs.csv")
+    runs = pd.read_csv(runs_path) if runs_path.is_file() else pd.DataFrame()
+    return StudyFrames(name, trials, epochs, metric, max_epochs, grace, factor, spec, runs)
 
 
 def optuna_study_from_tables(frames: StudyFrames) -> optuna.Study | None:
     """An in-memory Optuna study with the trials of committed tables, on the spec's own
-    distributions and the searcher's objective (mean over seeds of the last-epoch value).
+    distributions and the searcher's objective (the score: study.score).
 
     The one Optuna call of study/ outside study/optuna_study.py: it builds a study in memory
     from tables, which that module (the owner of the store's studies) has no call for."""
     if frames.spec is None or frames.epochs.empty:
         return None
     dists = distributions(frames.spec)
-    last = frames.epochs.sort_values("epoch").groupby(["number", "seed"])["valid_metric"].last()
-    objective = last.groupby(level="number").mean()
+    best = frames.epochs.groupby(["number", "seed"])["valid_metric"].min()
+    objective = best.groupby(level="number").mean()
     study = optuna.create_study(direction="minimize")
     made = []
     for _, row in frames.trials.iterrows():
@@ -152,6 +164,7 @@ def _report(
     study: optuna.Study | None,
     png: bool,
     baseline_trial: Baseline,
+    source: StudyFrames | None = None,
 ) -> ReportResult:
     states = ["COMPLETE", "PRUNED", "FAIL"]
     trials = frames.trials[frames.trials["state"].astype(str).isin(states)]
@@ -162,7 +175,12 @@ def _report(
         epochs = epochs[epochs["number"].isin(trials["number"])]
     if baseline_trial == BEST:
         best = select_configuration(
-            trials, epochs, method=BEST, source=frames.name, max_epochs=frames.max_epochs
+            trials,
+            epochs,
+            method=BEST,
+            source=frames.name,
+            max_epochs=frames.max_epochs,
+            ends=frames.runs,
         )
         baseline_trial = best.trial_numbers[0] if best is not None else None
     return build_report(
@@ -178,7 +196,33 @@ def _report(
         png=png,
         study=study,
         baseline_trial=baseline_trial,
+        ends=frames.runs,
+        **_promotion(frames, source),
     )
+
+
+def _promotion(frames: StudyFrames, source: StudyFrames | None) -> dict[str, Any]:
+    """The two-scale section of a promoted study (study.ladder), as build_report arguments."""
+    if source is None or frames.spec is None:
+        return {}
+
+    def scale(f: StudyFrames) -> ScaleFrames:
+        seeds = f.spec.repeats if f.spec is not None else None
+        return ScaleFrames(
+            f"{f.name} ({f.max_epochs} epochs" + (f", {seeds} seeds)" if seeds else ")"),
+            f.trials,
+            f.epochs,
+            f.runs,
+            f.max_epochs,
+        )
+
+    markdown, figures, _ = promotion_section(
+        scale(source),
+        scale(frames),
+        params=list(frames.spec.search),
+        metric=MetricInfo.of(frames.metric),
+    )
+    return {"extra_markdown": markdown, "extra_figures": figures}
 
 
 def write_study_report(
@@ -197,7 +241,11 @@ def write_study_report(
     no figure) and its summary in the Optuna study; ``messages`` says why there is no figure."""
     frames = load_study_frames(storage_url, study_name)
     study = optuna_study.load_study(storage_url, study_name)  # the real study: its search space
-    result = _report(frames, out_dir, study=study, png=png, baseline_trial=baseline_trial)
+    promote = frames.spec.promote if frames.spec is not None else None
+    source = load_study_frames(storage_url, promote.study) if promote is not None else None
+    result = _report(
+        frames, out_dir, study=study, png=png, baseline_trial=baseline_trial, source=source
+    )
     if save_to_optuna and result.analysis is not None:
         save_figures_to_study(study, result.figures, result.analysis.summary_markdown)
         saved = "figures and summary" if result.figures else "summary (no figure)"

@@ -29,10 +29,12 @@ from study.disk import disk_line, is_disk_full, require_space
 from study.errors import UserError
 from study.heartbeat import HeartbeatCallback, new_driver_id, other_live_drivers
 from study.identity import SpecSnapshot, change_record, differences, snapshot_of
+from study.ladder import promoted_spec
 from study.plan import Retired, StudyPlan
 from study.progress import ProgressCallback
 from study.ray_session import RaySessionError, quiet_logger, ray_session
 from study.reaper import DRIVER_LOST, continue_orphans, reap_lost_trials
+from study.rescore import mark_scored, needs_rescore, rescore_study
 from study.scheduler import ConfigurationASHA
 from study.searcher import INTERRUPTED, OptunaSearcher
 from study.space import build_sampler
@@ -105,7 +107,9 @@ def run_study(
         ):
             try:
                 driver_id = new_driver_id()
-                study = _open_study(spec, store, file_spec, driver_id, accept_changes)
+                study = _open_study(spec, store, file_spec, driver_id, accept_changes, console)
+                if spec.promote is not None:
+                    spec, _promotion = promoted_spec(spec, study, spec.storage)
                 _join(study, spec, driver_id)
                 outcome.reaped = _reap(study, store, spec, driver_id, console)
                 if not _plan_done(spec, study, console):
@@ -197,10 +201,12 @@ def _open_study(
     file_spec: StudySpec,
     driver_id: str,
     accept_changes: bool,
+    console: Console,
 ) -> optuna.Study:
     """The Optuna study on the store's URL, checked against the spec it was made with
     (study.identity), its attributes, and the store's study row with a password-free spec
-    snapshot."""
+    snapshot. A study whose values follow an older definition is rescored first (study.score:
+    the sampler must learn from the number every report ranks by)."""
     assert spec.storage is not None
     study = ostudy.open_study(spec.storage, spec.name, build_sampler(spec))
     if not ostudy.minimizes(study):
@@ -222,6 +228,12 @@ def _open_study(
         metric=spec.metric,
         optuna_study_id=ostudy.study_id(study),
     )
+    if needs_rescore(study):
+        console.print(rescore_study(spec.storage, spec.name, store).line())
+        # A fresh study object: the old one's storage cache holds the values from before.
+        study = ostudy.open_study(spec.storage, spec.name, build_sampler(spec))
+    else:
+        mark_scored(study)
     return study
 
 

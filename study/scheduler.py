@@ -1,4 +1,4 @@
-"""Early stopping by configuration: asynchronous successive halving (ASHA) over the seed mean.
+"""Early stopping by configuration: asynchronous successive halving (ASHA) over the score.
 
 Ray Tune's ``ASHAScheduler`` decides on each Ray trial alone. With ``repeats: k`` the service runs
 one configuration as k Ray trials (one per seed), so Ray's scheduler would rank a seed against
@@ -6,8 +6,9 @@ the other seeds of its own configuration and stop the unlucky ones: a study of T
 repeats ended with every configuration pruned. Here the unit is the configuration:
 
 * at each rung (epoch ``grace_period * reduction_factor**k`` below the epoch budget) a
-  configuration is judged once, when every one of its seeds has reported that epoch, on the
-  mean of its seeds' validation metric there;
+  configuration is judged once, when every one of its seeds has reported that epoch (or
+  converged before it), on its score there (study.score: the mean over seeds of each seed's
+  best value up to the rung); a seed that converged is done, not stopped by the scheduler;
 * it continues if that mean is among the best ``1 / reduction_factor`` of the means recorded
   at the rung so far (Ray's ASHA rule: the cutoff is the ``100 / reduction_factor`` percentile,
   linearly interpolated, as ``numpy.nanpercentile``), else every seed stops;
@@ -29,6 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from study.score import score_at
+from trials.trainable import CONVERGED_KEY
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -68,7 +72,7 @@ class SuccessiveHalving:
         return float(np.nanpercentile(recorded, 100.0 / self.reduction_factor))
 
     def judge(self, number: int, epoch: int, value: float) -> bool:
-        """Record configuration ``number``'s seed mean at rung ``epoch``; True if it continues.
+        """Record configuration ``number``'s score at rung ``epoch``; True if it continues.
         A configuration is judged once per rung: a second call returns the first verdict's
         record without judging again."""
         recorded = self.rungs[epoch]
@@ -85,7 +89,7 @@ class SuccessiveHalving:
             self.rungs[epoch].setdefault(number, value)
 
     def preload(self, trials: Iterable[FrozenTrial], *, skip: Iterable[int] = ()) -> None:
-        """Fill the rungs from stored trials: their intermediate values are seed means."""
+        """Fill the rungs from stored trials: their intermediate values are their scores."""
         skipped = set(skip)
         for trial in trials:
             if trial.number in skipped:
@@ -99,6 +103,7 @@ class SuccessiveHalving:
 class _Run(Protocol):
     curve: dict[int, float]
     carried_epochs: int
+    converged: bool
 
 
 class _Configuration(Protocol):
@@ -148,20 +153,22 @@ class ConfigurationASHA(FIFOScheduler):
         configuration = self._searcher.configuration(number)
         # Tune asks the scheduler before it hands the result to the searcher: add it here.
         curves: list[Mapping[int, float]] = [dict(run.curve) for run in configuration.runs]
+        done = [run.converged for run in configuration.runs]
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
         curves[seed_index] = {**curves[seed_index], epoch: float(result[METRIC])}
+        done[seed_index] = done[seed_index] or bool(result.get(CONVERGED_KEY))
         passed = (
             min(run.carried_epochs for run in configuration.runs)
             if configuration.replaces is not None
             else 0
         )
         for rung in self.halving.rungs:
-            if not all(rung in curve for curve in curves):
+            value = score_at(curves, rung, done)
+            if value is None:
                 continue
-            mean = float(np.mean([curve[rung] for curve in curves]))
             if rung <= passed:
-                self.halving.record(number, rung, mean)
-            elif not self.halving.judge(number, rung, mean):
+                self.halving.record(number, rung, value)
+            elif not self.halving.judge(number, rung, value):
                 self._searcher.prune(number, rung)
                 return TrialScheduler.STOP
         return TrialScheduler.CONTINUE

@@ -11,10 +11,13 @@ Differences from Ray's own ``OptunaSearch`` that this service depends on:
   from its checkpoints: it does not count towards the budget;
 * which configuration runs next is the plan's (study.plan): the points the spec fixes (a grid,
   listed points), each once, read from the stored trials; then the sampler's suggestions;
-* every epoch's validation metric is reported as an intermediate value, so optuna-dashboard
-  shows learning curves;
+* a trial's value is its score (study.score: the mean over seeds of each seed's best validation
+  value), and the score at each epoch is reported as an intermediate value, so optuna-dashboard
+  shows the same number the report ranks by;
 * each Optuna trial (one configuration) can run several seeds as separate Ray trials; the
-  sampler sees the mean over seeds, the per-seed values stay in user_attrs;
+  sampler sees the score over seeds, the per-seed values stay in user_attrs; a seed may stop
+  on its own when it converges (the trial config's ``patience``), and why each seed's run
+  ended is recorded (study.score.RunEnd);
 * user_attrs link the Optuna trial to its Ray trial ids, checkpoints, epochs, seeds and nodes;
 * the trial budget (``n_trials``) is shared with other drivers on the same study.
 """
@@ -33,12 +36,15 @@ from ray.tune.search import Searcher
 from study import keys
 from study import optuna_study as ostudy
 from study.faults import Fault, classify
+from study.ladder import Promotion
 from study.plan import Retired, StudyPlan
 from study.resume import ResumePoint, SeedStart, plan_starts
+from study.score import RunEnd, failure_end, run_record, score, score_curve, seed_best
 from study.space import distributions
 from study.spec import StudySpec
-from study.store import mask_url
-from trials.trainable import RESUME_FROM_KEY, TRIAL_CONFIG_KEY
+from study.store import RunRecord, mask_url
+from trials.train import epochs_without_improvement
+from trials.trainable import CONVERGED_KEY, RESUME_FROM_KEY, TRIAL_CONFIG_KEY
 
 __all__ = ["CUT_OFF_PREFIX", "INTERRUPTED", "STUDY_KEY", "OptunaSearcher", "TrialOutcome"]
 
@@ -58,11 +64,12 @@ class TrialOutcome:
     """What the searcher told Optuna about one configuration (all its seeds)."""
 
     state: TrialState
-    # COMPLETE: the seed mean of the last epoch. PRUNED / FAIL: the seed mean at the last epoch
-    # every seed reached (else the mean of the seeds' last values).
+    # The score (study.score): COMPLETE at the end of its runs; PRUNED at the rung it was
+    # stopped at; FAIL at the last epoch every seed reached, when there is one.
     value: float | None
     retired: Retired | None  # FAIL cut off by the run: continued by a replacement
-    best_value: float | None
+    final_value: float | None  # the seeds' mean at their last epoch (shows overfitting)
+    runs: list[RunRecord]  # each seed's run: why it ended, its last and best epoch, in seed order
     error: str | None
     epochs: int
     nodes: list[str]
@@ -77,6 +84,7 @@ class _SeedRun:
     curve: dict[int, float] = field(default_factory=dict)
     last_epoch: int = 0
     finished_state: TrialState | None = None
+    converged: bool = False  # it stopped on its own: patience ran out (study.score.RunEnd)
     error: str | None = None
     # Set when the run, not the configuration, ended this seed (study.faults, or the driver
     # stopping): the seed is continued from its checkpoint by a replacement.
@@ -124,21 +132,19 @@ class _Configuration:
     def max_epoch(self) -> int:
         return max(run.last_epoch for run in self.runs)
 
-    @property
-    def best_value(self) -> float | None:
-        """Best epoch of the seed-mean curve (over epochs every seed has reached)."""
-        common = set.intersection(*(set(run.curve) for run in self.runs))
-        means = [statistics.fmean(run.curve[epoch] for run in self.runs) for epoch in common]
-        finite = [value for value in means if math.isfinite(value)]
-        return min(finite) if finite else None
+    def score_curve(self) -> dict[int, float]:
+        """The score at each epoch every seed has reached (or converged before)."""
+        return score_curve([run.curve for run in self.runs], [run.converged for run in self.runs])
 
-    def last_common_mean(self) -> float | None:
-        """Seed mean at the last epoch every seed reached (a pruned or failed configuration's
-        value: its seeds may have stopped at different epochs)."""
-        common = set.intersection(*(set(run.curve) for run in self.runs))
-        if not common:
-            return _mean_or_none([run.curve.get(run.last_epoch) for run in self.runs])
-        return _mean_or_none([run.curve[max(common)] for run in self.runs])
+    @property
+    def score(self) -> float | None:
+        """The score so far: at the last epoch where it is defined (every seed's best)."""
+        curve = self.score_curve()
+        return curve[max(curve)] if curve else None
+
+    def final_mean(self) -> float | None:
+        """The seeds' mean at their last epoch (not the score: it shows overfitting)."""
+        return _mean_or_none([run.curve.get(run.last_epoch) for run in self.runs])
 
     def resume_points(self) -> list[dict[str, Any] | None]:
         points = [run.resume_point() for run in self.runs]
@@ -164,6 +170,11 @@ class OptunaSearcher(Searcher):
         # configuration starts, and the runner's stopper ends the running ones.
         self.stop_reason: str | None = None
         self._infrastructure_cuts: dict[tuple[Any, ...], int] = {}
+        # A promoted study (study.ladder): each configuration's trial in the source study.
+        promoted = ostudy.study_attrs(study).get(keys.PROMOTED_FROM) if spec.promote else None
+        self._source_trials = (
+            Promotion.from_json(promoted).source_trials(tuple(spec.search)) if promoted else {}
+        )
 
     # Tune pickles its configuration, this searcher included, into the experiment directory
     # (tuner.pkl). Keep neither the live study (its storage holds the database URL with the
@@ -271,6 +282,7 @@ class OptunaSearcher(Searcher):
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
         run.curve[epoch] = float(result[METRIC])
         run.last_epoch = max(run.last_epoch, epoch)
+        run.converged = run.converged or bool(result.get(CONVERGED_KEY))
         run.node = result.get("node") or run.node
         self._report_common_epochs(configuration)
 
@@ -287,7 +299,8 @@ class OptunaSearcher(Searcher):
         if error:
             run.finished_state = TrialState.FAIL
             run.error = run.error or self._error_reasons.get(trial_id)
-        elif run.last_epoch >= self._spec.max_epochs:
+        elif run.converged or run.last_epoch >= self._spec.max_epochs:
+            # A converged seed is done, whatever the scheduler does with its siblings.
             run.finished_state = TrialState.COMPLETE
         elif configuration.pruned_at is not None:
             run.finished_state = TrialState.PRUNED
@@ -343,6 +356,7 @@ class OptunaSearcher(Searcher):
         return counts
 
     def best_value(self) -> float | None:
+        """The best score of the configurations completed in this run."""
         values = [
             c.outcome.value
             for c in self._configurations.values()
@@ -416,6 +430,9 @@ class OptunaSearcher(Searcher):
         seeds = [base_seed + index for index in range(self._spec.repeats)]
         ostudy.set_trial_attr(trial, keys.SEEDS, seeds)
         params = {name: trial.params[name] for name in self._distributions}
+        source_trial = self._source_trials.get(self._plan.key(params))
+        if source_trial is not None:
+            ostudy.set_trial_attr(trial, keys.SOURCE_TRIAL, source_trial)
         attrs = ostudy.trial_attrs(trial)
         replaces = attrs.get(keys.REQUEUED_FROM)
         starts = plan_starts(
@@ -424,8 +441,9 @@ class OptunaSearcher(Searcher):
             replaces=replaces,
             max_epochs=self._spec.max_epochs,
         )
+        base = self._spec.base
         runs = [
-            _start_run(index, seed, start, self._spec.max_epochs)
+            _start_run(index, seed, start, self._spec.max_epochs, base.patience, base.min_delta)
             for index, (seed, start) in enumerate(zip(seeds, starts, strict=True))
         ]
         configuration = _Configuration(trial=trial, params=params, runs=runs, replaces=replaces)
@@ -480,16 +498,14 @@ class OptunaSearcher(Searcher):
         self._report_common_epochs(configuration)
 
     def _report_common_epochs(self, configuration: _Configuration) -> None:
-        """An epoch's intermediate value is the mean over seeds, reported once every seed has
-        reached it (Optuna keeps one value per step)."""
+        """An epoch's intermediate value is the score at that epoch, reported once every seed
+        has reached it or converged before it (Optuna keeps one value per step)."""
         if configuration.told:
             return
-        common = set.intersection(*(set(run.curve) for run in configuration.runs))
-        for epoch in sorted(common - configuration.reported_epochs):
-            mean = statistics.fmean(run.curve[epoch] for run in configuration.runs)
-            if math.isfinite(mean):
-                ostudy.report(configuration.trial, mean, step=epoch)
-                configuration.reported_epochs.add(epoch)
+        curve = configuration.score_curve()
+        for epoch in sorted(set(curve) - configuration.reported_epochs):
+            ostudy.report(configuration.trial, curve[epoch], step=epoch)
+            configuration.reported_epochs.add(epoch)
 
     @staticmethod
     def _all_finished(configuration: _Configuration) -> bool:
@@ -506,8 +522,9 @@ class OptunaSearcher(Searcher):
         ostudy.set_trial_attr(trial, keys.EPOCHS, [run.last_epoch for run in runs])
         ostudy.set_trial_attr(trial, keys.NODES, configuration.nodes)
         ostudy.set_trial_attr(trial, keys.CHECKPOINTS, [run.checkpoint for run in runs])
-        finals = [run.curve[run.last_epoch] if run.last_epoch else None for run in runs]
-        ostudy.set_trial_attr(trial, keys.SEED_VALUES, finals)
+        ostudy.set_trial_attr(trial, keys.SEED_VALUES, [seed_best(run.curve) for run in runs])
+        ends = [self._run_end(configuration, run) for run in runs]
+        ostudy.set_trial_attr(trial, keys.RUN_ENDS, [end.value for end in ends])
         failed = [run for run in runs if run.finished_state == TrialState.FAIL and run.cut is None]
         cut = [run for run in runs if run.cut is not None]
         value: float | None = None
@@ -535,19 +552,42 @@ class OptunaSearcher(Searcher):
             self._retire(configuration, retired, error)
             state = TrialState.FAIL
         else:
-            value = statistics.fmean(v for v in finals if v is not None)
-            ostudy.tell(self._study, trial, value)
-            state = TrialState.COMPLETE
+            value = score([run.curve for run in runs])
+            if value is None:  # no finite value in some seed: nothing to rank by
+                error = "a seed has no finite validation value"
+                ostudy.set_trial_attr(trial, keys.FAIL_REASON, error)
+                ostudy.tell(self._study, trial, state=TrialState.FAIL)
+                state = TrialState.FAIL
+            else:
+                ostudy.tell(self._study, trial, value)
+                state = TrialState.COMPLETE
+        # A pruned trial's value is Optuna's: its last intermediate value, which is the score
+        # at the last epoch every seed reached (configuration.score).
         configuration.outcome = TrialOutcome(
             state=state,
-            value=value if value is not None else configuration.last_common_mean(),
+            value=value if value is not None else configuration.score,
             retired=retired,
-            best_value=configuration.best_value,
+            final_value=configuration.final_mean(),
+            runs=[run_record(r.seed, r.curve, end) for r, end in zip(runs, ends, strict=True)],
             error=error,
             epochs=configuration.max_epoch,
             nodes=configuration.nodes,
             checkpoints=[run.checkpoint for run in runs],
         )
+
+    def _run_end(self, configuration: _Configuration, run: _SeedRun) -> RunEnd:
+        """Why one seed's run ended (study.score.RunEnd), once every seed has ended."""
+        if run.cut is not None:
+            return RunEnd.INTERRUPTED
+        if run.finished_state == TrialState.FAIL:
+            return failure_end(run.error)
+        if run.converged:
+            return RunEnd.CONVERGED
+        if run.finished_state == TrialState.PRUNED or (
+            configuration.pruned_at is not None and run.last_epoch < self._spec.max_epochs
+        ):
+            return RunEnd.PRUNED
+        return RunEnd.BUDGET
 
     def _retire(self, configuration: _Configuration, because: Retired, reason: str) -> None:
         """FAIL the trial as the run's doing (it does not count) and queue its replacement,
@@ -592,7 +632,9 @@ class OptunaSearcher(Searcher):
             self.set_state(pickle.load(handle))
 
 
-def _start_run(index: int, seed: int, start: SeedStart, max_epochs: int) -> _SeedRun:
+def _start_run(
+    index: int, seed: int, start: SeedStart, max_epochs: int, patience: int | None, min_delta: float
+) -> _SeedRun:
     run = _SeedRun(seed_index=index, seed=seed)
     point = start.point
     if point is None:
@@ -600,7 +642,13 @@ def _start_run(index: int, seed: int, start: SeedStart, max_epochs: int) -> _See
     run.resume_from = run.checkpoint = point.checkpoint
     run.carried_epochs = run.checkpoint_epoch = run.last_epoch = point.epoch
     run.curve = {epoch: value for epoch, value in point.curve if epoch <= point.epoch}
-    if point.epoch >= max_epochs:  # this seed had finished its budget before the cut
+    # The patience counter is a function of the curve, so a seed that had converged before the
+    # cut is known to have converged without running it again.
+    values = [run.curve[epoch] for epoch in sorted(run.curve)]
+    run.converged = patience is not None and (
+        epochs_without_improvement(values, min_delta) >= patience
+    )
+    if run.converged or point.epoch >= max_epochs:  # this seed had ended before the cut
         run.finished_state = TrialState.COMPLETE
     return run
 

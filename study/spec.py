@@ -284,6 +284,16 @@ class FailureSpec(_Strict):
     max_retries: int = Field(default=1, ge=0, description="Ray restarts of a crashed trial")
 
 
+class PromoteSpec(_Strict):
+    """Configurations carried from a (smaller) study in the same storage into this one: the
+    source's ``top`` configurations by score plus the named ``points``, each run with this
+    study's seeds on this study's base (study.ladder)."""
+
+    study: str = Field(min_length=1, description="the source study, in this study's storage")
+    top: int = Field(default=3, ge=0, le=MAX_TRIALS)
+    points: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_TRIALS)
+
+
 class StudySpec(_Strict):
     name: str
     description: str = ""
@@ -302,6 +312,9 @@ class StudySpec(_Strict):
     # Configurations run first, each exactly once (e.g. the unregularized one and the paper's):
     # every searched field, a value of its search range. A grid runs them before its other points.
     points: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_TRIALS)
+    # A study on a larger scale that runs another study's best configurations (study.ladder):
+    # its plan is exactly the promoted configurations, resolved once by its first run.
+    promote: PromoteSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -416,12 +429,36 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _check_points(self) -> StudySpec:
+        if self.promote is not None:
+            if self.points:
+                raise ValueError(
+                    "points: a promoted study lists its extra points under promote.points"
+                )
+            if self.promote.study == self.name:
+                raise ValueError("promote.study: a study cannot promote from itself")
+            if not self.search:
+                raise ValueError("promote: the study needs the source's search space")
+            if self.promote.top + len(self.promote.points) == 0:
+                raise ValueError("promote: give top > 0 or at least one point")
+            self.check_points(self.promote.points, "promote.points")
+            return self
+        self.check_points(self.points, "points")
+        if len(self.points) > self.n_trials:
+            raise ValueError(
+                f"points: {len(self.points)} configurations but n_trials is {self.n_trials}; "
+                "raise n_trials or list fewer points"
+            )
+        return self
+
+    def check_points(self, points: list[dict[str, Any]], field: str) -> None:
+        """Each point: distinct, every searched field and nothing else, in range, a valid
+        config on the base. Raises ValueError naming ``field[index]``."""
         seen: dict[str, int] = {}
-        for index, point in enumerate(self.points):
-            where = f"points[{index}]"
+        for index, point in enumerate(points):
+            where = f"{field}[{index}]"
             key = repr(sorted(point.items()))
             if key in seen:
-                raise ValueError(f"{where}: the same point as points[{seen[key]}]")
+                raise ValueError(f"{where}: the same point as {field}[{seen[key]}]")
             seen[key] = index
             if set(point) != set(self.search):
                 missing = sorted(set(self.search) - set(point))
@@ -444,12 +481,6 @@ class StudySpec(_Strict):
             except ValidationError as error:
                 message = error.errors()[0]["msg"]
                 raise ValueError(f"{where}: not a valid config ({message})") from None
-        if len(self.points) > self.n_trials:
-            raise ValueError(
-                f"points: {len(self.points)} configurations but n_trials is {self.n_trials}; "
-                "raise n_trials or list fewer points"
-            )
-        return self
 
     @property
     def metric(self) -> str:

@@ -219,3 +219,51 @@ def get_json(url: str) -> Any:
     """GET ``url`` and decode its JSON body (optuna-dashboard's API)."""
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
+
+
+# ------------------------------------------------------------------ the one score
+def assert_one_score(url: str, name: str) -> dict[Any, int]:
+    """Every finished trial of study ``name`` holds the one score (study.score), read against
+    the epochs table: a COMPLETE trial's Optuna value is the mean over its seeds of each seed's
+    minimum; a PRUNED one's, the same up to its last intermediate step; each intermediate value
+    is the score at that epoch; ``zs_trials.best_value`` is the value. Returns trials checked
+    by state."""
+    import math as _math
+
+    from optuna.trial import TrialState
+
+    from study import keys
+    from study import optuna_study as ostudy
+    from study.store import Store
+
+    study = ostudy.load_study(url, name)
+    with Store(url) as store:
+        epochs = store.epochs_frame(name)
+        rows = store.trials_frame(name).set_index("number")
+    checked: dict[Any, int] = {TrialState.COMPLETE: 0, TrialState.PRUNED: 0}
+    for trial in ostudy.trials(study):
+        if trial.state not in checked:
+            continue
+        mine = epochs[epochs["number"] == trial.number]
+        seeds = trial.user_attrs.get(keys.SEEDS) or sorted(set(mine["seed"]))
+        per_seed = {
+            int(s): mine[mine["seed"] == s].set_index("epoch")["valid_metric"] for s in seeds
+        }
+        last = max(trial.intermediate_values) if trial.state == TrialState.PRUNED else None
+        bests = [
+            float(curve[curve.index <= last].min() if last is not None else curve.min())
+            for curve in per_seed.values()
+        ]
+        expected = sum(bests) / len(bests)
+        assert trial.value is not None and _math.isclose(
+            trial.value, expected, rel_tol=1e-12, abs_tol=1e-12
+        ), (trial.number, trial.state, trial.value, expected)
+        for step, value in trial.intermediate_values.items():
+            at_step = [float(c[c.index <= step].min()) for c in per_seed.values()]
+            assert _math.isclose(value, sum(at_step) / len(at_step), rel_tol=1e-12), (
+                trial.number, step, value, at_step
+            )  # fmt: skip
+        stored = rows.loc[trial.number, "best_value"]
+        assert _math.isclose(float(stored), expected, rel_tol=1e-12), (trial.number, stored)
+        checked[trial.state] += 1
+    return checked

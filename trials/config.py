@@ -226,7 +226,22 @@ class TrialConfig(BaseModel):
     )
 
     # --- schedule ---
-    epochs: int = Field(default=10, gt=0)
+    epochs: int = Field(
+        default=10, gt=0, description="epochs to train; the cap when patience stops a run early"
+    )
+    patience: int | None = Field(
+        default=None,
+        gt=0,
+        description="early stopping: the run stops once this many epochs in a row brought no "
+        "improvement of at least min_delta in the validation metric (see "
+        "trials.train.epochs_without_improvement); None: train all epochs",
+    )
+    min_delta: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="early stopping: the smallest drop of the validation metric (below the "
+        "value at the last such drop) that counts as an improvement; needs patience",
+    )
     batch_size: int = Field(default=32, gt=0)
     eval_batch_size: int = Field(
         default=64, gt=0, description="examples per evaluation batch (MNIST family)"
@@ -301,6 +316,9 @@ class TrialConfig(BaseModel):
             raise ValueError("loss_reduction 'sum_over_steps' is for language tasks (BPTT steps)")
         if self.lr_constant_epochs != 1 and self.lr_schedule not in ("step", "exponential"):
             raise ValueError("lr_constant_epochs applies to lr_schedule 'step' or 'exponential'")
+        if self.min_delta > 0 and self.patience is None:
+            # Without patience nothing reads min_delta: the run would silently train all epochs.
+            raise ValueError("min_delta applies to early stopping only; set patience too")
         return self
 
     @property

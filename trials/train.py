@@ -7,6 +7,9 @@ evaluates the best checkpoint on the test split.
 
 It reports through a callback so the same code serves ``zoneout-study train`` and the Ray
 trainable; it imports nothing from the study service.
+
+With ``patience`` set, a run stops early once its validation metric has flattened (see
+`epochs_without_improvement`); ``epochs`` stays the cap.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +37,7 @@ __all__ = [
     "EpochResult",
     "ReportCallback",
     "TrainResult",
+    "epochs_without_improvement",
     "train",
 ]
 
@@ -58,6 +62,9 @@ class EpochResult:
     learning_rate: float
     tokens_per_second: float
     seconds: float
+    # True only on the epoch whose counter reached ``patience``: the last one the run trains.
+    # Defaulted so that the history of a checkpoint written before the field existed loads.
+    converged: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +72,9 @@ class EpochResult:
 
 @dataclass
 class TrainResult:
-    status: Literal["completed", "diverged"]
+    # "completed": trained all ``epochs``; "converged": stopped early, patience ran out;
+    # "diverged": the loss blew up (``reason`` says where).
+    status: Literal["completed", "converged", "diverged"]
     metric: str
     epochs: list[EpochResult] = field(default_factory=list)
     best_epoch: int | None = None
@@ -133,6 +142,32 @@ def scheduled_learning_rate(config: TrialConfig, epoch: int) -> float | None:
     return config.learning_rate * config.lr_decay**decays
 
 
+def epochs_without_improvement(values: Sequence[float], min_delta: float) -> int:
+    """How many epochs since the last significant improvement of a metric that is minimized.
+
+    ``values`` are the validation metrics of epochs 1, 2, ... The reference is the value at the
+    last significant improvement (the first epoch's value to begin with). An epoch improves
+    significantly when its value is below the reference by at least ``min_delta`` (with
+    ``min_delta`` = 0: strictly below; an equal value is no improvement); it then becomes the
+    reference and the count restarts from 0, else the count goes up by one. Early stopping ends a
+    run on the epoch whose count reaches ``patience`` (Keras's EarlyStopping, min mode).
+
+    The reference is not the best value: drops smaller than ``min_delta`` do not move it, so a
+    slow creep down still runs out of patience (while the best model still follows the true
+    minimum). A pure function of the history, so a resumed run needs no extra state.
+    """
+    if not (math.isfinite(min_delta) and min_delta >= 0):
+        raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta}")
+    count = 0
+    reference: float | None = None
+    for value in values:
+        if reference is None or (value < reference and reference - value >= min_delta):
+            reference, count = value, 0
+        else:
+            count += 1
+    return count
+
+
 @dataclass
 class _Run:
     """Everything one `train()` call works on."""
@@ -187,6 +222,8 @@ def _resume(run: _Run) -> None:
     run.result.best_epoch = saved["best_epoch"]
     run.result.best_valid_metric = saved["best_valid_metric"]
     run.start_epoch = saved["epoch"] + 1
+    if run.result.epochs and run.result.epochs[-1].converged:
+        run.result.status = "converged"  # it stopped on its own: train() trains no more
 
 
 def _check_loss(loss: float, classes: int, what: str) -> None:
@@ -225,6 +262,13 @@ def _train_and_validate(run: _Run, epoch: int) -> tuple[EpochResult, bool] | Non
         result.best_epoch, result.best_valid_metric = epoch, valid_metric
     if run.plateau is not None:
         run.plateau.step(valid_loss)
+    # From the whole history (a resumed run's epochs included), not a counter kept in memory.
+    values = [item.valid_metric for item in result.epochs] + [valid_metric]
+    converged = config.patience is not None and (
+        epochs_without_improvement(values, config.min_delta) >= config.patience
+    )
+    if converged:
+        result.status = "converged"
     epoch_result = EpochResult(
         epoch=epoch,
         train_loss=train_loss,
@@ -235,6 +279,7 @@ def _train_and_validate(run: _Run, epoch: int) -> tuple[EpochResult, bool] | Non
         learning_rate=learning_rate,
         tokens_per_second=tokens / train_seconds if train_seconds > 0 else math.nan,
         seconds=time.perf_counter() - started,
+        converged=converged,
     )
     result.epochs.append(epoch_result)
     return epoch_result, improved
@@ -302,19 +347,28 @@ def train(
     ``best_model.pt``; if it already holds a checkpoint and ``resume`` is true, training
     continues from it and produces the same numbers as an uninterrupted run. A study's trials
     skip the test split (``evaluate_test=False``): selection must not look at it.
+
+    With ``config.patience`` set the run stops after the epoch whose count of epochs without a
+    significant improvement (`epochs_without_improvement`) reaches it: that epoch is reported
+    with ``converged=True`` and the status is "converged". A checkpoint that already ended so
+    trains no more epochs. The best model is the minimum of the epochs trained either way.
     """
     with deterministic_algorithms(config.deterministic):
         run = _prepare(config, checkpoint_dir, task_data)
         if resume:
             _resume(run)
-        for epoch in range(run.start_epoch, config.epochs + 1):
+        # A checkpoint whose run converged stays as it ended, even under a larger ``epochs``.
+        last = run.start_epoch - 1 if run.result.status == "converged" else config.epochs
+        for epoch in range(run.start_epoch, last + 1):
             outcome = _train_and_validate(run, epoch)
             if outcome is None:
                 break  # diverged: the last good epoch's metrics and checkpoint stay
             epoch_result, improved = outcome
-            _checkpoint(run, epoch, improved)
+            _checkpoint(run, epoch, improved)  # saves the converged flag with the history
             if report is not None:
                 report(epoch_result, run.directory)
+            if epoch_result.converged:
+                break
         if evaluate_test:
             _test_best(run)
     return run.result

@@ -18,13 +18,23 @@ import torch
 from trials.config import TrialConfig
 from trials.train import EpochResult, train
 
-__all__ = ["DIVERGED_KEY", "RESUME_FROM_KEY", "TRIAL_CONFIG_KEY", "report_keys", "run_trial"]
+__all__ = [
+    "CONVERGED_KEY",
+    "DIVERGED_KEY",
+    "RESUME_FROM_KEY",
+    "TRIAL_CONFIG_KEY",
+    "report_keys",
+    "run_trial",
+]
 
 TRIAL_CONFIG_KEY = "trial"
 # A checkpoint (local path or URI) to start from when Ray has none of its own for the trial:
 # the driver sets it for the replacement of a trial that was cut off with its driver.
 RESUME_FROM_KEY = "resume_from"
 DIVERGED_KEY = "diverged"
+# True in the report of the epoch that ended the trial by early stopping (``patience`` ran out);
+# the trial then returns normally and Ray marks it TERMINATED.
+CONVERGED_KEY = "converged"
 
 
 def report_keys() -> tuple[str, ...]:
@@ -38,6 +48,7 @@ def report_keys() -> tuple[str, ...]:
         "tokens_per_second",
         "seconds",
         "learning_rate",
+        CONVERGED_KEY,
         "node",
     )
 
@@ -107,6 +118,7 @@ def run_trial(ray_config: dict[str, Any]) -> None:
         outcome = train(
             config, report=report, checkpoint_dir=work_dir, resume=True, evaluate_test=False
         )
+        # "completed" and "converged" (stopped early by patience) both end the trial normally.
         if outcome.status == "diverged":
             raise TrialDiverged(outcome.reason or "the loss became non-finite")
     finally:

@@ -1,8 +1,9 @@
 """The SQL store of zoneout-study (SQLAlchemy 2.0 + Alembic).
 
 Optuna (``RDBStorage``) and this store share one database URL. The store's tables are
-prefixed ``zs_`` (``zs_studies``, ``zs_trials``, ``zs_epochs``) and its Alembic version lives
-in ``zs_alembic_version``, so Optuna's tables and ``alembic_version`` are never touched.
+prefixed ``zs_`` (``zs_studies``, ``zs_trials``, ``zs_epochs``, ``zs_runs``) and its Alembic
+version lives in ``zs_alembic_version``, so Optuna's tables and ``alembic_version`` are never
+touched.
 
 The Ray Tune driver-side callback is the only writer; dashboards read through
 :meth:`Store.studies_frame`, :meth:`Store.trials_frame` and :meth:`Store.epochs_frame`.
@@ -22,11 +23,12 @@ from ._migrate import alembic_config, current_revision, head_revision, upgrade
 from ._models import VERSION_TABLE
 from ._retry import retry_call
 from ._secrets import default_storage_url, mask_url, resolve_storage_url, scrub_secrets
-from ._store import TRIAL_FIELDS, Store
+from ._store import TRIAL_FIELDS, RunRecord, Store
 
 __all__ = [
     "TRIAL_FIELDS",
     "VERSION_TABLE",
+    "RunRecord",
     "Store",
     "StoreError",
     "alembic_config",

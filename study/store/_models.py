@@ -14,6 +14,7 @@ __all__ = [
     "VERSION_TABLE",
     "Base",
     "EpochRow",
+    "RunRow",
     "StudyRow",
     "TrialRow",
     "UTCDateTime",
@@ -137,3 +138,18 @@ class EpochRow(Base):
     tokens_per_second: Mapped[float | None] = mapped_column(sa.Float)
     seconds: Mapped[float | None] = mapped_column(sa.Float)
     recorded_at: Mapped[_dt.datetime] = mapped_column(UTCDateTime())
+
+
+class RunRow(Base):
+    """One seed's run of a trial and why it ended (a ``study.score.RunEnd`` value)."""
+
+    __tablename__ = "zs_runs"
+    __table_args__ = (sa.UniqueConstraint("trial_id", "seed"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("zs_trials.id", ondelete="CASCADE"))
+    seed: Mapped[int] = mapped_column(sa.BigInteger)
+    ended: Mapped[str] = mapped_column(sa.String(16))
+    epochs: Mapped[int | None] = mapped_column(sa.Integer)  # the last epoch it ran
+    best_epoch: Mapped[int | None] = mapped_column(sa.Integer)
+    best_value: Mapped[float | None] = mapped_column(sa.Float)  # its score (study.score)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -16,10 +17,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ._engine import create_engine_for, normalize_url, run_with_retry
 from ._errors import StoreError
 from ._migrate import upgrade_engine
-from ._models import EpochRow, StudyRow, TrialRow, UTCDateTime, utcnow
+from ._models import EpochRow, RunRow, StudyRow, TrialRow, UTCDateTime, utcnow
 from ._secrets import mask_url, scrub_secrets, to_json_safe
 
-__all__ = ["TRIAL_FIELDS", "Store"]
+__all__ = ["TRIAL_FIELDS", "RunRecord", "Store"]
 
 T = TypeVar("T")
 
@@ -69,6 +70,22 @@ _TRIAL_COLUMNS = [
     *_JSON_FIELDS,
 ]
 _EPOCH_COLUMNS = ["study", "number", "seed", "epoch", *_EPOCH_METRICS, "recorded_at"]
+_RUN_FIELDS = ("ended", "epochs", "best_epoch", "best_value")
+_RUN_COLUMNS = ["study", "number", "seed", *_RUN_FIELDS]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One seed's run of a trial: why it ended (a ``study.score.RunEnd`` value), the last epoch
+    it ran, and its best epoch and value."""
+
+    seed: int
+    ended: str
+    epochs: int | None
+    best_epoch: int | None
+    best_value: float | None
+
+
 _STUDY_COLUMNS = [
     "name",
     "direction",
@@ -197,7 +214,8 @@ def _typed_frame(
 
 # ---------------------------------------------------------------- the store
 class Store:
-    """The service's tables (``zs_studies``, ``zs_trials``, ``zs_epochs``) in one database.
+    """The service's tables (``zs_studies``, ``zs_trials``, ``zs_epochs``, ``zs_runs``) in one
+    database.
 
     ``Store(url)`` connects but does not create the schema; :meth:`Store.open` upgrades it
     first. Thread-safe (one engine, a connection per call). Use as a context manager or call
@@ -477,6 +495,29 @@ class Store:
 
         return self._write(_run)
 
+    def record_runs(self, study: str, number: int, runs: Sequence[RunRecord]) -> None:
+        """Write (or overwrite) the per-seed runs of trial ``number``."""
+        number = int(number)
+
+        def _run(conn: sa.Connection) -> None:
+            trial_id = self._trial_id(conn, study, number)
+            for run in runs:
+                values = {
+                    "ended": str(run.ended),
+                    "epochs": None if run.epochs is None else int(run.epochs),
+                    "best_epoch": None if run.best_epoch is None else int(run.best_epoch),
+                    "best_value": _float(run.best_value),
+                }
+                ins = self._insert(RunRow).values(trial_id=trial_id, seed=int(run.seed), **values)
+                conn.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["trial_id", "seed"],
+                        set_={key: ins.excluded[key] for key in values},
+                    )
+                )
+
+        self._write(_run)
+
     def _trial_table_columns(self, conn: sa.Connection) -> tuple[str, ...]:
         """The columns of ``zs_trials`` the database has. Commands that only read never
         migrate (``Store(url)``), so a database an older version made may lack the newer ones
@@ -581,6 +622,31 @@ class Store:
                 ints=("number", "seed", "epochs"),
                 floats=_FLOAT_FIELDS,
                 times=("started_at", "finished_at", "updated_at"),
+            )
+
+        return self._read(_run)
+
+    def runs_frame(self, study: str) -> pd.DataFrame:
+        """One row per (trial number, seed) run of ``study``: ``ended``, ``epochs``,
+        ``best_epoch``, ``best_value``. Empty on a database from before the table (read-only
+        commands do not migrate)."""
+
+        def _run(conn: sa.Connection) -> pd.DataFrame:
+            study_id = self._study_id(conn, study)
+            if not sa.inspect(conn).has_table(RunRow.__tablename__):
+                return _typed_frame([], _RUN_COLUMNS, ints=("number", "seed"))
+            result = conn.execute(
+                sa.select(TrialRow.number, RunRow.seed, *(getattr(RunRow, f) for f in _RUN_FIELDS))
+                .join(TrialRow, TrialRow.id == RunRow.trial_id)
+                .where(TrialRow.study_id == study_id)
+                .order_by(TrialRow.number, RunRow.seed)
+            ).all()
+            rows = [{"study": study, **r._asdict()} for r in result]
+            return _typed_frame(
+                rows,
+                _RUN_COLUMNS,
+                ints=("number", "seed", "epochs", "best_epoch"),
+                floats=("best_value",),
             )
 
         return self._read(_run)

@@ -192,13 +192,21 @@ def test_worker_sigkill_mid_epoch_resumes_from_its_checkpoint(
     assert resumed, results
     resumed_at = int(resumed[0]["epoch"])
     last_before = max(killer.epochs_at_kill)
-    assert resumed_at == last_before + 1
+    # The store lags the worker (the driver writes what the worker reported), so the killed
+    # worker may have reported, with its checkpoint, an epoch after the last one the killer saw
+    # stored. The new worker starts right after the killed worker's last report: from the log
+    # when it still holds the killed worker's lines, else no earlier than after the stored one.
+    killed_reports = [int(r["epoch"]) for r in results if r["pid"] == killer.killed_pid]
+    if killed_reports:
+        assert resumed_at == max(killed_reports) + 1, results
+    else:
+        assert last_before + 1 <= resumed_at <= EPOCHS, (resumed_at, last_before)
     assert resumed_at >= 2
 
     reliability_record(
         "Trial worker killed",
         f"SIGKILL to the trial's Ray worker ({killer.title.split()[0]}) after epoch "
-        f"{last_before} was stored, while epoch {last_before + 1} ran; failure.max_retries 2",
+        f"{last_before} was stored, while a later epoch ran; failure.max_retries 2",
         f"Ray restarted the trial in a new worker (pid {killer.killed_pid} -> "
         f"{pids[-1]}), which resumed at epoch {resumed_at} from its checkpoint; Optuna trial "
         f"COMPLETE with intermediate values for epochs {sorted(trial.intermediate_values)}; "
