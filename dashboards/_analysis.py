@@ -70,10 +70,7 @@ def _table_epoch(runs: StudyRuns, baseline_trial: int | None) -> EpochChoice:
         k = int(row["epoch"])
         if row["n_configs"] < need:
             continue
-        if (
-            base is not None
-            and not (runs.runs.loc[runs.runs["config"] == base, "reached"] >= k).any()
-        ):
+        if base is not None and not runs.read_at(k)[runs.runs["config"] == base].any():
             continue
         return EpochChoice(k, runs.max_epochs, int(row["n_configs"]), int(row["n_runs"]))
     return pick_epoch(runs, need)

@@ -6,6 +6,7 @@ differences between every other pair of methods."""
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,13 +269,24 @@ def comparison_figure(c: Comparison) -> go.Figure:
 
 
 def write_comparison(
-    c: Comparison, out_dir: str | Path, name: str = "comparison", *, png: bool = True
+    c: Comparison,
+    out_dir: str | Path,
+    name: str = "comparison",
+    *,
+    png: bool = True,
+    sections: Sequence[tuple[str, dict[str, go.Figure]]] = (),
 ) -> tuple[dict[str, Path], list[str]]:
-    """``<name>.md``, ``<name>.html`` and (``png``) ``<name>-table.png`` in ``out_dir``."""
+    """``<name>.md``, ``<name>.html`` and (``png``) ``<name>-table.png`` in ``out_dir``;
+    ``sections`` (Markdown and figures the caller computed: a promoted study against its
+    source) follow the table, their figures as ``<name>-<figure>.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prefix = sanitize_name(name)
     md = comparison_markdown(c)
+    extra: dict[str, go.Figure] = {}
+    for markdown, figures in sections:
+        md += "\n" + markdown
+        extra.update(figures)
     paths = {"markdown": out / f"{prefix}.md", "html": out / f"{prefix}.html"}
     paths["markdown"].write_text(md, encoding="utf-8")
     paths["html"].write_text(
@@ -286,6 +298,6 @@ def write_comparison(
     if png:
         fig = comparison_figure(c)
         fig.update_layout(width=1400)
-        pngs, messages = write_pngs({"table": fig}, out, prefix)
+        pngs, messages = write_pngs({"table": fig, **extra}, out, prefix)
         paths.update({f"png-{k}": v for k, v in pngs.items()})
     return paths, messages

@@ -27,7 +27,8 @@ class ConfigTable:
 
     ``configs`` columns: ``config`` (key), ``param_*``, ``n`` (seeds), ``mean``, ``low``,
     ``high``, ``kind`` (an :class:`~dashboards._stats.IntervalKind` value), ``numbers`` (trial
-    numbers), and when there is a baseline ``diff``, ``diff_low``, ``diff_high``, ``diff_n``,
+    numbers), ``ends`` (per run in seed order: (why it ended or None, last epoch)), and when
+    there is a baseline ``diff``, ``diff_low``, ``diff_high``, ``diff_n``,
     ``diff_kind`` (the seed-paired difference to it)."""
 
     configs: pd.DataFrame
@@ -96,6 +97,7 @@ def config_table(
     df = df.join(stats_[["n", "mean", "low", "high", "kind"]])
     numbers = runs_at.groupby("config", sort=False)["number"].unique()
     df["numbers"] = numbers.map(lambda a: tuple(sorted(int(n) for n in a)))
+    df["ends"] = _run_ends(runs_at).reindex(df.index)
     intervals = dict(zip(stats_.index, stats_["interval"], strict=True))
     diffs: dict[str, Interval] = {}
     if base_key is not None and base_key in stats_.index:
@@ -117,6 +119,19 @@ def config_table(
         reason += f"; it has no run {epoch.label}"
         base_key = None
     return ConfigTable(df.reset_index(drop=True), intervals, diffs, base_key, reason, epoch, params)
+
+
+def _run_ends(runs_at: pd.DataFrame) -> pd.Series:
+    """Per configuration, each run's (why it ended, last epoch), in seed order."""
+    ended = runs_at["ended"] if "ended" in runs_at else pd.Series(None, runs_at.index)
+    frame = runs_at.assign(_ended=ended).sort_values(["config", "seed"], kind="stable")
+    return frame.groupby("config", sort=False).apply(
+        lambda g: tuple(
+            (None if e is None or e != e else str(e), int(r))
+            for e, r in zip(g["_ended"], g["reached"], strict=True)
+        ),
+        include_groups=False,
+    )
 
 
 def _grouped_intervals(per_seed: pd.Series, level: float = LEVEL) -> pd.DataFrame:

@@ -176,7 +176,8 @@ def scale_agreement(
     that noise again, and nothing here undoes it; more seeds bring the two together. Only seeds
     are resampled: the configurations are those promoted, chosen for being the small scale's
     best, so this is the agreement within them - not over the search space - and their
-    small-scale scores are the ones they were selected on.
+    small-scale scores are the ones they were selected on. How often it covered that target in
+    simulation: see :data:`BOOTSTRAP_LEVEL`.
 
     The regret is the large-scale score of the small scale's best configuration minus that of
     the large scale's best, paired by seed (:func:`~dashboards.paired_difference`, its
@@ -581,6 +582,7 @@ def _bars(ivs: list[Interval]) -> dict[str, object]:
     )
 
 
+# The width labels are placed for: write_pngs' default (an HTML page may draw it wider).
 _WIDTH, _BASE_HEIGHT = 1000, 600
 _MARGIN = dict(l=80, r=40, b=120)
 _LABEL_FONT = 10
@@ -676,7 +678,6 @@ def plot_scale_agreement(
         legend=dict(orientation="h", yanchor="top", y=-0.14, x=0.0),
         **{**_LAYOUT, "margin": dict(**_MARGIN, t=top)},
         height=height,
-        width=_WIDTH,
     )
     return fig
 

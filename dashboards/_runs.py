@@ -71,6 +71,10 @@ class StudyRuns:
         out = self.runs.assign(value=values.to_numpy() if len(values) else np.nan)
         return out[np.isfinite(out["value"].to_numpy(dtype=float))].reset_index(drop=True)
 
+    def read_at(self, epoch: int) -> pd.Series:
+        """Which runs have a value at ``epoch``: they reached it, or converged before it."""
+        return (self.runs["reached"] >= epoch) | (self.runs["ended"] == CONVERGED)
+
     def at_budget(self) -> pd.DataFrame:
         """:meth:`at` the full budget, of the runs that trained it all or converged before."""
         at = self.at(self.max_epochs)
@@ -79,9 +83,8 @@ class StudyRuns:
     def counts(self) -> pd.DataFrame:
         """Per epoch: configurations and runs that reached it (or converged before it)."""
         rows = []
-        converged = self.runs["ended"] == CONVERGED
         for k in range(1, self.max_epochs + 1):
-            reached = self.runs[(self.runs["reached"] >= k) | converged]
+            reached = self.runs[self.read_at(k)]
             rows.append((k, reached["config"].nunique(), len(reached)))
         return pd.DataFrame(rows, columns=["epoch", "n_configs", "n_runs"])
 

@@ -68,7 +68,9 @@ def summarize(
         return "\n".join([*lines, *_trials_markdown(outcomes)]) + "\n"
     lines.append(
         f"- Each run (one configuration, one seed) is scored by its best {metric.title} up to the "
-        f"epoch read (early stopping). Means are over seeds; intervals are {LEVEL:.0%} Student-t "
+        "epoch read (a run that converged keeps its best); a configuration's mean over its runs "
+        "is its score, the number Optuna, `status` and `export` show. Means are over seeds; "
+        f"intervals are {LEVEL:.0%} Student-t "
         "over seeds where a configuration has 3 or more; with 2 seeds both values are shown "
         "(n = 2) and no interval is claimed."
     )
@@ -94,6 +96,7 @@ def summarize(
         )
     else:
         lines.append(f"- No seed-paired differences: {_md_escape(table.baseline_reason)}.")
+    lines += _ends_lines(table)
     lines += ["", _config_markdown(table, metric), ""]
     if surface is not None:
         if surface.lattice is not None:
@@ -219,13 +222,56 @@ def _within(g: GPSurface) -> str:
     )
 
 
+# How the summary lists the ways runs end (the store's zs_runs.ended values).
+_END_ORDER = ("converged", "budget", "pruned", "diverged", "interrupted", "failed", "unknown")
+
+
+def _known_ends(table: ConfigTable) -> bool:
+    """Whether the store said why the runs ended (databases from before it do not)."""
+    ends = table.configs.get("ends", [])
+    return any(end is not None for runs in ends if isinstance(runs, tuple) for end, _ in runs)
+
+
+def _ends_lines(table: ConfigTable) -> list[str]:
+    """How the runs read ended, and which configurations never converged."""
+    if not _known_ends(table):
+        return []
+    counts: dict[str, int] = {}
+    at_budget = 0
+    for runs in table.configs["ends"]:
+        for end, _ in runs:
+            counts[end or "unknown"] = counts.get(end or "unknown", 0) + 1
+        at_budget += all(end == "budget" for end, _ in runs)
+    order = [*_END_ORDER, *sorted(set(counts) - set(_END_ORDER))]
+    text = ", ".join(f"{counts[end]} {end}" for end in order if end in counts)
+    lines = [f"- Runs ended: {text} (converged: patience ran out; budget: trained every epoch)."]
+    if at_budget:
+        lines.append(
+            f"- {at_budget} of {len(table.configs)} configurations had every run end at the "
+            f"budget (epoch {table.epoch.max_epochs}), not converged: their score is what the "
+            "budget allowed, and more epochs (with `patience`) could change the ranking."
+        )
+    return lines
+
+
+def _ends_cell(runs: object) -> str:
+    """'converged@14, budget@26': each run's end and last epoch, in seed order."""
+    if not isinstance(runs, tuple):
+        return "-"
+    return ", ".join(f"{end or '?'}@{epoch}" for end, epoch in runs)
+
+
 def _config_markdown(table: ConfigTable, metric: MetricInfo) -> str:
-    """Markdown table: configuration, mean with its interval, difference to the baseline."""
+    """Markdown table: configuration, mean with its interval, difference to the baseline, and
+    how each run ended (when the store says)."""
     c = table.configs.head(_MAX_ROWS)
     has_diff = table.baseline is not None and "diff" in c
+    has_ends = _known_ends(table)
     head = [*table.params, f"{metric.title} over seeds"]
     if has_diff:
         head.append("difference to baseline (paired by seed)")
+    if has_ends:
+        head.append("runs ended (seed order)")
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in c.iterrows():
         cells = [_g(row[PARAM_PREFIX + p]) for p in table.params]
@@ -236,6 +282,8 @@ def _config_markdown(table: ConfigTable, metric: MetricInfo) -> str:
             else:
                 d = table.differences.get(row["config"])
                 cells.append(d.text("+.4f") if d is not None and d.n else "no common seed")
+        if has_ends:
+            cells.append(_ends_cell(row["ends"]))
         out.append("| " + " | ".join(cells) + " |")
     if len(table.configs) > _MAX_ROWS:
         out.append(f"\n({len(table.configs) - _MAX_ROWS} more configurations not listed.)")

@@ -869,6 +869,8 @@ def _plan_size(stored_spec: dict[str, Any]) -> int | None:
         spec = validate_spec(stored_spec)
     except SpecError:  # a snapshot an older version wrote: its n_trials is the plan
         return n_trials
+    if spec.promote is not None:  # at most: a named point among the top is run once
+        return spec.promote.top + len(spec.promote.points)
     return StudyPlan.from_spec(spec, sampler=spec.sampler.name, points=spec.points).size
 
 

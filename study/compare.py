@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -38,7 +38,7 @@ from dashboards import (
 )
 from study import keys, optuna_study
 from study.errors import UserError
-from study.report import StudyFrames, load_study_frames, load_table_frames
+from study.report import StudyFrames, load_study_frames, load_table_frames, two_scale_section
 
 if TYPE_CHECKING:
     from trials.config import TrialConfig
@@ -266,7 +266,7 @@ def compare_studies(
     metric = loaded[0].frames.metric
     comp = compare_methods(rows, baseline=base_name, metric=MetricInfo.of(metric))
     name = "compare-" + "-vs-".join(s.label for s in loaded)
-    paths, messages = write_comparison(comp, out_dir, name, png=png)
+    paths, messages = write_comparison(comp, out_dir, name, png=png, sections=_ladders(loaded))
     markdown = paths["markdown"].read_text(encoding="utf-8")
     if save_note:
         for src in loaded:
@@ -274,6 +274,18 @@ def compare_studies(
                 _save_note(src.storage_url, src.frames.name, markdown)
                 messages.append(f"Table 1 saved as the note of Optuna study {src.frames.name!r}")
     return CompareResult(comp, markdown, paths, messages)
+
+
+def _ladders(loaded: list[_Source]) -> list[tuple[str, dict[str, Any]]]:
+    """The two-scale section of each promoted study compared with the study it promoted from
+    (study.ladder): how well the small scale ranked the configurations."""
+    by_name = {src.frames.name: src.frames for src in loaded}
+    sections = []
+    for src in loaded:
+        spec = src.frames.spec
+        if spec is not None and spec.promote is not None and spec.promote.study in by_name:
+            sections.append(two_scale_section(src.frames, by_name[spec.promote.study]))
+    return sections
 
 
 def _baseline(

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import optuna
 import pandas as pd
+import plotly.graph_objects as go
 
 from dashboards import (
     MetricInfo,
@@ -202,14 +203,23 @@ def _report(
 
 
 def _promotion(frames: StudyFrames, source: StudyFrames | None) -> dict[str, Any]:
-    """The two-scale section of a promoted study (study.ladder), as build_report arguments."""
+    """The two-scale section of a promoted study, as build_report arguments."""
     if source is None or frames.spec is None:
         return {}
+    markdown, figures = two_scale_section(frames, source)
+    return {"extra_markdown": markdown, "extra_figures": figures}
+
+
+def two_scale_section(frames: StudyFrames, source: StudyFrames) -> tuple[str, dict[str, go.Figure]]:
+    """Markdown and figure of a promoted study (``frames``, study.ladder) against the study it
+    promoted from (``source``): the configurations' scores at both scales, how well the small
+    scale ranked them."""
+    assert frames.spec is not None
 
     def scale(f: StudyFrames) -> ScaleFrames:
-        seeds = f.spec.repeats if f.spec is not None else None
+        # The figure and section count the seeds themselves.
         return ScaleFrames(
-            f"{f.name} ({f.max_epochs} epochs" + (f", {seeds} seeds)" if seeds else ")"),
+            f"{f.name} ({f.max_epochs} epochs)",
             f.trials,
             f.epochs,
             f.runs,
@@ -222,7 +232,7 @@ def _promotion(frames: StudyFrames, source: StudyFrames | None) -> dict[str, Any
         params=list(frames.spec.search),
         metric=MetricInfo.of(frames.metric),
     )
-    return {"extra_markdown": markdown, "extra_figures": figures}
+    return markdown, figures
 
 
 def write_study_report(

@@ -19,6 +19,7 @@ from dashboards._ladder import (
     BOOTSTRAP_LEVEL,
     ScaleAgreement,
     _kendall_tau_b_rows,
+    _short_key,
     _spearman_rows,
     plot_scale_agreement,
     scale_agreement,
@@ -119,12 +120,11 @@ def test_tau_and_rho_are_scipys_on_the_configuration_means() -> None:
     # Ordered by large-scale mean, best (lowest) first, with both scales' ranks.
     means = [c.large.mean for c in a.configs]
     assert means == sorted(means) and [c.large_rank for c in a.configs] == list(range(1, 9))
+    small_rank = pd.Series(stats.rankdata(ms.to_numpy(), method="min"), index=ms.index)
     for c in a.configs:
         assert c.small.mean == pytest.approx(ms[c.config]) and c.small.n == 5
         assert c.small.kind is d.IntervalKind.STUDENT_T
-        assert c.small_rank == int(stats.rankdata(ms.to_numpy(), method="min")[
-            list(ms.index).index(c.config)
-        ])  # fmt: skip
+        assert c.small_rank == small_rank[c.config]
 
 
 def test_vectorised_rank_statistics_equal_scipy_with_ties() -> None:
@@ -331,7 +331,10 @@ def test_figure_states_n_and_tau_names_its_bars_and_marks_the_small_best() -> No
     points, best = fig.data
     assert list(points.x) == [c.small.mean for c in a.configs]
     assert list(points.y) == [c.large.mean for c in a.configs]
-    assert list(points.text) == [c.config for c in a.configs]  # short keys shown whole
+    labels = fig.layout.annotations  # one per point, a leader line to it
+    assert [n.text for n in labels] == [c.config for c in a.configs]  # short keys shown whole
+    assert [(n.x, n.y) for n in labels] == list(zip(points.x, points.y, strict=True))
+    assert all(n.showarrow for n in labels)
     assert all(c.config in h for c, h in zip(a.configs, points.hovertext, strict=True))
     assert "x 95% Student-t over 3 seeds, y 95% Student-t over 5 seeds" in points.name
     assert points.error_x.array is not None and points.error_y.array is not None
@@ -343,6 +346,14 @@ def test_figure_states_n_and_tau_names_its_bars_and_marks_the_small_best() -> No
     assert "90% percentile bootstrap over seeds" in sub
     assert fig.layout.xaxis.title.text == "validation BPC (bits per character) at 3 epochs"
     assert fig.layout.yaxis.title.text == "validation BPC (bits per character) at 20 epochs"
+
+
+def test_point_labels_shorten_parameter_names() -> None:
+    key = "zoneout_cell=0.25, zoneout_hidden=0.05, learning_rate=0.002"
+    assert _short_key(key) == "z_c=0.25, z_h=0.05, lr=0.002"
+    assert _short_key("0.1|0.2|lstm") == "0.1|0.2|lstm"
+    long = _short_key("zoneout_cell=0.25, zoneout_hidden=0.05, learning_rate=0.002, cell=lstm")
+    assert len(long) == 30 and long.endswith("…")
 
 
 def test_figure_with_two_seeds_names_the_range_and_says_why_no_interval() -> None:

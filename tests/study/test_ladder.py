@@ -15,6 +15,7 @@ from scipy import stats
 from dashboards import MetricInfo, ScaleFrames, promotion_section
 from study import keys
 from study import optuna_study as ostudy
+from study.compare import HeldOutMetric, compare_studies
 from study.export import best_configs
 from study.ladder import LadderError
 from study.report import load_study_frames, write_study_report
@@ -131,6 +132,16 @@ def test_promote_a_small_study_into_a_larger_one(ray_local: None, tmp_path: Path
         metric=MetricInfo.of("bpc"),
     )
     assert agreement.n_configs == 4
+    # compare across the pair carries the same section after Table 1.
+    compared = compare_studies(
+        ["small", "small-promoted"],
+        storage_url=url,
+        out_dir=tmp_path / "compare",
+        test=HeldOutMetric.NONE,
+        png=False,
+        save_note=False,
+    )
+    assert "Scale agreement" in compared.markdown
     assert "Kendall" in html and f"{agreement.kendall_tau:.2f}" in html
     assert agreement.kendall_tau == pytest.approx(stats.kendalltau(x, y).statistic)
     assert agreement.spearman_rho == pytest.approx(stats.spearmanr(x, y).statistic)
