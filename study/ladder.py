@@ -26,6 +26,7 @@ from study.errors import UserError
 from study.plan import point_key
 from study.rescore import needs_rescore
 from study.spec import StudySpec
+from trials.config import TrialConfig
 
 __all__ = ["LadderError", "PromotedPoint", "Promotion", "promoted_spec", "promotion_spec"]
 
@@ -81,6 +82,16 @@ class Promotion:
                 )
                 for p in data["points"]
             ],
+        )
+
+    def line(self) -> str:
+        """What the study runs, in one line for the terminal."""
+        top = sum(1 for p in self.points if p.why != "named")
+        named = len(self.points) - top
+        return (
+            f"promoted from study {self.source!r}: its top {top} configurations by score"
+            + (f" and {named} named point(s)" if named else "")
+            + ", each with this study's seeds"
         )
 
     def source_trials(self, names: Sequence[str]) -> dict[tuple[Any, ...], int]:
@@ -179,10 +190,11 @@ def promotion_spec(
 ) -> dict[str, Any]:
     """A promoted study's spec (as a dict for YAML) from the source's stored spec: the
     source's base with ``base_updates``, its search space, and ``promote``."""
+    base = {**dict(source_spec.get("base") or {}), **dict(base_updates)}
     spec: dict[str, Any] = {
         "name": name,
         "description": f"the top {top} of {source}, promoted to a larger base",
-        "base": {**dict(source_spec.get("base") or {}), **dict(base_updates)},
+        "base": _without_defaults(base),
         "search": source_spec.get("search") or {},
         "promote": {"study": source, "top": top, "points": [dict(p) for p in points]},
         "repeats": repeats if repeats is not None else source_spec.get("repeats", 1),
@@ -194,3 +206,21 @@ def promotion_spec(
         if source_spec.get(key) is not None:
             spec[key] = source_spec[key]
     return spec
+
+
+def _without_defaults(base: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a stored base that differ from TrialConfig's defaults (the task always):
+    the written spec shows what the study chose, not every field it inherited."""
+    fields = TrialConfig.model_fields
+    kept = {}
+    for key, value in base.items():
+        field = fields.get(key)
+        inherited = (
+            key != "task"
+            and field is not None
+            and not field.is_required()
+            and value == field.get_default(call_default_factory=True)
+        )
+        if not inherited:
+            kept[key] = value
+    return kept

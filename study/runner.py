@@ -109,7 +109,8 @@ def run_study(
                 driver_id = new_driver_id()
                 study = _open_study(spec, store, file_spec, driver_id, accept_changes, console)
                 if spec.promote is not None:
-                    spec, _promotion = promoted_spec(spec, study, spec.storage)
+                    spec, promotion = promoted_spec(spec, study, spec.storage)
+                    console.print(promotion.line(), markup=False, highlight=False)
                 _join(study, spec, driver_id)
                 outcome.reaped = _reap(study, store, spec, driver_id, console)
                 if not _plan_done(spec, study, console):

@@ -2,7 +2,7 @@
 
 Differences from Ray's own ``OptunaSearch`` that this service depends on:
 
-* a configuration that the scheduler (study.scheduler: ASHA over the seed mean) stopped early
+* a configuration that the scheduler (study.scheduler: ASHA over the score) stopped early
   is told as PRUNED, not COMPLETE with a partial loss; COMPLETE means every seed ran its full
   epoch budget;
 * a configuration that failed is FAIL with its reason (the exception, or the divergence) in

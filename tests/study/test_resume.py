@@ -33,6 +33,7 @@ from study.store import Store
 from tests.reliability.conftest import record_external
 from tests.support import (
     TINY_PTB_BASE,
+    assert_one_score,
     driver_env,
     kill_process_tree,
     tiny_ptb_spec,
@@ -218,6 +219,8 @@ def test_cut_off_trial_continues_from_its_checkpoint(
     # The cut came with every seed of some trial between two checkpoints.
     assert any(all(cut) and min(cut) < EPOCHS for cut in continued)
 
+    # Each trial's value is the one score, continued trials too (their carried epochs count).
+    assert_one_score(url, name)
     # n_trials respected: the retired trial does not count, every counted trial COMPLETE.
     counted = [t for t in trials.values() if not t.user_attrs.get(keys.REQUEUED)]
     assert len(counted) == N_TRIALS

@@ -3,7 +3,8 @@ other.
 
 The oracle is Ray Tune's own successive-halving bracket (``ray.tune.schedulers.async_hyperband.
 _Bracket``, private, used here only to check against): fed one value per configuration per rung,
-the seed mean at the moment the configuration's last seed reaches the rung, it must take the
+its score there (study.score: the mean over seeds of each seed's best up to the rung) at the
+moment the configuration's last seed reaches the rung, it must take the
 decisions ConfigurationASHA takes, over random interleavings of 1, 2 and 3 seeds and several
 reduction factors and grace periods. The searcher then tells Optuna PRUNED for exactly the
 configurations the scheduler stopped, with every seed stopped, and COMPLETE for the others.
@@ -117,7 +118,8 @@ def _simulate(tmp_path: Path, seed: int) -> None:
         # The oracle: Ray's bracket, one entry per configuration when its last seed arrives.
         if epoch in scheduler.halving.rungs and number not in expected_stop:
             values = at_rung.setdefault((number, epoch), [])
-            values.append(value)
+            # The score at the rung (study.score): each seed's best up to it, then the mean.
+            values.append(min(curves[ray_id][:epoch]))
             if len(values) == repeats:
                 verdict = oracle.on_result(_RayTrial(f"c{number}"), epoch, -float(np.mean(values)))
                 if verdict == TrialScheduler.STOP:
@@ -153,20 +155,21 @@ def _simulate(tmp_path: Path, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_asha_decides_by_configuration_like_rays_bracket_on_seed_means(
+def test_asha_decides_by_configuration_like_rays_bracket_on_the_score(
     tmp_path: Path, seed: int
 ) -> None:
     _simulate(tmp_path, seed)
     if seed == 39:
         record_external(
             "tests/study/test_scheduler.py::"
-            f"test_asha_decides_by_configuration_like_rays_bracket_on_seed_means[{seed}]",
+            f"test_asha_decides_by_configuration_like_rays_bracket_on_the_score[{seed}]",
             "ASHA with several seeds per configuration",
             f"{_SEEN['cases']} seeded studies (1-3 seeds, reduction factor 2, 2.5, 3 or 4, grace "
             "1 or 2, 4-9 epochs), seeds' reports in random interleavings through "
             "ConfigurationASHA and the searcher as Ray Tune calls them",
-            f"every decision equal to Ray Tune's own ASHA bracket fed one seed mean per "
-            f"configuration and rung; no seed stopped unless its configuration was: "
+            f"every decision equal to Ray Tune's own ASHA bracket fed one score (the seeds' mean "
+            "of their best up to the rung) per configuration and rung; no seed stopped unless "
+            "its configuration was: "
             f"{_SEEN['pruned']} of {_SEEN['configurations']} configurations ({_SEEN['seeds']} "
             "seed runs) PRUNED with every seed past the rung, the rest COMPLETE",
         )
