@@ -28,6 +28,7 @@ from study.store import (
     VERSION_TABLE,
     Store,
     StoreError,
+    alembic_config,
     create_engine_for,
     current_revision,
     default_storage_url,
@@ -234,11 +235,16 @@ MIDSCALE = REPO_ROOT / "docs" / "results" / "ptb-char" / "midscale" / "midscale.
 
 
 def test_the_committed_midscale_database_upgrades_on_a_copy(tmp_path: Path) -> None:
-    """A real database of an older version (revision 0001): a copy upgrades, and its three
-    Figure-3 trials cut off by Ctrl-C are 'interrupted'. The committed file is never opened."""
+    """A real database taken back to an older version (revision 0001, as the mid-scale study
+    wrote it before `db upgrade`): a copy upgrades, and its three Figure-3 trials cut off by
+    Ctrl-C are 'interrupted' again (read from their error text). The committed file is never
+    opened."""
+    from alembic import command
+
     copy = tmp_path / "midscale.db"
     shutil.copyfile(MIDSCALE, copy)
     url = f"sqlite:///{copy}"
+    command.downgrade(alembic_config(url), "0001")
     assert current_revision(url) == "0001"
     with Store.open(url) as store:
         retired = {
