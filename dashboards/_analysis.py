@@ -211,6 +211,7 @@ def analyze(
         color_param=color,
         grace_period=grace_period,
         reduction_factor=reduction_factor,
+        ends=ends,
     )
     importance = parameter_importance(study)
     ranges = {}

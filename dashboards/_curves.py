@@ -15,6 +15,21 @@ __all__ = ["LearningCurves", "asha_rungs", "learning_curves", "stop_rung"]
 Budget = Literal["full", "last"]
 
 
+def _converged(last: pd.DataFrame, ends: pd.DataFrame | None) -> np.ndarray:
+    """Per run (row of ``last``): whether the store says it converged."""
+    if ends is None or ends.empty or not {"number", "seed", "ended"} <= set(ends.columns):
+        return np.zeros(len(last), dtype=bool)
+    done = ends[ends["ended"] == "converged"]
+    keys = set(zip(done["number"].astype(int), done["seed"].astype(int), strict=True))
+    return np.array(
+        [
+            pd.notna(seed) and (int(number), int(seed)) in keys
+            for number, seed in zip(last["number"], last["seed"], strict=True)
+        ],
+        dtype=bool,
+    )
+
+
 def asha_rungs(
     max_epochs: int, grace_period: int | None, reduction_factor: float | None
 ) -> list[int]:
@@ -87,6 +102,7 @@ def learning_curves(
     grace_period: int | None = None,
     reduction_factor: float | None = None,
     metric_column: str = "valid_metric",
+    ends: pd.DataFrame | None = None,
 ) -> LearningCurves:
     """Per-trial curves of ``metric_column`` with each trial's rate for colouring.
 
@@ -94,7 +110,9 @@ def learning_curves(
     ``budget='last'`` keeps every trial, its final point at its last epoch. A trial counts as
     stopped early when its state is PRUNED, or it is COMPLETE with fewer than ``max_epochs``.
     A run short of ``max_epochs`` in any other state (FAIL: interrupted, crashed, diverged;
-    RUNNING) is ``unfinished``: drawn, never counted as stopped by the scheduler.
+    RUNNING) is ``unfinished``: drawn, never counted as stopped by the scheduler. A run the
+    store's ``ends`` (``number``, ``seed``, ``ended``) says converged (its ``patience`` ran out)
+    is neither: it ended on its own.
     """
     if budget not in ("full", "last"):
         raise ValueError("budget must be 'full' or 'last'")
@@ -135,10 +153,11 @@ def learning_curves(
         ep = pd.to_numeric(last["epochs"], errors="coerce").to_numpy(dtype=float)
         reached = np.where(np.isfinite(ep), np.maximum(ep, reached), reached).astype(int)
     state = last["state"].to_numpy()
-    stopped = (state == "PRUNED") | ((state == "COMPLETE") & (reached < max_epochs))
+    converged = _converged(last, ends)
+    stopped = ((state == "PRUNED") | ((state == "COMPLETE") & (reached < max_epochs))) & ~converged
     last["reached"] = reached
     last["stopped_early"] = stopped
-    last["unfinished"] = ~stopped & (state != "COMPLETE") & (reached < max_epochs)
+    last["unfinished"] = ~stopped & ~converged & (state != "COMPLETE") & (reached < max_epochs)
     last["rung"] = [
         stop_rung(int(r), rungs) if s and rungs else None
         for r, s in zip(reached, stopped, strict=True)

@@ -351,6 +351,9 @@ def test_report_reads_converged_runs_and_says_which_hit_the_budget() -> None:
         "1 of 2 configurations had every run end at the budget (epoch 6), not converged" in summary
     )
     assert "converged@4, converged@4" in summary and "budget@6, budget@6" in summary
+    # The converged runs ended on their own: neither stopped early by a scheduler nor unfinished.
+    assert analysis.curves.n_stopped_early == 0 and analysis.curves.n_unfinished == 0
+    assert "Stopped early: 0 of 4 runs" in summary
     # Without the store's ends (an older database) nothing is claimed about convergence.
     plain = analyze(trials, epochs, metric="bpc", max_epochs=6)
     assert "Runs ended" not in plain.summary_markdown
