@@ -4,7 +4,7 @@ Differences from Ray's own ``OptunaSearch`` that this service depends on:
 
 * a configuration that the scheduler (study.scheduler: ASHA over the score) stopped early
   is told as PRUNED, not COMPLETE with a partial loss; COMPLETE means every seed ran its full
-  epoch budget;
+  epoch budget or converged before it;
 * a configuration that failed is FAIL with its reason (the exception, or the divergence) in
   user_attrs; one cut off by the infrastructure (study.faults) or by the driver's own stop is
   retired (FAIL, ``keys.REQUEUED``, ``keys.RETIRED_BECAUSE``) and a replacement continues it
@@ -64,8 +64,8 @@ class TrialOutcome:
     """What the searcher told Optuna about one configuration (all its seeds)."""
 
     state: TrialState
-    # The score (study.score): COMPLETE at the end of its runs; PRUNED at the rung it was
-    # stopped at; FAIL at the last epoch every seed reached, when there is one.
+    # The score (study.score): COMPLETE at the end of its runs; PRUNED and FAIL at the last
+    # epoch every seed reached (or converged before), when there is one.
     value: float | None
     retired: Retired | None  # FAIL cut off by the run: continued by a replacement
     final_value: float | None  # the seeds' mean at their last epoch (shows overfitting)
