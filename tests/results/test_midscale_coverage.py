@@ -77,14 +77,14 @@ EXPECTED_COVERAGE: dict[str, dict[Point, Coverage]] = {
         (0.0, 0.0): Coverage(complete=1, seeds=2),
         (0.0, 0.05): Coverage(complete=1, seeds=2),
         (0.0, 0.1): Coverage(complete=1, seeds=2),
-        (0.25, 0.0): Coverage(retired=1, continued=1, queued=1),
+        (0.25, 0.0): Coverage(complete=1, seeds=2, retired=1, continued=1),
         (0.25, 0.05): Coverage(complete=1, seeds=2),
-        (0.25, 0.1): Coverage(retired=1, continued=1, queued=1),
+        (0.25, 0.1): Coverage(complete=1, seeds=2, retired=1, continued=1),
         (0.5, 0.0): Coverage(complete=1, seeds=2),
         (0.5, 0.05): Coverage(complete=1, seeds=2),
         (0.5, 0.1): Coverage(complete=1, seeds=2, retired=1, continued=1),
-        # Never ran: only a WAITING trial queued by hand (user attribute 'queued_by_hand').
-        (0.75, 0.0): Coverage(queued=1),
+        # Queued by hand (user attribute 'queued_by_hand'), run on 2026-12-05.
+        (0.75, 0.0): Coverage(complete=1, seeds=2),
         (0.75, 0.05): Coverage(complete=1, seeds=2),
         (0.75, 0.1): Coverage(complete=1, seeds=2),
     },
@@ -117,9 +117,11 @@ EXPECTED_TRIALS: dict[str, dict[int, tuple[Point, str, int | None]]] = {
         9: ((0.25, 0.0), "interrupted", None),  # cut off after epoch 1 of seed 0
         10: ((0.0, 0.05), "COMPLETE", None),
         11: ((0.25, 0.1), "interrupted", None),  # cut off before any epoch
-        12: ((0.75, 0.0), "WAITING", None),
-        13: ((0.25, 0.0), "WAITING", 9),
-        14: ((0.25, 0.1), "WAITING", 11),
+        # The three queued trials, run on 2026-12-05 (a fresh machine: #13 and #14 started
+        # their seeds from epoch 0, their checkpoints being elsewhere: 'resume_skipped').
+        12: ((0.75, 0.0), "COMPLETE", None),
+        13: ((0.25, 0.0), "COMPLETE", 9),
+        14: ((0.25, 0.1), "COMPLETE", 11),
     },
     RECURRENT_DROPOUT: {
         0: ((0.5,), "COMPLETE", None),
