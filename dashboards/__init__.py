@@ -31,6 +31,7 @@ from ._compare import (
 )
 from ._configs import ConfigTable
 from ._figures import report_figures
+from ._frame import TrialState
 from ._importance import ParamImportance
 from ._ladder import ScaleAgreement, scale_agreement
 from ._optuna_bridge import (
@@ -61,6 +62,7 @@ __all__ = [
     "ScaleAgreement",
     "ScaleFrames",
     "StudyAnalysis",
+    "TrialState",
     "analyze",
     "build_report",
     "compare_methods",

@@ -16,7 +16,7 @@ PUBLIC = {
     # a promoted study's two scales (the ladder): the section, and the statistics alone
     "promotion_section", "scale_agreement", "ScaleFrames", "ScaleAgreement",
     # the frame contract with study/: which trials the service retired (the `retired` column)
-    "retired_kinds", "RETIRED_KINDS",
+    "retired_kinds", "RETIRED_KINDS", "TrialState",
     # the data types those return
     "StudyAnalysis", "ReportResult", "DashboardServer", "Interval", "IntervalKind", "ConfigTable",
     "EpochChoice", "MetricInfo", "ParamImportance", "MethodResult", "MethodPair", "Comparison",
