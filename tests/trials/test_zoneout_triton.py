@@ -40,11 +40,11 @@ def test_triton_available_only_on_cuda() -> None:
 
 
 def test_zoneout_lstm_refuses_triton_off_cuda_and_keeps_it_opt_in() -> None:
-    from trials.zoneout import ZoneoutLSTM
+    from trials.zoneout import LayerPath, ZoneoutLSTM, choose_path
 
     layer = ZoneoutLSTM(IN, H, zoneout_cell=0.5)
     x = torch.randn(T, B, IN)
-    assert not layer._use_triton(x)  # "fused" on CPU never picks it
+    assert choose_path(layer, x) is not LayerPath.TRITON  # "fused" on CPU never picks it
     layer.implementation = "triton"
     with pytest.raises(ValueError, match="needs a CUDA tensor"):
         layer(x)
@@ -229,6 +229,7 @@ def check_training_matches_reference_with_the_kernels_masks(
 @pytest.mark.parametrize("shared", [False, True])
 def check_training_matches_the_projects_reference_loop(shared: bool) -> None:
     # trials.zoneout._loops is the layers' oracle on CPU; fed the kernels' masks.
+    from trials.zoneout._args import LayerArgs
     from trials.zoneout._loops import lstm_layer_reference
 
     params = _params(torch.float64)
@@ -236,7 +237,7 @@ def check_training_matches_the_projects_reference_loop(shared: bool) -> None:
                shared_mask=shared, training=True, seed=99)  # fmt: skip
     d_c, d_h, keep = _kernel_masks(99, 0.5, 0.25, 0.5, shared)
     d_h = d_c if shared else d_h
-    want = lstm_layer_reference(*params, d_c, d_h, keep, 2.0)
+    want = lstm_layer_reference(LayerArgs(*params, d_c, d_h, keep, 2.0))
     _assert_close(list(got), list(want), torch.float64)
     _assert_close(_grads(got, params), _grads(want, params), torch.float64)
 

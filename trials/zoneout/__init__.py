@@ -6,8 +6,13 @@ it computes what ``nn.LSTM`` computes, bit for bit. The same layer also runs rec
 (Semeniuta et al., ``recurrent_dropout``), one zoneout mask shared by c and h
 (``zoneout_shared_mask``) and recurrent batch norm (Cooijmans et al., ``recurrent_batch_norm``),
 alone or combined, on the same parameters, initialisation and random streams.
+
+`choose_path` decides which `LayerPath` a ZoneoutLSTM pass runs (nn.LSTM's kernel, the CPU
+extension, the fused PyTorch node, the reference loop or Triton); ``layer.last_path`` records
+the one the last pass ran, as a stable lowercase string value.
 """
 
 from trials.zoneout._layers import ZoneoutGRU, ZoneoutLSTM, ZoneoutRNN
+from trials.zoneout._paths import LayerPath, choose_path
 
-__all__ = ["ZoneoutGRU", "ZoneoutLSTM", "ZoneoutRNN"]
+__all__ = ["LayerPath", "ZoneoutGRU", "ZoneoutLSTM", "ZoneoutRNN", "choose_path"]

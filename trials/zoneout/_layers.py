@@ -1,19 +1,18 @@
 """ZoneoutLSTM, ZoneoutGRU, ZoneoutRNN: drop-ins for torch.nn.LSTM / GRU / RNN(tanh).
 
 Reproducibility contract: at the start of a training forward pass the layer draws its seed table
-from torch's global RNG, whatever the rates, and every mask comes from its own private stream
-(`trials.zoneout._masks`); the inter-layer dropout then draws from the global RNG as nn.LSTM's
-does. Parameters are created and initialised exactly as nn.LSTM's (names, shapes, order, the
-same U(-1/sqrt(H), 1/sqrt(H)) draws); recurrent batch norm's parameters are constants and draw
-nothing. So the same seed gives the same initial weights and the same later random numbers
-whatever the zoneout, recurrent-dropout and batch-norm settings.
+from torch's global RNG, whatever the rates and whatever the path, and its masks come from that
+table alone (`trials.zoneout._masks`, "Random masks", says how on each path); the inter-layer
+dropout then draws from the global RNG as nn.LSTM's does. Parameters are created and initialised
+exactly as nn.LSTM's (names, shapes, order, the same U(-1/sqrt(H), 1/sqrt(H)) draws); recurrent
+batch norm's parameters are constants and draw nothing. So the same seed gives the same initial
+weights and the same later random numbers whatever the zoneout, recurrent-dropout and batch-norm
+settings.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import os
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -22,37 +21,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from trials.zoneout import _cpu_ext
+from trials.zoneout._args import LayerArgs, LayerOutput, Weight, check_rate
 from trials.zoneout._loops import StepBatchNorm, gru_layer, lstm_layer_reference, rnn_tanh_layer
-from trials.zoneout._lstm_cpu import CpuZoneoutLSTMLayer
-from trials.zoneout._lstm_fused import FusedZoneoutLSTMLayer, Weight
+from trials.zoneout._lstm_cpu import cpu_extension_layer
+from trials.zoneout._lstm_fused import fused_layer
 from trials.zoneout._masks import MaskKind, bernoulli_mask, draw_seeds
-from trials.zoneout._triton_lstm import triton_available, triton_lstm_layer
+from trials.zoneout._paths import LayerPath, check_implementation, choose_path
+from trials.zoneout._triton_lstm import make_noise, triton_layer
 
-# "fused": the fastest available single-node layer (the C++ extension on CPU when it builds,
-# else the pure-PyTorch node); "fused-pytorch": always the pure-PyTorch node (the extension's
-# test oracle); "reference": the per-step autograd loop.
-_IMPLEMENTATIONS = ("fused", "fused-pytorch", "reference", "triton")
-# The Triton CUDA path (trials.zoneout._triton_lstm) is checked under Triton's interpreter and
-# compiled for sm_90 in CI, but it has not yet run on a real GPU: until a GPU run has measured it
-# (benchmarks/gpu_triton_check.py), "fused" on CUDA keeps the PyTorch node and Triton is opt-in,
-# per layer (implementation="triton") or per process (ZONEOUT_TRITON=1, e.g. on Ray workers).
-_TRITON_BY_DEFAULT = os.environ.get("ZONEOUT_TRITON", "0") == "1"
+# The per-path layer functions that take masks drawn here; the Triton path draws its own.
+_MASKED_PATHS: dict[LayerPath, Callable[[LayerArgs], LayerOutput]] = {
+    LayerPath.CPU_EXTENSION: cpu_extension_layer,
+    LayerPath.FUSED: fused_layer,
+    LayerPath.REFERENCE: lstm_layer_reference,
+}
 # Per-step statistic sets kept by recurrent batch norm unless told otherwise: char-PTB's 100-step
 # windows. Longer sequences reuse the last set.
 DEFAULT_BATCH_NORM_STEPS = 100
 # Cooijmans et al.: gamma 0.1 keeps sigmoid/tanh out of saturation at the start of training.
 BATCH_NORM_GAMMA = 0.1
-
-
-def _check_rate(name: str, value: object) -> float:
-    # bool is an int subclass; True would silently mean "always preserve".
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    rate = float(value)
-    if not 0.0 <= rate <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return rate
 
 
 def _check_size(name: str, value: object) -> int:
@@ -66,6 +53,7 @@ class _ZoneoutBase(nn.Module):
 
     _gates: ClassVar[int]
     _has_cell: ClassVar[bool] = False
+    _last_path: LayerPath | None = None
 
     def __init__(
         self,
@@ -112,7 +100,7 @@ class _ZoneoutBase(nn.Module):
 
     @dropout.setter
     def dropout(self, value: float) -> None:
-        self._dropout = _check_rate("dropout", value)
+        self._dropout = check_rate("dropout", value)
 
     @property
     def zoneout_cell(self) -> float:
@@ -120,7 +108,7 @@ class _ZoneoutBase(nn.Module):
 
     @zoneout_cell.setter
     def zoneout_cell(self, value: float) -> None:
-        rate = _check_rate("zoneout_cell", value)
+        rate = check_rate("zoneout_cell", value)
         if rate != 0.0 and not self._has_cell:
             raise ValueError(
                 f"{type(self).__name__} has no cell state; zoneout_cell must be 0, got {value!r}"
@@ -133,7 +121,13 @@ class _ZoneoutBase(nn.Module):
 
     @zoneout_hidden.setter
     def zoneout_hidden(self, value: float) -> None:
-        self._zoneout_hidden = _check_rate("zoneout_hidden", value)
+        self._zoneout_hidden = check_rate("zoneout_hidden", value)
+
+    @property
+    def last_path(self) -> LayerPath | None:
+        """The path the last completed forward pass ran (`trials.zoneout.LayerPath`); None
+        before the first. GRU and RNN always run the reference loop."""
+        return self._last_path
 
     def reset_parameters(self) -> None:
         """torch's RNN init: each weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)), in nn.LSTM's order."""
@@ -267,11 +261,11 @@ class ZoneoutLSTM(_ZoneoutBase):
     ``bn_weight_ih_l{k}``, ``bn_weight_hh_l{k}``, ``bn_weight_c_l{k}``, ``bn_bias_c_l{k}``.
 
     ``implementation`` picks the fast path ("fused", default), the pure-PyTorch fused node
-    ("fused-pytorch") or the per-step autograd loop they are tested against ("reference");
-    recurrent batch norm always runs the reference loop. The fast path runs a fused single-node
-    layer (on CPU the C++ extension of `_cpu_ext`, built at first use, else the pure-PyTorch
-    node), or nn.LSTM's own kernel in a pass where no rate perturbs the recurrence (so with all
-    rates 0 the numbers are nn.LSTM's, bit for bit).
+    ("fused-pytorch"), the per-step autograd loop they are tested against ("reference") or the
+    Triton CUDA layer ("triton"); recurrent batch norm always runs the reference loop, and a pass
+    where no rate perturbs the recurrence runs nn.LSTM's own kernel (so with all rates 0 the
+    numbers are nn.LSTM's, bit for bit). `trials.zoneout.choose_path` decides, once per pass;
+    ``last_path`` tells which `LayerPath` the last pass ran.
     """
 
     _gates = 4
@@ -318,7 +312,7 @@ class ZoneoutLSTM(_ZoneoutBase):
 
     @recurrent_dropout.setter
     def recurrent_dropout(self, value: float) -> None:
-        self._recurrent_dropout = _check_rate("recurrent_dropout", value)
+        self._recurrent_dropout = check_rate("recurrent_dropout", value)
 
     def _check_shared_mask(self) -> None:
         if self.zoneout_shared_mask and self.zoneout_cell != self.zoneout_hidden:
@@ -384,33 +378,6 @@ class ZoneoutLSTM(_ZoneoutBase):
             training=self.training,
         )
 
-    def _fused_node(self, x: Tensor) -> type[torch.autograd.Function]:
-        use_extension = (
-            self.implementation == "fused"
-            and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64)
-            and _cpu_ext.load()
-        )
-        return CpuZoneoutLSTMLayer if use_extension else FusedZoneoutLSTMLayer
-
-    def _use_triton(self, x: Tensor) -> bool:
-        if self.implementation == "triton":
-            if not triton_available(x.device):
-                raise ValueError(
-                    "implementation='triton' needs a CUDA tensor and the triton package "
-                    f"(got a tensor on {x.device}); use 'fused' elsewhere"
-                )
-            return True
-        return self.implementation == "fused" and _TRITON_BY_DEFAULT and triton_available(x.device)
-
-    def _perturbed(self) -> bool:
-        # Zoneout acts in evaluation too (the expectation); recurrent dropout only in training.
-        return (
-            self.zoneout_cell > 0.0
-            or self.zoneout_hidden > 0.0
-            or (self.training and self.recurrent_dropout > 0.0)
-        )
-
     def _dropout_keep(
         self, x: Tensor, seeds: Tensor | None, layer: int
     ) -> tuple[Tensor | None, float]:
@@ -424,13 +391,41 @@ class ZoneoutLSTM(_ZoneoutBase):
         seed = int(seeds[layer, MaskKind.RECURRENT_DROPOUT])
         return ~bernoulli_mask(seed, p, shape, x.device), 1.0 / (1.0 - p)
 
+    def _layer_args(
+        self, path: LayerPath, x: Tensor, h0: Tensor, c0: Tensor, seeds: Tensor | None, layer: int
+    ) -> LayerArgs:
+        args = LayerArgs(x, h0, c0, *self._layer_params(layer))
+        if path is LayerPath.TRITON:  # masks are drawn inside the kernels
+            return args
+        d_c = self._zoneout_weight(self.zoneout_cell, x, seeds, layer, MaskKind.CELL)
+        if self.zoneout_shared_mask:
+            d_h = d_c
+        else:
+            d_h = self._zoneout_weight(self.zoneout_hidden, x, seeds, layer, MaskKind.HIDDEN)
+        rd_keep, rd_scale = self._dropout_keep(x, seeds, layer)
+        return LayerArgs(*args.tensors(), d_c, d_h, rd_keep, rd_scale, norm=self._batch_norm(layer))
+
+    def _run_layer(
+        self, path: LayerPath, args: LayerArgs, seeds: Tensor | None, layer: int
+    ) -> LayerOutput:
+        if path is not LayerPath.TRITON:
+            return _MASKED_PATHS[path](args)
+        # One Philox key per layer, the cell column of its seed row (the three masks are
+        # separate Philox lanes): no (T, B, H) mask tensors.
+        noise = make_noise(
+            self.zoneout_cell,
+            self.zoneout_hidden,
+            self.recurrent_dropout,
+            self.zoneout_shared_mask,
+            self.training,
+        )
+        seed = int(seeds[layer, MaskKind.CELL]) if seeds is not None else 0
+        return triton_layer(args, noise, seed)
+
     def forward(  # type: ignore[override]
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        if self.implementation not in _IMPLEMENTATIONS:
-            raise ValueError(
-                f"implementation must be one of {_IMPLEMENTATIONS}, got {self.implementation!r}"
-            )
+        check_implementation(self.implementation)
         self._check_shared_mask()  # the rates may have been reassigned since construction
         x, unbatched = self._prepare_input(input)
         if hx is None:
@@ -441,12 +436,12 @@ class ZoneoutLSTM(_ZoneoutBase):
             raise TypeError("ZoneoutLSTM: hx must be a tuple (h_0, c_0) or None")
         h0 = self._prepare_state(h0, x, unbatched, "h_0")
         c0 = self._prepare_state(c0, x, unbatched, "c_0")
-        fused = self.implementation != "reference" and not self.recurrent_batch_norm
-        seeds = self._seed_table()
-        if fused and not self._perturbed():
+        seeds = self._seed_table()  # before choosing: every training pass draws it
+        path = choose_path(self, x)
+        if path is LayerPath.NN_LSTM:
             # Nothing perturbs the recurrence in this pass: run nn.LSTM's own kernel (oneDNN on
             # CPU, cuDNN on GPU). Same numbers as nn.LSTM, bit for bit, at vendor speed.
-            out, h_out, c_out = torch._VF.lstm(  # type: ignore[attr-defined]
+            x, h_out, c_out = torch._VF.lstm(  # type: ignore[attr-defined]
                 x,
                 (h0, c0),
                 [getattr(self, name) for name in self._rnn_parameter_names],
@@ -457,56 +452,17 @@ class ZoneoutLSTM(_ZoneoutBase):
                 False,  # bidirectional
                 False,  # batch_first: x is time-major here
             )
-            if unbatched:
-                h_out, c_out = h_out.squeeze(1), c_out.squeeze(1)
-            return self._finish_output(out, unbatched), (h_out, c_out)
-        h_n: list[Tensor] = []
-        c_n: list[Tensor] = []
-        for layer in range(self.num_layers):
-            x = self._inter_layer(x, layer)
-            if fused and self._use_triton(x):
-                # Masks are drawn inside the kernels from one Philox key per layer (its three
-                # masks are separate Philox lanes): no (T, B, H) mask tensors.
-                x, h, c = triton_lstm_layer(
-                    x,
-                    h0[layer],
-                    c0[layer],
-                    *self._layer_params(layer),
-                    zoneout_cell=self.zoneout_cell,
-                    zoneout_hidden=self.zoneout_hidden,
-                    recurrent_dropout=self.recurrent_dropout,
-                    shared_mask=self.zoneout_shared_mask,
-                    training=self.training,
-                    seed=int(seeds[layer, MaskKind.CELL]) if seeds is not None else 0,
-                )
+        else:
+            h_n: list[Tensor] = []
+            c_n: list[Tensor] = []
+            for layer in range(self.num_layers):
+                x = self._inter_layer(x, layer)
+                args = self._layer_args(path, x, h0[layer], c0[layer], seeds, layer)
+                x, h, c = self._run_layer(path, args, seeds, layer)
                 h_n.append(h)
                 c_n.append(c)
-                continue
-            d_c = self._zoneout_weight(self.zoneout_cell, x, seeds, layer, MaskKind.CELL)
-            if self.zoneout_shared_mask:
-                d_h = d_c
-            else:
-                d_h = self._zoneout_weight(self.zoneout_hidden, x, seeds, layer, MaskKind.HIDDEN)
-            rd_keep, rd_scale = self._dropout_keep(x, seeds, layer)
-            params = self._layer_params(layer)
-            if fused:
-                node = self._fused_node(x)
-                x, h, c = node.apply(x, h0[layer], c0[layer], *params, d_c, d_h, rd_keep, rd_scale)
-            else:
-                x, h, c = lstm_layer_reference(
-                    x,
-                    h0[layer],
-                    c0[layer],
-                    *params,
-                    d_c,
-                    d_h,
-                    rd_keep,
-                    rd_scale,
-                    self._batch_norm(layer),
-                )
-            h_n.append(h)
-            c_n.append(c)
-        h_out, c_out = torch.stack(h_n), torch.stack(c_n)
+            h_out, c_out = torch.stack(h_n), torch.stack(c_n)
+        self._last_path = path
         if unbatched:
             h_out, c_out = h_out.squeeze(1), c_out.squeeze(1)
         return self._finish_output(x, unbatched), (h_out, c_out)
@@ -545,6 +501,7 @@ class _ZoneoutSingleState(_ZoneoutBase):
             x, h = type(self)._layer_function(x, h0[layer], *self._layer_params(layer), d_h)
             h_n.append(h)
         h_out = torch.stack(h_n)
+        self._last_path = LayerPath.REFERENCE
         return self._finish_output(x, unbatched), h_out.squeeze(1) if unbatched else h_out
 
 

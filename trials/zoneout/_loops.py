@@ -13,14 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trials.zoneout._lstm_fused import (
-    Weight,
-    _active,
-    _steps,
-    as_float,
-    dropout_weight,
-    zoneout_weights,
-)
+from trials.zoneout._args import LayerArgs, LayerOutput, Weight
+from trials.zoneout._lstm_fused import _active, _steps, as_float, dropout_weight, zoneout_weights
 
 
 @dataclass(frozen=True)
@@ -75,24 +69,13 @@ def _zone(new: Tensor, old: Tensor, d: Weight, active: bool) -> Tensor:
     return torch.lerp(new, old, d) if active else new
 
 
-def lstm_layer_reference(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    d_c: Weight,
-    d_h: Weight,
-    rd_keep: Tensor | None = None,
-    rd_scale: float = 1.0,
-    norm: StepBatchNorm | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Same contract as `FusedZoneoutLSTMLayer.apply`, as a plain autograd loop; ``norm`` adds
-    recurrent batch norm, which only this path computes."""
-    d_c, d_h = zoneout_weights(d_c, d_h, x.dtype)
-    rd_w = dropout_weight(rd_keep, rd_scale, x.dtype)
+def lstm_layer_reference(args: LayerArgs) -> LayerOutput:
+    """The reference path (`LayerPath.REFERENCE`): `LayerArgs`' contract as a plain autograd
+    loop; ``args.norm`` adds recurrent batch norm, which only this path computes."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = args.tensors()
+    norm = args.norm
+    d_c, d_h = zoneout_weights(args.d_c, args.d_h, x.dtype)
+    rd_w = dropout_weight(args.rd_keep, args.rd_scale, x.dtype)
     # With batch norm the biases go after the normalization (which would cancel them).
     xs = _input_projection(x, w_ih, b_ih if norm is None else None)
     zc, zh = _active(d_c), _active(d_h)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from trials.zoneout._lstm_fused import Weight
+from trials.zoneout._args import DIFFERENTIABLE, LayerArgs, LayerOutput, Weight
 
 
 def _use_onednn(t: Tensor) -> bool:
@@ -51,34 +51,26 @@ def _mask_and_rate(d: Weight) -> tuple[Tensor | None, float]:
 
 
 class CpuZoneoutLSTMLayer(torch.autograd.Function):
-    """(x, h0, c0, W_ih, W_hh, b_ih, b_hh, d_c, d_h, rd_keep, rd_scale) -> (output, h_n, c_n)."""
+    """One layer, the fields of a `LayerArgs` flat (``apply(*args.node_args())``; see
+    `cpu_extension_layer`) -> (output, h_n, c_n), with `LayerArgs`' contract."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        x: Tensor,
-        h0: Tensor,
-        c0: Tensor,
-        w_ih: Tensor,
-        w_hh: Tensor,
-        b_ih: Tensor | None,
-        b_hh: Tensor | None,
-        d_c: Weight,
-        d_h: Weight,
-        rd_keep: Tensor | None,
-        rd_scale: float,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(ctx: Any, *flat: Any) -> LayerOutput:  # type: ignore[override]
+        args = LayerArgs(*flat)
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh = args.tensors()
+        rd_keep, rd_scale = args.rd_keep, args.rd_scale
         steps, batch, _ = x.shape
         bias = b_ih + b_hh if b_ih is not None and b_hh is not None else None
         gates = dense_linear(x.reshape(steps * batch, -1), w_ih, bias).view(steps, batch, -1)
-        mask_c, rate_c = _mask_and_rate(d_c)
-        mask_h, rate_h = _mask_and_rate(d_h)
+        mask_c, rate_c = _mask_and_rate(args.d_c)
+        mask_h, rate_h = _mask_and_rate(args.d_h)
         hs, cs, tanh_c = torch.ops.zoneout_cpu.lstm_forward(
             gates, h0, c0, w_hh, mask_c, rate_c, mask_h, rate_h, rd_keep, float(rd_scale)
         )
         ctx.save_for_backward(x, w_ih, w_hh, gates, hs, cs, tanh_c)
         ctx.zoneout = (mask_c, rate_c, mask_h, rate_h, rd_keep, float(rd_scale))
         ctx.has_bias = b_ih is not None
+        ctx.no_grad_inputs = len(flat) - DIFFERENTIABLE  # the masks and rd_scale
         # Fresh outputs, not views of the saved states: callers may modify them in place.
         return hs[1:].clone(), hs[steps].clone(), cs[steps].clone()
 
@@ -117,5 +109,11 @@ class CpuZoneoutLSTMLayer(torch.autograd.Function):
             grad_whh,
             grad_bih,
             grad_bhh,
-            *([None] * 4),
+            *([None] * ctx.no_grad_inputs),
         )
+
+
+def cpu_extension_layer(args: LayerArgs) -> LayerOutput:
+    """The C++ extension's path (`LayerPath.CPU_EXTENSION`): one layer as one autograd node."""
+    out: LayerOutput = CpuZoneoutLSTMLayer.apply(*args.node_args())
+    return out

@@ -19,9 +19,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# A zoneout weight is either a (T, B, H) bool mask, True = keep the previous value (training), or
-# the rate itself (evaluation, and training at rates 0 and 1).
-Weight = Tensor | float
+from trials.zoneout._args import DIFFERENTIABLE, LayerArgs, LayerOutput, Weight
 
 
 def _active(d: Weight) -> bool:
@@ -51,33 +49,16 @@ def _steps(d: Weight, n: int) -> list[Any]:
 
 
 class FusedZoneoutLSTMLayer(torch.autograd.Function):
-    """(x, h0, c0, W_ih, W_hh, b_ih, b_hh, d_c, d_h, rd_keep, rd_scale) -> (output, h_n, c_n).
-
-    One layer. x: (T, B, I); h0, c0: (B, H); d_c, d_h: a (T, B, H) bool mask or a float rate
-    (the same tensor for a shared mask); rd_keep: recurrent dropout's (T, B, H) bool keep mask
-    or None, rd_scale its 1/(1-p). Per step, with r = rd_keep*rd_scale (1 without dropout),
-    c~_t = f*c_{t-1} + i*(r*g), c_t = d_c*c_{t-1} + (1-d_c)*c~_t and
-    h_t = d_h*h_{t-1} + (1-d_h)*o_t*tanh(c~_t).
-    """
+    """One layer, the fields of a `LayerArgs` flat (``apply(*args.node_args())``; see
+    `fused_layer`) -> (output, h_n, c_n), with `LayerArgs`' contract."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        x: Tensor,
-        h0: Tensor,
-        c0: Tensor,
-        w_ih: Tensor,
-        w_hh: Tensor,
-        b_ih: Tensor | None,
-        b_hh: Tensor | None,
-        d_c: Weight,
-        d_h: Weight,
-        rd_keep: Tensor | None,
-        rd_scale: float,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(ctx: Any, *flat: Any) -> LayerOutput:  # type: ignore[override]
+        args = LayerArgs(*flat)
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh = args.tensors()
         steps, batch, _ = x.shape
-        d_c, d_h = zoneout_weights(d_c, d_h, x.dtype)
-        rd_w = dropout_weight(rd_keep, rd_scale, x.dtype)
+        d_c, d_h = zoneout_weights(args.d_c, args.d_h, x.dtype)
+        rd_w = dropout_weight(args.rd_keep, args.rd_scale, x.dtype)
         hidden = w_hh.shape[1]
         w_ih_p = w_ih.roll(hidden, 0)
         w_hh_p = w_hh.roll(hidden, 0)
@@ -137,6 +118,7 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
         ctx.save_for_backward(x, w_ih, w_hh, gates, hs, cs, tanh_c)
         ctx.d_c, ctx.d_h, ctx.rd_w = d_c, d_h, rd_w
         ctx.has_bias = b_ih is not None
+        ctx.no_grad_inputs = len(flat) - DIFFERENTIABLE  # the masks and rd_scale
         # Fresh output tensors, not views of the saved state: the caller may modify them in
         # place (e.g. nn.Dropout(inplace=True)), as it may with nn.LSTM's outputs.
         out = hs[1:].clone()
@@ -248,4 +230,19 @@ class FusedZoneoutLSTMLayer(torch.autograd.Function):
             # A separate tensor: AccumulateGrad may adopt a returned gradient as .grad itself,
             # and two parameters must not share one .grad.
             grad_bhh = (grad_b.clone() if need[5] else grad_b) if need[6] else None
-        return grad_x, grad_h0, grad_c0, grad_wih, grad_whh, grad_bih, grad_bhh, *([None] * 4)
+        return (
+            grad_x,
+            grad_h0,
+            grad_c0,
+            grad_wih,
+            grad_whh,
+            grad_bih,
+            grad_bhh,
+            *([None] * ctx.no_grad_inputs),
+        )
+
+
+def fused_layer(args: LayerArgs) -> LayerOutput:
+    """The pure-PyTorch fused path (`LayerPath.FUSED`): one layer as one autograd node."""
+    out: LayerOutput = FusedZoneoutLSTMLayer.apply(*args.node_args())
+    return out

@@ -1,16 +1,40 @@
-"""The layers' random masks: one private stream per (layer, mask kind), seeded from torch's RNG.
+"""The layers' random masks: one seed table per training pass, read differently by each path.
 
-Contract (reproducibility): in training, a forward pass first draws one seed per layer and mask
-kind from torch's global CPU generator, as ``torch.randint(0, 2**62, (num_layers, 3))``,
-whatever the rates (so the global stream advances by the same amount for every configuration,
-and the data order or any later draw does not depend on which rates are non-zero). Element i
-(row-major over (T, B, H)) of a mask with seed s is output i+1 of splitmix64 started at s: a
-counter hash, so any thread can draw any part, and the C++ extension (`_cpu/zoneout_lstm.cpp`,
-on CPU) and the torch integer ops below (the fallback, and CUDA) give the same bits. The element
-is True (keep the previous value; for recurrent dropout: drop) when the output's top 24 bits
-are below round(rate * 2^24). A mask kind whose rate is 0 (or 1) is not generated: its stream is
-nobody else's, so skipping it changes no other mask, and two configurations that differ only in
-the recurrent-dropout rate get the very same zoneout masks. Evaluation draws nothing.
+Random masks
+------------
+Seeds. In training, a forward pass of any of the three layers first draws one seed per layer and
+mask kind (`MaskKind`: cell zoneout, hidden zoneout, recurrent dropout) from torch's global CPU
+generator, as ``torch.randint(0, 2**62, (num_layers, 3))``, whatever the rates and whatever the
+path (so the global stream advances by the same amount for every configuration, and the data
+order or any later draw does not depend on which rates are non-zero or which path runs).
+Evaluation draws nothing: zoneout uses the expectation (the rate as the weight), recurrent
+dropout is the identity. Inter-layer dropout (``dropout``) is separate: it draws from torch's
+global RNG, as nn.LSTM's does.
+
+What each path (`trials.zoneout.LayerPath`) makes of the table:
+
+* ``nn_lstm`` (no rate perturbs the pass): no mask at all; the table is drawn and unused.
+* ``cpu_extension``, ``fused``, ``reference`` (and ZoneoutGRU / ZoneoutRNN, which always run a
+  reference loop): every mask kind whose rate is strictly between 0 and 1 is materialized before
+  the layer runs, as a (T, B, H) bool tensor from its own splitmix64 counter stream: element i
+  (row-major over (T, B, H)) of a mask with seed s is output i+1 of splitmix64 started at s,
+  True (keep the previous value; for recurrent dropout: drop) when the output's top 24 bits are
+  below round(rate * 2^24). A counter hash, so any thread can draw any part: on CPU with the C++
+  extension loaded `bernoulli_mask` runs its kernel (``_cpu/zoneout_lstm.cpp``), otherwise the
+  torch integer ops of `splitmix_mask` (CUDA, or no extension); both give the same bits, so these
+  three paths see the very same masks and differ only in arithmetic. A rate of 0 or 1 draws no
+  mask (the rate itself is exact); since each stream is nobody else's, skipping one changes no
+  other mask, and two configurations that differ only in the recurrent-dropout rate get the
+  very same zoneout masks. A shared zoneout mask is the cell stream's mask, used for c and h.
+* ``triton``: no mask tensor exists. Each layer's masks are drawn inside the kernels (forward,
+  and again in the backward) from ONE Philox key, the layer's cell seed ``seeds[layer, CELL]``;
+  the hidden and recurrent-dropout seeds of the row are drawn and unused. One Philox call per
+  (step, example, unit) gives four float32 uniforms; lane 0 is the cell mask (u < z_c), lane 1
+  the hidden mask (u < z_h; a shared mask reuses lane 0), lane 2 recurrent dropout's keep mask
+  (u >= p). The lanes are fixed, so here too a rate does not change the other masks. The bits
+  differ from the splitmix64 paths' (same distribution, different draws): a pass on Triton does
+  not reproduce the masks of a pass on the other paths under the same torch seed
+  (`trials.zoneout._triton_lstm.zoneout_masks` materializes Triton's masks for tests).
 """
 
 from __future__ import annotations

@@ -28,25 +28,25 @@ d ~ Bernoulli(rate) per step, example and unit, separate for c and h unless ``sh
 z*old + (1-z)*new. All rates 0 is nn.LSTM.
 Rates reach the kernels as float32.
 
-Intended use (ZoneoutLSTM's dispatch, wired by its owner): on a CUDA input with
-`triton_available`, for the fused implementation without recurrent batch norm, when some rate
-perturbs the pass, call `triton_lstm_layer` per layer in place of drawing (T, B, H) masks and
-calling the fused node, with ``seed = int(seeds[layer, MaskKind.CELL])`` from the layer's seed
-table in training (one key serves all three masks: they are separate Philox lanes).
+Use by ZoneoutLSTM: when `trials.zoneout._paths.choose_path` returns `LayerPath.TRITON`, the
+layer calls `triton_layer` per layer (its `LayerArgs` without masks) in place of drawing
+(T, B, H) masks and calling a fused node, with ``seed = int(seeds[layer, MaskKind.CELL])`` from
+the layer's seed table in training (one key serves all three masks: they are separate Philox
+lanes). `triton_lstm_layer` is the same with the tensors as arguments (tests, GPU check).
 
-Nothing here imports triton until `triton_lstm_layer` is called.
+Nothing here imports triton until a layer is run.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import numbers
 import os
 
 import torch
 from torch import Tensor
 
+from trials.zoneout._args import LayerArgs, LayerOutput, check_rate
 from trials.zoneout._triton_lstm.noise import Noise
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
@@ -65,16 +65,7 @@ def triton_available(device: torch.device) -> bool:
     return (torch.device(device).type == "cuda" or interpreted) and _triton_importable()
 
 
-def _rate(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    rate = float(value)
-    if not 0.0 <= rate <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return rate
-
-
-def _noise(
+def make_noise(
     zoneout_cell: float,
     zoneout_hidden: float,
     recurrent_dropout: float,
@@ -82,9 +73,9 @@ def _noise(
     training: bool,
 ) -> Noise:
     return Noise(
-        zoneout_cell=_rate("zoneout_cell", zoneout_cell),
-        zoneout_hidden=_rate("zoneout_hidden", zoneout_hidden),
-        recurrent_dropout=_rate("recurrent_dropout", recurrent_dropout),
+        zoneout_cell=check_rate("zoneout_cell", zoneout_cell),
+        zoneout_hidden=check_rate("zoneout_hidden", zoneout_hidden),
+        recurrent_dropout=check_rate("recurrent_dropout", recurrent_dropout),
         shared_mask=bool(shared_mask),
         training=bool(training),
     )
@@ -95,15 +86,8 @@ def _check_seed(seed: object) -> None:
         raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
 
 
-def _check_tensors(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-) -> None:
+def _check_tensors(args: LayerArgs) -> None:
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = args.tensors()
     if x.dim() != 3 or 0 in x.shape:
         raise ValueError(f"x must be a non-empty (T, B, I) tensor, got shape {tuple(x.shape)}")
     _, batch, inputs = x.shape
@@ -130,6 +114,31 @@ def _check_tensors(
         raise TypeError(f"x must be one of {_DTYPES}, got {x.dtype}")
 
 
+def triton_layer(args: LayerArgs, noise: Noise, seed: int) -> LayerOutput:
+    """The Triton path (`LayerPath.TRITON`): one layer, its masks drawn in the kernels from
+    ``seed`` as ``noise`` says (the record's mask fields must keep their defaults)."""
+    if not (
+        isinstance(args.d_c, float)
+        and isinstance(args.d_h, float)
+        and args.d_c == args.d_h == 0.0
+        and args.rd_keep is None
+        and args.norm is None
+    ):
+        raise ValueError(
+            "the Triton layer draws its own masks and has no recurrent batch norm: pass the "
+            "rates and a seed, not masks"
+        )
+    _check_seed(seed)
+    _check_tensors(args)
+    from trials.zoneout._triton_lstm.function import TritonZoneoutLSTMFunction
+
+    tensors = args.tensors()
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    x, *rest = tensors
+    out: LayerOutput = TritonZoneoutLSTMFunction.apply(x.contiguous(), *rest, noise, seed, save)
+    return out
+
+
 def triton_lstm_layer(
     x: Tensor,
     h0: Tensor,
@@ -145,7 +154,7 @@ def triton_lstm_layer(
     shared_mask: bool,
     training: bool,
     seed: int,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> LayerOutput:
     """One LSTM layer with zoneout: (output (T, B, H), h_n (B, H), c_n (B, H)).
 
     Weights in nn.LSTM's layout (gates i, f, g, o). Differentiable w.r.t. x, h0, c0 and the
@@ -153,18 +162,8 @@ def triton_lstm_layer(
     same seed draws the same masks (`zoneout_masks` materializes them); draw a fresh seed per
     call and layer. At eval ``seed`` is unused.
     """
-    noise = _noise(zoneout_cell, zoneout_hidden, recurrent_dropout, shared_mask, training)
-    _check_seed(seed)
-    _check_tensors(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    from trials.zoneout._triton_lstm.function import TritonZoneoutLSTMFunction
-
-    params = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in params)
-    x = x.contiguous()
-    out: tuple[Tensor, Tensor, Tensor] = TritonZoneoutLSTMFunction.apply(
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, noise, seed, save
-    )
-    return out
+    noise = make_noise(zoneout_cell, zoneout_hidden, recurrent_dropout, shared_mask, training)
+    return triton_layer(LayerArgs(x, h0, c0, w_ih, w_hh, b_ih, b_hh), noise, seed)
 
 
 def zoneout_masks(
@@ -184,7 +183,7 @@ def zoneout_masks(
     Bool tensors from the kernels' own Philox draw; d = True keeps the previous value, keep_g =
     False drops g (the kept ones are scaled by 1/(1-p)). A test and debugging oracle.
     """
-    noise = _noise(zoneout_cell, zoneout_hidden, recurrent_dropout, shared_mask, training=True)
+    noise = make_noise(zoneout_cell, zoneout_hidden, recurrent_dropout, shared_mask, training=True)
     _check_seed(seed)
     for name, size in (("steps", steps), ("batch", batch), ("hidden", hidden)):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -194,4 +193,10 @@ def zoneout_masks(
     return draw_masks(seed, steps, batch, hidden, noise, torch.device(device))
 
 
-__all__ = ["triton_available", "triton_lstm_layer", "zoneout_masks"]
+__all__ = [
+    "make_noise",
+    "triton_available",
+    "triton_layer",
+    "triton_lstm_layer",
+    "zoneout_masks",
+]
