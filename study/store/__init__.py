@@ -21,6 +21,7 @@ from ._engine import create_engine_for, normalize_url, retry_connect
 from ._errors import StoreError
 from ._migrate import alembic_config, current_revision, head_revision, upgrade
 from ._models import VERSION_TABLE
+from ._probe import check_writable_storage, open_read_only
 from ._retry import retry_call
 from ._secrets import default_storage_url, mask_url, resolve_storage_url, scrub_secrets
 from ._store import TRIAL_FIELDS, RunRecord, Store
@@ -32,12 +33,14 @@ __all__ = [
     "Store",
     "StoreError",
     "alembic_config",
+    "check_writable_storage",
     "create_engine_for",
     "current_revision",
     "default_storage_url",
     "head_revision",
     "mask_url",
     "normalize_url",
+    "open_read_only",
     "resolve_storage_url",
     "retry_call",
     "retry_connect",

@@ -273,7 +273,7 @@ def test_status_and_list_say_interrupted_in_words_at_80_columns(tmp_path: Path) 
 def test_the_words_for_retired_trials_come_from_the_retired_column() -> None:
     import pandas as pd
 
-    from study.cli import _FailureWords
+    from study.cli._words import FailureWords as _FailureWords
 
     cut = "cut off by the infrastructure: RayActorError: the actor died"
     frame = pd.DataFrame(
