@@ -10,6 +10,10 @@ The few things a user calls:
   seed-paired differences with the interval their n supports;
 - :func:`select_configuration`, :func:`compare_methods`, :func:`write_comparison`: Table 1
   across regularizers (:class:`MethodResult`, :class:`Comparison`);
+- the frame contract (``_frame.py``): :class:`Col` (the frames' column names),
+  :class:`TrialState`, :data:`PARAM_PREFIX` / :func:`param_column`, and :data:`TRIALS_FRAME`,
+  :data:`EPOCHS_FRAME`, :data:`RUNS_FRAME` (:class:`FrameSpec`), which every entry point taking
+  frames checks, raising :class:`FrameContractError` that names the frame and the column;
 - :func:`retired_kinds`: which trials of a trials frame the service retired, and why (its
   ``retired`` column; the error text, for a frame from an older version without it).
 
@@ -31,7 +35,18 @@ from ._compare import (
 )
 from ._configs import ConfigTable
 from ._figures import report_figures
-from ._frame import TrialState
+from ._frame import (
+    EPOCHS_FRAME,
+    PARAM_PREFIX,
+    RUNS_FRAME,
+    TRIALS_FRAME,
+    Col,
+    ColumnSpec,
+    FrameContractError,
+    FrameSpec,
+    TrialState,
+    param_column,
+)
 from ._importance import ParamImportance
 from ._ladder import ScaleAgreement, scale_agreement
 from ._optuna_bridge import (
@@ -47,11 +62,19 @@ from ._runs import EpochChoice
 from ._stats import Interval, IntervalKind, paired_difference, seed_interval
 
 __all__ = [
+    "EPOCHS_FRAME",
+    "PARAM_PREFIX",
     "RETIRED_KINDS",
+    "RUNS_FRAME",
+    "TRIALS_FRAME",
+    "Col",
+    "ColumnSpec",
     "Comparison",
     "ConfigTable",
     "DashboardServer",
     "EpochChoice",
+    "FrameContractError",
+    "FrameSpec",
     "Interval",
     "IntervalKind",
     "MethodPair",
@@ -67,6 +90,7 @@ __all__ = [
     "build_report",
     "compare_methods",
     "paired_difference",
+    "param_column",
     "promotion_section",
     "report_figures",
     "retired_kinds",

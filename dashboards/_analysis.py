@@ -18,9 +18,10 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ._common import Direction, MetricInfo, metric_info, numeric_params
+from ._common import UNNAMED_STUDY, Direction, MetricInfo, metric_info, numeric_params
 from ._configs import ConfigTable, config_table, find_baseline
 from ._curves import LearningCurves, learning_curves
+from ._frame import PARAM_PREFIX, Col, check_frames
 from ._importance import ParamImportance, parameter_importance
 from ._marginal import Marginal, marginal
 from ._model import ModelFit, fit_model, gp_min_configs
@@ -67,7 +68,7 @@ def _table_epoch(runs: StudyRuns, baseline_trial: int | None) -> EpochChoice:
     base, _ = find_baseline(runs.runs, runs.params, trial=baseline_trial)
     counts = runs.counts()
     for _, row in counts.iloc[::-1].iterrows():
-        k = int(row["epoch"])
+        k = int(row[Col.EPOCH])
         if row["n_configs"] < need:
             continue
         if base is not None and not runs.read_at(k)[runs.runs["config"] == base].any():
@@ -82,7 +83,7 @@ def _strongest(table: ConfigTable, params: list[str]) -> str | None:
     c = table.configs
     if not params or c.empty:
         return params[0] if params else None
-    spread = {p: float(np.ptp(c.groupby("param_" + p)["mean"].mean())) for p in params}
+    spread = {p: float(np.ptp(c.groupby(PARAM_PREFIX + p)["mean"].mean())) for p in params}
     return max(params, key=lambda p: spread[p])
 
 
@@ -150,7 +151,7 @@ def analyze(
     metric: str,
     max_epochs: int,
     direction: Direction = "minimize",
-    study_name: str = "study",
+    study_name: str = UNNAMED_STUDY,
     grace_period: int | None = None,
     reduction_factor: float | None = None,
     study: optuna.Study | None = None,
@@ -167,6 +168,7 @@ def analyze(
     Trials the caller's service retired itself (the frame's ``retired`` column: cut off by the
     run, continued by its next run) are counted as interrupted, not failed.
     """
+    check_frames("dashboards.analyze", trials=trials, epochs=epochs, runs=ends)
     info = metric_info(metric, direction)
     runs = study_runs(trials, epochs, max_epochs=max_epochs, ends=ends)
     nums = [p for p in numeric_params(trials) if p in runs.params]
@@ -216,7 +218,7 @@ def analyze(
     importance = parameter_importance(study)
     ranges = {}
     for p in nums:
-        col = pd.to_numeric(trials["param_" + p], errors="coerce").dropna()
+        col = pd.to_numeric(trials[PARAM_PREFIX + p], errors="coerce").dropna()
         ranges[p] = (float(col.min()), float(col.max()))
     outcomes = trial_outcomes(trials)
     figures = figure_names(surface, marginals, table, curves, importance)

@@ -10,8 +10,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ._frame import PARAM_PREFIX, Col, TrialState
+
 __all__ = [
     "PARAM_PREFIX",
+    "UNNAMED_STUDY",
     "Direction",
     "MetricInfo",
     "categorical_params",
@@ -24,19 +27,10 @@ __all__ = [
     "scored_trials",
 ]
 
-PARAM_PREFIX = "param_"
 Direction = Literal["minimize", "maximize"]
+#: The name of a study that was given none.
+UNNAMED_STUDY = "study"  # frame-contract: not a column
 
-_METRIC_LABELS: dict[str, str] = {
-    "bpc": "bits per character",
-    "perplexity": "perplexity",
-    "error": "error rate",
-}
-_METRIC_TITLES: dict[str, str] = {
-    "bpc": "validation BPC",
-    "perplexity": "validation perplexity",
-    "error": "validation error",
-}
 # Parameter names that are searched on a log scale whatever their observed range.
 _LOG_NAME_HINTS = ("learning_rate", "lr", "weight_decay", "eps")
 
@@ -70,14 +64,19 @@ class MetricInfo:
 
 
 def metric_info(metric: str, direction: Direction = "minimize") -> MetricInfo:
-    """Metadata for ``metric`` in {'bpc', 'perplexity', 'error'}; other names are passed through."""
+    """Metadata for ``metric``, a metric of ``trials.tasks`` (bpc, perplexity, error: their
+    labels and units are defined there); other names are passed through."""
     if direction not in ("minimize", "maximize"):
         raise ValueError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
+    # trials.tasks owns the metrics' names and units (imported here, when a report needs them:
+    # it brings torch along).
+    from trials.tasks import METRIC_LABELS, METRIC_UNITS
+
     key = metric.lower()
     return MetricInfo(
         name=key,
-        unit=_METRIC_LABELS.get(key, key),
-        title=_METRIC_TITLES.get(key, f"validation {key}"),
+        unit=METRIC_UNITS.get(key, key),
+        title=f"validation {METRIC_LABELS.get(key, key)}",
         direction=direction,
         # Perplexity is exp(loss): it spans orders of magnitude early in training.
         log_axis=key == "perplexity",
@@ -135,13 +134,13 @@ def is_log_param(name: str, values: np.ndarray | pd.Series) -> bool:
 def scored_trials(
     trials: pd.DataFrame,
     *,
-    value: str = "best_value",
+    value: str = Col.BEST_VALUE,
     include_pruned: bool = False,
 ) -> pd.DataFrame:
     """Trials that carry a finite ``value``: COMPLETE ones (and PRUNED ones when asked)."""
-    states = ["COMPLETE", "PRUNED"] if include_pruned else ["COMPLETE"]
-    has_state = "state" in trials.columns
-    t = trials[trials["state"].astype(str).isin(states)] if has_state else trials
+    states = [TrialState.COMPLETE, TrialState.PRUNED] if include_pruned else [TrialState.COMPLETE]
+    has_state = Col.STATE in trials.columns
+    t = trials[trials[Col.STATE].astype(str).isin(states)] if has_state else trials
     v = pd.to_numeric(t[value], errors="coerce")
     return t[np.isfinite(v.to_numpy(dtype=float))]
 
@@ -170,4 +169,4 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def sanitize_name(name: str, *, max_len: int = 80) -> str:
     """A file-name-safe version of ``name`` (no path separators, no leading dots)."""
     safe = _SAFE.sub("_", str(name)).strip("._-")[:max_len]
-    return safe or "study"
+    return safe or UNNAMED_STUDY

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from ._common import PARAM_PREFIX, Direction, MetricInfo, sanitize_name
 from ._configs import config_table
+from ._frame import Col, check_frames
 from ._report import markdown_to_html, write_pngs
 from ._runs import EpochChoice, StudyRuns, study_runs
 from ._stats import LEVEL, Interval, paired_difference
@@ -90,6 +91,7 @@ def select_configuration(
     """The configuration with the best validation mean over seeds at the full budget, among
     those with the most seeds there (a lucky single seed does not win over a 3-seed mean).
     None when no run reached the full budget."""
+    check_frames("dashboards.select_configuration", trials=trials, epochs=epochs, runs=ends)
     runs: StudyRuns = study_runs(trials, epochs, max_epochs=max_epochs, ends=ends)
     at = runs.at_budget()
     if at.empty:
@@ -100,7 +102,7 @@ def select_configuration(
     top = c[c["n"] == c["n"].max()].iloc[0]
     key = top["config"]
     config = {p: _plain(top[PARAM_PREFIX + p]) for p in runs.params}
-    by_seed = at[at["config"] == key].groupby("seed")["value"].mean()
+    by_seed = at[at["config"] == key].groupby(Col.SEED)["value"].mean()
     return MethodResult(
         method=method,
         source=source,

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from ._common import PARAM_PREFIX, Direction
+from ._frame import Col
 from ._runs import EpochChoice
 from ._stats import LEVEL, Interval, IntervalKind
 
@@ -54,7 +55,7 @@ def find_baseline(
     zoneout/dropout rate 0) when exactly one configuration is that point.
     """
     if trial is not None:
-        hit = runs.loc[runs["number"] == trial, "config"]
+        hit = runs.loc[runs[Col.NUMBER] == trial, "config"]
         if hit.empty:
             return None, f"trial {trial} has no scored run"
         return str(hit.iloc[0]), f"trial {trial}'s configuration (named by the user)"
@@ -90,19 +91,19 @@ def config_table(
     base_key, reason = find_baseline(runs_at, params, trial=baseline_trial)
     # One value per (configuration, seed): a configuration run twice with a seed (a rerun grid
     # point) counts that seed once, with the mean of its runs.
-    per_seed = runs_at.groupby(["config", "seed"], sort=False)["value"].mean()
+    per_seed = runs_at.groupby(["config", Col.SEED], sort=False)["value"].mean()
     first = runs_at.drop_duplicates("config").set_index("config")
     df = first[pcols].copy()
     stats_ = _grouped_intervals(per_seed)
     df = df.join(stats_[["n", "mean", "low", "high", "kind"]])
-    numbers = runs_at.groupby("config", sort=False)["number"].unique()
+    numbers = runs_at.groupby("config", sort=False)[Col.NUMBER].unique()
     df["numbers"] = numbers.map(lambda a: tuple(sorted(int(n) for n in a)))
     df["ends"] = _run_ends(runs_at).reindex(df.index)
     intervals = dict(zip(stats_.index, stats_["interval"], strict=True))
     diffs: dict[str, Interval] = {}
     if base_key is not None and base_key in stats_.index:
         base = per_seed.loc[base_key]
-        seeds = per_seed.index.get_level_values("seed")
+        seeds = per_seed.index.get_level_values(Col.SEED)
         diff = (per_seed - seeds.map(base).to_numpy()).dropna()
         dstats = _grouped_intervals(diff)
         diffs = dict(zip(dstats.index, dstats["interval"], strict=True))
@@ -123,8 +124,8 @@ def config_table(
 
 def _run_ends(runs_at: pd.DataFrame) -> pd.Series:
     """Per configuration, each run's (why it ended, last epoch), in seed order."""
-    ended = runs_at["ended"] if "ended" in runs_at else pd.Series(None, runs_at.index)
-    frame = runs_at.assign(_ended=ended).sort_values(["config", "seed"], kind="stable")
+    ended = runs_at[Col.ENDED] if Col.ENDED in runs_at else pd.Series(None, runs_at.index)
+    frame = runs_at.assign(_ended=ended).sort_values(["config", Col.SEED], kind="stable")
     return frame.groupby("config", sort=False).apply(
         lambda g: tuple(
             (None if e is None or e != e else str(e), int(r))

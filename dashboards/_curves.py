@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ._common import PARAM_PREFIX, numeric_params
+from ._frame import Col, TrialState
 
-__all__ = ["LearningCurves", "asha_rungs", "learning_curves", "stop_rung"]
+__all__ = [
+    "MAX_CURVES",
+    "CurveLines",
+    "LearningCurves",
+    "asha_rungs",
+    "curve_lines",
+    "learning_curves",
+    "stop_rung",
+]
+
+#: At most this many runs' curves are drawn (a fixed random sample of them).
+MAX_CURVES = 1500
+#: Line styles by how a run ended, in drawing order: full budget, stopped by the scheduler,
+#: unfinished (failed, interrupted or still running).
+LINE_STYLES = ("solid", "dot", "dash")
 
 Budget = Literal["full", "last"]
 
 
 def _converged(last: pd.DataFrame, ends: pd.DataFrame | None) -> np.ndarray:
     """Per run (row of ``last``): whether the store says it converged."""
-    if ends is None or ends.empty or not {"number", "seed", "ended"} <= set(ends.columns):
+    if ends is None or ends.empty or not {Col.NUMBER, Col.SEED, Col.ENDED} <= set(ends.columns):
         return np.zeros(len(last), dtype=bool)
-    done = ends[ends["ended"] == "converged"]
-    keys = set(zip(done["number"].astype(int), done["seed"].astype(int), strict=True))
+    done = ends[ends[Col.ENDED] == "converged"]
+    keys = set(zip(done[Col.NUMBER].astype(int), done[Col.SEED].astype(int), strict=True))
     return np.array(
         [
             pd.notna(seed) and (int(number), int(seed)) in keys
-            for number, seed in zip(last["number"], last["seed"], strict=True)
+            for number, seed in zip(last[Col.NUMBER], last[Col.SEED], strict=True)
         ],
         dtype=bool,
     )
@@ -57,11 +72,11 @@ def stop_rung(epochs: int, rungs: list[int]) -> int | None:
 
 
 _CURVE_COLUMNS = (
-    "number",
-    "seed",
-    "epoch",
-    "valid_metric",
-    "state",
+    Col.NUMBER,
+    Col.SEED,
+    Col.EPOCH,
+    Col.VALID_METRIC,
+    Col.STATE,
     "stopped_early",
     "unfinished",
     "color",
@@ -101,7 +116,7 @@ def learning_curves(
     color_param: str | None = None,
     grace_period: int | None = None,
     reduction_factor: float | None = None,
-    metric_column: str = "valid_metric",
+    metric_column: str = Col.VALID_METRIC,
     ends: pd.DataFrame | None = None,
 ) -> LearningCurves:
     """Per-trial curves of ``metric_column`` with each trial's rate for colouring.
@@ -117,7 +132,7 @@ def learning_curves(
     if budget not in ("full", "last"):
         raise ValueError("budget must be 'full' or 'last'")
     rungs = asha_rungs(max_epochs, grace_period, reduction_factor)
-    if not {"number", "epoch", metric_column} <= set(epochs.columns):
+    if not {Col.NUMBER, Col.EPOCH, metric_column} <= set(epochs.columns):
         # No per-epoch rows: nothing to draw.
         out_cols = list(_CURVE_COLUMNS)
         return LearningCurves(pd.DataFrame(columns=out_cols),
@@ -126,38 +141,42 @@ def learning_curves(
     if color_param is None:
         nums = numeric_params(trials)
         color_param = nums[0] if nums else None
-    cols = ["number", "state"]
-    if "epochs" in trials:
-        cols.append("epochs")
+    cols = [Col.NUMBER, Col.STATE]
+    if Col.EPOCHS in trials:
+        cols.append(Col.EPOCHS)
     ccol = PARAM_PREFIX + color_param if color_param else None
     if ccol and ccol in trials:
         cols.append(ccol)
-    meta = trials[cols].drop_duplicates("number")
+    meta = trials[cols].drop_duplicates(Col.NUMBER)
     e = (
-        epochs[["number", "seed", "epoch", metric_column]]
-        if "seed" in epochs
-        else epochs[["number", "epoch", metric_column]].assign(seed=np.nan)
+        epochs[[Col.NUMBER, Col.SEED, Col.EPOCH, metric_column]]
+        if Col.SEED in epochs
+        else epochs[[Col.NUMBER, Col.EPOCH, metric_column]].assign(seed=np.nan)
     )
-    e = e.rename(columns={metric_column: "valid_metric"})
-    e = e[np.isfinite(pd.to_numeric(e["valid_metric"], errors="coerce").to_numpy(dtype=float))]
-    df = e.merge(meta, on="number", how="left")
-    df["state"] = df["state"].fillna("COMPLETE").astype(str)
-    df["seed"] = pd.to_numeric(df["seed"], errors="coerce")
+    e = e.rename(columns={metric_column: Col.VALID_METRIC})
+    e = e[np.isfinite(pd.to_numeric(e[Col.VALID_METRIC], errors="coerce").to_numpy(dtype=float))]
+    df = e.merge(meta, on=Col.NUMBER, how="left")
+    df[Col.STATE] = df[Col.STATE].fillna(TrialState.COMPLETE).astype(str)
+    df[Col.SEED] = pd.to_numeric(df[Col.SEED], errors="coerce")
     df["color"] = df[ccol].astype(float) if ccol and ccol in df else np.nan
-    df = df.sort_values(["number", "seed", "epoch"], kind="stable").reset_index(drop=True)
+    df = df.sort_values([Col.NUMBER, Col.SEED, Col.EPOCH], kind="stable").reset_index(drop=True)
 
-    df["_cid"] = df.groupby(["number", "seed"], sort=False, dropna=False).ngroup()
+    df["_cid"] = df.groupby([Col.NUMBER, Col.SEED], sort=False, dropna=False).ngroup()
     last = df.groupby("_cid", sort=False).tail(1).copy()
-    reached = last["epoch"].to_numpy(dtype=int)
-    if "epochs" in last:
-        ep = pd.to_numeric(last["epochs"], errors="coerce").to_numpy(dtype=float)
+    reached = last[Col.EPOCH].to_numpy(dtype=int)
+    if Col.EPOCHS in last:
+        ep = pd.to_numeric(last[Col.EPOCHS], errors="coerce").to_numpy(dtype=float)
         reached = np.where(np.isfinite(ep), np.maximum(ep, reached), reached).astype(int)
-    state = last["state"].to_numpy()
+    state = last[Col.STATE].to_numpy()
     converged = _converged(last, ends)
-    stopped = ((state == "PRUNED") | ((state == "COMPLETE") & (reached < max_epochs))) & ~converged
+    stopped = (
+        (state == TrialState.PRUNED) | ((state == TrialState.COMPLETE) & (reached < max_epochs))
+    ) & ~converged
     last["reached"] = reached
     last["stopped_early"] = stopped
-    last["unfinished"] = ~stopped & ~converged & (state != "COMPLETE") & (reached < max_epochs)
+    last["unfinished"] = (
+        ~stopped & ~converged & (state != TrialState.COMPLETE) & (reached < max_epochs)
+    )
     last["rung"] = [
         stop_rung(int(r), rungs) if s and rungs else None
         for r, s in zip(reached, stopped, strict=True)
@@ -179,3 +198,63 @@ def learning_curves(
         max_epochs=int(max_epochs),
         budget=budget,
     )
+
+
+class CurveLines(NamedTuple):
+    """What the learning-curves figure draws: the curves (a sample of at most ``max_curves``
+    runs) joined into one polyline per (line style, colour level)."""
+
+    shown: int
+    """Runs in the study (the figure says when it draws fewer)."""
+    final: pd.DataFrame
+    """The drawn runs' last points (:attr:`LearningCurves.final` rows)."""
+    lines: list[tuple[str, int, np.ndarray, np.ndarray]]
+    """(dash style, colour level, x, y): the curves of one style and level, NaN between them."""
+    has_color: bool
+    color_range: tuple[float, float]
+
+
+def curve_lines(
+    c: LearningCurves,
+    ranges: dict[str, tuple[float, float]],
+    *,
+    max_curves: int = MAX_CURVES,
+    n_colors: int = 24,
+) -> CurveLines:
+    """The curves of ``c`` to draw: a fixed random sample of ``max_curves`` runs when there are
+    more, each run's colour value quantized to ``n_colors`` levels of its parameter's range
+    (``ranges``; one line per level and style instead of one per run)."""
+    df, final = c.curves, c.final
+    shown = len(final)
+    if shown > max_curves:
+        keep = np.random.default_rng(0).choice(shown, size=max_curves, replace=False)
+        final = final.iloc[np.sort(keep)]
+        key = set(zip(final[Col.NUMBER], final[Col.SEED].fillna(-1), strict=True))
+        mask = [k in key for k in zip(df[Col.NUMBER], df[Col.SEED].fillna(-1), strict=True)]
+        df = df[np.asarray(mask, dtype=bool)]
+    lo, hi = ranges.get(c.color_param or "", (0.0, 1.0))
+    color = df["color"].to_numpy(dtype=float)
+    span = hi - lo if hi > lo else 1.0
+    level = np.clip(np.round((color - lo) / span * (n_colors - 1)), 0, n_colors - 1)
+    level = np.where(np.isfinite(level), level, 0).astype(int)
+    styles = np.where(
+        df["stopped_early"].to_numpy(dtype=bool),
+        "dot",
+        np.where(df["unfinished"].to_numpy(dtype=bool), "dash", "solid"),
+    )
+    lines = []
+    for style in LINE_STYLES:
+        for b in np.unique(level):
+            sel = (level == b) & (styles == style)
+            if sel.any():
+                lines.append((style, int(b), *_with_gaps(df[sel])))
+    return CurveLines(shown, final, lines, bool(np.isfinite(color).any()), (lo, hi))
+
+
+def _with_gaps(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate curves into one polyline with NaN gaps between them."""
+    gid = part.groupby([Col.NUMBER, Col.SEED], sort=False, dropna=False).ngroup().to_numpy()
+    x = part[Col.EPOCH].to_numpy(dtype=float)
+    y = part[Col.VALID_METRIC].to_numpy(dtype=float)
+    breaks = np.nonzero(np.diff(gid) != 0)[0] + 1
+    return np.insert(x, breaks, np.nan), np.insert(y, breaks, np.nan)

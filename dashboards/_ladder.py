@@ -27,7 +27,11 @@ import plotly.graph_objects as go
 from scipy import stats
 
 from ._common import Direction, MetricInfo
-from ._figures import _LAYOUT, _metric_axis, _title, nothing_to_draw
+from ._fig_style import LAYOUT as _LAYOUT
+from ._fig_style import metric_axis as _metric_axis
+from ._fig_style import nothing_to_draw
+from ._fig_style import titled as _title
+from ._frame import Col
 from ._stats import LEVEL, Interval, IntervalKind, paired_difference, seed_interval
 from ._summary import _md_escape
 
@@ -353,7 +357,7 @@ def scale_agreement(
 def _by_seed(frame: pd.DataFrame, scale: _Scale) -> tuple[pd.DataFrame, int]:
     """Configuration x seed table of finite values (mean of duplicates); the count of rows left
     out for having no finite value."""
-    missing = {"config", "seed", "value"} - set(frame.columns)
+    missing = {"config", Col.SEED, "value"} - set(frame.columns)
     if missing:
         raise ValueError(f"the {scale}-scale frame lacks column(s) {sorted(missing)}")
     values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=float)
@@ -361,11 +365,11 @@ def _by_seed(frame: pd.DataFrame, scale: _Scale) -> tuple[pd.DataFrame, int]:
     f = pd.DataFrame(
         {
             "config": frame["config"].astype(str).to_numpy()[ok],
-            "seed": frame["seed"].to_numpy()[ok],
+            Col.SEED: frame[Col.SEED].to_numpy()[ok],
             "value": values[ok],
         }
     )
-    wide = f.groupby(["config", "seed"])["value"].mean().unstack("seed")
+    wide = f.groupby(["config", Col.SEED])["value"].mean().unstack(Col.SEED)
     return wide.sort_index(axis=1), int((~ok).sum())
 
 

@@ -12,7 +12,7 @@ from ._common import PARAM_PREFIX, Direction, is_log_param
 from ._configs import ConfigTable
 from ._model import ModelFit
 
-__all__ = ["Marginal", "MarginalCurve", "marginal"]
+__all__ = ["Marginal", "MarginalCurve", "dodged_x", "marginal"]
 
 _Z = 1.959963984540054  # two-sided 95% of the normal (the GP posterior is Gaussian)
 
@@ -103,3 +103,20 @@ def _curve(model: ModelFit, param: str, direction: Direction, size: int) -> Marg
         best_mean=float(mean[i]),
         within_se=(float(grid[ok].min()), float(grid[ok].max())),
     )
+
+
+def dodged_x(configs: pd.DataFrame, log: bool) -> np.ndarray:
+    """``configs``' x, configurations sharing a value dodged sideways by their colour value (at
+    most 1.5% of the axis) so their intervals do not hide each other (hover shows the true x)."""
+    x = configs["x"].to_numpy(dtype=float)
+    if len(x) < 2:
+        return x
+    t = np.log10(x) if log else x
+    span = float(np.ptp(t)) or 1.0
+    out = t.copy()
+    for value in np.unique(t):
+        idx = np.nonzero(t == value)[0]
+        if len(idx) > 1:
+            order = np.argsort(np.argsort(configs["color"].to_numpy(float)[idx], kind="stable"))
+            out[idx] = value + (order - (len(idx) - 1) / 2) * 0.015 * span / max(len(idx) - 1, 1)
+    return 10**out if log else out

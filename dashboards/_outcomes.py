@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ._frame import TRIALS_FRAME, Col, TrialState
+
 __all__ = [
     "OUTCOME_KINDS",
     "REASON_CHARS",
@@ -27,8 +29,12 @@ __all__ = [
 OUTCOME_KINDS = ("complete", "pruned", "failed", "interrupted", "running")
 #: A reason longer than this is cut (the full text stays in the store and in `status`).
 REASON_CHARS = 200
-_TABLE_COLUMNS = ["number", "state", "epochs", "reason"]
-_KIND_OF_STATE = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
+_TABLE_COLUMNS = [Col.NUMBER, Col.STATE, Col.EPOCHS, "reason"]
+_KIND_OF_STATE = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+}
 #: Why the service retired a trial: the values of the trials frame's ``retired`` column (the
 #: store's ``zs_trials.retired``, a ``study.plan.Retired`` value). A retired trial is FAIL, does
 #: not count towards the plan, and a replacement continues it from its last checkpoint.
@@ -44,7 +50,7 @@ _LEGACY_CUT_OFF_PREFIX = "cut off by the infrastructure: "
 
 
 def _legacy_retired(state: str, error: object) -> str | None:
-    if state != "FAIL" or not isinstance(error, str):
+    if state != TrialState.FAIL or not isinstance(error, str):
         return None
     if error.startswith(_LEGACY_INTERRUPTED):
         return "interrupted"
@@ -63,11 +69,14 @@ def retired_kinds(trials: pd.DataFrame) -> pd.Series:
     Read from the ``retired`` column, where a missing value (None, NaN: an empty CSV cell) is a
     trial not retired. A frame without the column, from an older version, is read by the rule
     that version used: a FAIL row whose error is the text it wrote for a retired trial."""
-    if "retired" in trials:
-        kinds = [None if _missing(value) else str(value) for value in trials["retired"]]
+    TRIALS_FRAME.check(trials, where="dashboards.retired_kinds")
+    if Col.RETIRED in trials:
+        kinds = [None if _missing(value) else str(value) for value in trials[Col.RETIRED]]
     else:
-        states = trials["state"].astype(str) if "state" in trials else pd.Series("", trials.index)
-        errors = trials["error"] if "error" in trials else pd.Series(None, trials.index)
+        states = (
+            trials[Col.STATE].astype(str) if Col.STATE in trials else pd.Series("", trials.index)
+        )
+        errors = trials[Col.ERROR] if Col.ERROR in trials else pd.Series(None, trials.index)
         kinds = [_legacy_retired(s, e) for s, e in zip(states, errors, strict=True)]
     return pd.Series(kinds, index=trials.index, dtype=object)
 
@@ -126,12 +135,16 @@ def trial_outcomes(trials: pd.DataFrame) -> TrialOutcomes:
     did not finish. A trial the service retired (:func:`retired_kinds`) is 'interrupted', not
     'failed': the run cut it off and the next run continues it."""
     counts = dict.fromkeys(OUTCOME_KINDS, 0)
-    if "number" in trials:
-        trials = trials.drop_duplicates("number")
+    if Col.NUMBER in trials:
+        trials = trials.drop_duplicates(Col.NUMBER)
     states = (
-        trials["state"].astype(str) if "state" in trials else pd.Series("COMPLETE", trials.index)
+        trials[Col.STATE].astype(str)
+        if Col.STATE in trials
+        else pd.Series(TrialState.COMPLETE, trials.index)
     )
-    errors = trials["error"] if "error" in trials else pd.Series(None, trials.index, dtype=object)
+    errors = (
+        trials[Col.ERROR] if Col.ERROR in trials else pd.Series(None, trials.index, dtype=object)
+    )
     kinds = []
     for state, retired in zip(states, retired_kinds(trials), strict=True):
         kind = "interrupted" if retired is not None else _KIND_OF_STATE.get(state, state.lower())
@@ -140,29 +153,29 @@ def trial_outcomes(trials: pd.DataFrame) -> TrialOutcomes:
     none_complete = counts["complete"] == 0
     rows = []
     first: tuple[int, str | None] | None = None
-    numbers = trials["number"] if "number" in trials else pd.Series(range(len(trials)))
-    reached = trials["epochs"] if "epochs" in trials else pd.Series(None, trials.index)
+    numbers = trials[Col.NUMBER] if Col.NUMBER in trials else pd.Series(range(len(trials)))
+    reached = trials[Col.EPOCHS] if Col.EPOCHS in trials else pd.Series(None, trials.index)
     for number, state, kind, error, epochs in zip(
         numbers, states, kinds, errors, reached, strict=True
     ):
-        if state != "FAIL" and not none_complete:
+        if state != TrialState.FAIL and not none_complete:
             continue
         done = _epochs(epochs)
         if kind == "interrupted":
             reason = short_reason(error) + " (the next run of the spec continues it)"
-        elif state == "FAIL":
+        elif state == TrialState.FAIL:
             reason = short_reason(error)
             if first is None or int(number) < first[0]:
                 full = error.strip() if isinstance(error, str) else ""
                 first = (int(number), full or None)
-        elif state == "PRUNED":
+        elif state == TrialState.PRUNED:
             reason = "stopped early by the scheduler" + (
                 f" after epoch {done}" if done is not None else ""
             )
         else:
             reason = f"{state.lower()}: no result yet"
         rows.append((int(number), state, done, reason))
-    table = pd.DataFrame(rows, columns=_TABLE_COLUMNS).astype({"number": int})
-    table["epochs"] = table["epochs"].astype("Int64")
-    table = table.sort_values("number", kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=_TABLE_COLUMNS).astype({Col.NUMBER: int})
+    table[Col.EPOCHS] = table[Col.EPOCHS].astype("Int64")
+    table = table.sort_values(Col.NUMBER, kind="stable").reset_index(drop=True)
     return TrialOutcomes(counts, table, first)

@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ._common import PARAM_PREFIX, Direction, MetricInfo
+from ._frame import Col, check_frames
 from ._ladder import (
     ScaleAgreement,
     plot_scale_agreement,
@@ -44,12 +45,12 @@ def _scores(scale: ScaleFrames, params: list[str]) -> pd.DataFrame:
     runs = study_runs(scale.trials, scale.epochs, max_epochs=scale.max_epochs, ends=scale.ends)
     at = runs.at_budget()
     if at.empty:
-        return pd.DataFrame(columns=["config", "seed", "value"])
+        return pd.DataFrame(columns=["config", Col.SEED, "value"])
     names = [p for p in params if PARAM_PREFIX + p in at]
     key = at[PARAM_PREFIX + names[0]].map(lambda v: f"{names[0]}={_short(v)}")
     for name in names[1:]:
         key = key + at[PARAM_PREFIX + name].map(lambda v, n=name: f", {n}={_short(v)}")
-    return pd.DataFrame({"config": key, "seed": at["seed"].astype(int), "value": at["value"]})
+    return pd.DataFrame({"config": key, Col.SEED: at[Col.SEED].astype(int), "value": at["value"]})
 
 
 def _short(value: object) -> str:
@@ -66,6 +67,9 @@ def promotion_section(
 ) -> tuple[str, dict[str, go.Figure], ScaleAgreement]:
     """Markdown, the two-scale figure and the statistics of a promoted study (``large``) and its
     source (``small``), over the configurations the large study ran."""
+    for scale in (small, large):
+        where = f"dashboards.promotion_section ({scale.label})"
+        check_frames(where, trials=scale.trials, epochs=scale.epochs, runs=scale.ends)
     large_scores = _scores(large, params)
     small_scores = _scores(small, params)
     small_scores = small_scores[small_scores["config"].isin(set(large_scores["config"]))]

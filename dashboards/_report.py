@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from ._analysis import StudyAnalysis, analyze
 from ._common import Direction, sanitize_name
 from ._figures import report_figures
+from ._frame import check_frames
 
 __all__ = ["ReportResult", "build_report", "find_browser", "markdown_to_html", "write_pngs"]
 
@@ -167,6 +168,7 @@ def build_report(
     table of the trials that did not complete, with their reasons, and the sentence saying why
     there is no figure, which ``messages`` repeats (there are then no PNGs to export).
     """
+    check_frames("dashboards.build_report", trials=trials, epochs=epochs, runs=ends)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prefix = sanitize_name(study_name)

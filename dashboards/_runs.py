@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import PARAM_PREFIX, config_key, param_columns
+from ._frame import Col, TrialState
 
 __all__ = ["CONVERGED", "EpochChoice", "StudyRuns", "pick_epoch", "study_runs"]
 
@@ -25,7 +26,7 @@ __all__ = ["CONVERGED", "EpochChoice", "StudyRuns", "pick_epoch", "study_runs"]
 CONVERGED = "converged"
 
 # Trials whose runs are analysed: FAIL and RUNNING ones have no trustworthy value.
-_SCORED_STATES = ("COMPLETE", "PRUNED")
+_SCORED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,12 @@ class StudyRuns:
 
     def read_at(self, epoch: int) -> pd.Series:
         """Which runs have a value at ``epoch``: they reached it, or converged before it."""
-        return (self.runs["reached"] >= epoch) | (self.runs["ended"] == CONVERGED)
+        return (self.runs["reached"] >= epoch) | (self.runs[Col.ENDED] == CONVERGED)
 
     def at_budget(self) -> pd.DataFrame:
         """:meth:`at` the full budget, of the runs that trained it all or converged before."""
         at = self.at(self.max_epochs)
-        return at[(at["reached"] >= self.max_epochs) | (at["ended"] == CONVERGED)]
+        return at[(at["reached"] >= self.max_epochs) | (at[Col.ENDED] == CONVERGED)]
 
     def counts(self) -> pd.DataFrame:
         """Per epoch: configurations and runs that reached it (or converged before it)."""
@@ -86,7 +87,7 @@ class StudyRuns:
         for k in range(1, self.max_epochs + 1):
             reached = self.runs[self.read_at(k)]
             rows.append((k, reached["config"].nunique(), len(reached)))
-        return pd.DataFrame(rows, columns=["epoch", "n_configs", "n_runs"])
+        return pd.DataFrame(rows, columns=[Col.EPOCH, "n_configs", "n_runs"])
 
 
 def study_runs(
@@ -94,7 +95,7 @@ def study_runs(
     epochs: pd.DataFrame,
     *,
     max_epochs: int,
-    value: str = "best_value",
+    value: str = Col.BEST_VALUE,
     ends: pd.DataFrame | None = None,
 ) -> StudyRuns:
     """Runs of the COMPLETE and PRUNED trials, from the per-epoch frame.
@@ -106,19 +107,21 @@ def study_runs(
     with ``value`` (its ``seed`` column, else seed 0).
     """
     states = (
-        trials["state"].astype(str) if "state" in trials else pd.Series("COMPLETE", trials.index)
+        trials[Col.STATE].astype(str)
+        if Col.STATE in trials
+        else pd.Series(TrialState.COMPLETE, trials.index)
     )
-    t = trials[states.isin(_SCORED_STATES)].drop_duplicates("number")
+    t = trials[states.isin(_SCORED_STATES)].drop_duplicates(Col.NUMBER)
     pcols = [PARAM_PREFIX + p for p in param_columns(t)]
-    meta = t[["number", *pcols]].assign(state=states[t.index].to_numpy())
+    meta = t[[Col.NUMBER, *pcols]].assign(state=states[t.index].to_numpy())
     meta = meta.assign(config=config_key(meta).to_numpy())
     max_epochs = max(int(max_epochs), 1)
-    if len(epochs) and {"number", "epoch", "valid_metric"} <= set(epochs.columns):
-        e = epochs[epochs["number"].isin(meta["number"])]
-        e = e.assign(seed=e.get("seed", 0))
-        e = e[np.isfinite(pd.to_numeric(e["valid_metric"], errors="coerce").to_numpy(float))]
+    if len(epochs) and {Col.NUMBER, Col.EPOCH, Col.VALID_METRIC} <= set(epochs.columns):
+        e = epochs[epochs[Col.NUMBER].isin(meta[Col.NUMBER])]
+        e = e.assign(seed=e.get(Col.SEED, 0))
+        e = e[np.isfinite(pd.to_numeric(e[Col.VALID_METRIC], errors="coerce").to_numpy(float))]
         wide = e.pivot_table(
-            index=["number", "seed"], columns="epoch", values="valid_metric", aggfunc="last"
+            index=[Col.NUMBER, Col.SEED], columns=Col.EPOCH, values=Col.VALID_METRIC, aggfunc="last"
         )
         wide = wide.reindex(columns=range(1, max_epochs + 1))
         reached = wide.notna().to_numpy()
@@ -130,17 +133,19 @@ def study_runs(
         best = best.where(cols[None, :] <= last[:, None])
         runs = wide.index.to_frame(index=False).assign(reached=last)
     else:
-        seeds = t["seed"] if "seed" in t else pd.Series(0, t.index)
-        runs = pd.DataFrame({"number": t["number"].to_numpy(), "seed": seeds.fillna(0).to_numpy()})
+        seeds = t[Col.SEED] if Col.SEED in t else pd.Series(0, t.index)
+        runs = pd.DataFrame(
+            {Col.NUMBER: t[Col.NUMBER].to_numpy(), Col.SEED: seeds.fillna(0).to_numpy()}
+        )
         runs["reached"] = max_epochs
         column = t[value] if value in t else pd.Series(np.nan, t.index)
         vals = pd.to_numeric(column, errors="coerce").to_numpy(float)
         best = pd.DataFrame(
             np.tile(vals[:, None], (1, max_epochs)), columns=range(1, max_epochs + 1)
         )
-    runs = runs.merge(meta, on="number", how="left")
-    runs["ended"] = _ended(runs, ends)
-    converged = (runs["ended"] == CONVERGED).to_numpy()
+    runs = runs.merge(meta, on=Col.NUMBER, how="left")
+    runs[Col.ENDED] = _ended(runs, ends)
+    converged = (runs[Col.ENDED] == CONVERGED).to_numpy()
     if converged.any():
         # Early stopping keeps the best epoch's checkpoint: the run's score stands from then on.
         best.loc[converged] = best.loc[converged].ffill(axis=1).to_numpy()
@@ -153,11 +158,13 @@ def study_runs(
 
 def _ended(runs: pd.DataFrame, ends: pd.DataFrame | None) -> pd.Series:
     """Why each run ended, from the store's runs frame (None where it does not say)."""
-    if ends is None or ends.empty or not {"number", "seed", "ended"} <= set(ends.columns):
+    if ends is None or ends.empty or not {Col.NUMBER, Col.SEED, Col.ENDED} <= set(ends.columns):
         return pd.Series([None] * len(runs), index=runs.index, dtype=object)
-    key = ends.assign(number=ends["number"].astype(int), seed=ends["seed"].astype(int))
-    lookup = key.drop_duplicates(["number", "seed"]).set_index(["number", "seed"])["ended"]
-    index = pd.MultiIndex.from_arrays([runs["number"].astype(int), runs["seed"].astype(int)])
+    key = ends.assign(number=ends[Col.NUMBER].astype(int), seed=ends[Col.SEED].astype(int))
+    lookup = key.drop_duplicates([Col.NUMBER, Col.SEED]).set_index([Col.NUMBER, Col.SEED])[
+        Col.ENDED
+    ]
+    index = pd.MultiIndex.from_arrays([runs[Col.NUMBER].astype(int), runs[Col.SEED].astype(int)])
     values = lookup.reindex(index).to_numpy(dtype=object)
     return pd.Series(
         [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
@@ -179,5 +186,5 @@ def pick_epoch(study: StudyRuns, need_configs: int) -> EpochChoice:
         most = counts[counts["n_configs"] == counts["n_configs"].max()]
         row = most.iloc[-1]
     return EpochChoice(
-        int(row["epoch"]), study.max_epochs, int(row["n_configs"]), int(row["n_runs"])
+        int(row[Col.EPOCH]), study.max_epochs, int(row["n_configs"]), int(row["n_runs"])
     )

@@ -13,6 +13,7 @@ import pandas as pd
 from ._common import PARAM_PREFIX, MetricInfo
 from ._configs import ConfigTable
 from ._curves import LearningCurves
+from ._frame import Col
 from ._importance import ParamImportance
 from ._marginal import Marginal
 from ._outcomes import TrialOutcomes
@@ -196,7 +197,7 @@ def _trials_markdown(outcomes: TrialOutcomes) -> list[str]:
     first = outcomes.first_failure
     if first is not None and first[1] is not None:
         number, error = first
-        shown = t.loc[t["number"] == number, "reason"]
+        shown = t.loc[t[Col.NUMBER] == number, "reason"]
         if len(shown) == 0 or " ".join(error.split()) != str(shown.iloc[0]):
             fence = _fence(error)
             out += [

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dashboards import (
+    PARAM_PREFIX,
+    Col,
     Comparison,
     MethodResult,
     MetricInfo,
@@ -107,7 +109,7 @@ def _rate_params(trials: pd.DataFrame) -> list[str]:
     return [
         c
         for c in trials.columns
-        if c.startswith("param_")
+        if c.startswith(PARAM_PREFIX)
         and ("zoneout" in c or "dropout" in c)
         and pd.api.types.is_numeric_dtype(trials[c])
     ]
@@ -116,12 +118,12 @@ def _rate_params(trials: pd.DataFrame) -> list[str]:
 def _methods_of(src: _Source) -> list[tuple[str, StudyFrames]]:
     """(method, frames restricted to it) for one source."""
     f = src.frames
-    params = [c.removeprefix("param_") for c in f.trials.columns if c.startswith("param_")]
+    params = [c.removeprefix(PARAM_PREFIX) for c in f.trials.columns if c.startswith(PARAM_PREFIX)]
     split = next((p for p in params if p in _SPLIT_PARAMS), None)
     groups: list[tuple[str, pd.DataFrame]] = []
     if split is not None:
-        for value, part in f.trials.groupby("param_" + split):
-            groups.append((str(value), part.drop(columns=["param_" + split])))
+        for value, part in f.trials.groupby(PARAM_PREFIX + split):
+            groups.append((str(value), part.drop(columns=[PARAM_PREFIX + split])))
     else:
         groups.append((_method_name(params, src.label), f.trials))
     out = []
@@ -149,7 +151,8 @@ def _trial_configs(
         # The study's trials ran with torch threads = the CPUs Ray gave each; the same thread
         # count makes the floating-point reductions, and so the numbers, the same (as export).
         base["threads"] = max(1, int(frames.spec.resources.cpu))
-    return [TrialConfig.model_validate({**base, **params, "seed": s}) for s in seeds]
+    seed = "seed"  # frame-contract: not a column (the TrialConfig field)
+    return [TrialConfig.model_validate({**base, **params, seed: s}) for s in seeds]
 
 
 def _checkpoints(src: _Source, numbers: tuple[int, ...]) -> list[str] | None:
@@ -303,7 +306,7 @@ def _baseline(
     if number.isdigit():
         src = next((s for s in loaded if s.label == (source or loaded[0].label)), None)
         if src is not None:
-            part = src.frames.trials[src.frames.trials["number"] == int(number)]
+            part = src.frames.trials[src.frames.trials[Col.NUMBER] == int(number)]
             row = select_configuration(
                 part,
                 src.frames.epochs,

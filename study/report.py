@@ -21,10 +21,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboards import (
+    Col,
     MetricInfo,
     ReportResult,
     ScaleFrames,
+    TrialState,
     build_report,
+    param_column,
     promotion_section,
     save_figures_to_study,
     select_configuration,
@@ -90,8 +93,8 @@ def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
     else:
         base = raw.get("base") or {}
         metric = metric_for_task(str(base.get("task", "ptb-char")))
-        seen = int(epochs["epoch"].max()) if len(epochs) else 1
-        max_epochs = int(base.get("epochs") or seen)
+        seen = int(epochs[Col.EPOCH].max()) if len(epochs) else 1
+        max_epochs = int(base.get("epochs") or seen)  # frame-contract: not a column
         scheduler = raw.get("scheduler") or {}
         asha = scheduler.get("name", "asha") == "asha"
         grace = int(scheduler.get("grace_period", 1)) if asha else None
@@ -112,9 +115,9 @@ def load_table_frames(
     epochs_path = path.with_suffix(".epochs.csv")
     epochs = pd.read_csv(epochs_path) if epochs_path.is_file() else pd.DataFrame()
     spec = load_spec(spec_path) if spec_path is not None else None
-    name = str(trials["study"].iloc[0]) if "study" in trials and len(trials) else path.stem
+    name = str(trials[Col.STUDY].iloc[0]) if Col.STUDY in trials and len(trials) else path.stem
     metric = spec.metric if spec else "bpc"
-    max_epochs = spec.max_epochs if spec else int(epochs["epoch"].max() if len(epochs) else 1)
+    max_epochs = spec.max_epochs if spec else int(epochs[Col.EPOCH].max() if len(epochs) else 1)
     grace, factor = _scheduler(spec)
     runs_path = path.with_suffix(".runs.csv")
     runs = pd.read_csv(runs_path) if runs_path.is_file() else pd.DataFrame()
@@ -130,20 +133,20 @@ def optuna_study_from_tables(frames: StudyFrames) -> optuna.Study | None:
     if frames.spec is None or frames.epochs.empty:
         return None
     dists = distributions(frames.spec)
-    best = frames.epochs.groupby(["number", "seed"])["valid_metric"].min()
-    objective = best.groupby(level="number").mean()
+    best = frames.epochs.groupby([Col.NUMBER, Col.SEED])[Col.VALID_METRIC].min()
+    objective = best.groupby(level=Col.NUMBER).mean()
     study = optuna.create_study(direction="minimize")
     made = []
     for _, row in frames.trials.iterrows():
-        state = str(row["state"])
-        params = {n: row[f"param_{n}"] for n in dists if f"param_{n}" in row}
+        state = str(row[Col.STATE])
+        params = {n: row[param_column(n)] for n in dists if param_column(n) in row}
         params = {n: (v.item() if hasattr(v, "item") else v) for n, v in params.items()}
-        if state == "COMPLETE" and row["number"] in objective.index:
+        if state == TrialState.COMPLETE and row[Col.NUMBER] in objective.index:
             made.append(
                 optuna.trial.create_trial(
                     params=params,
                     distributions={n: dists[n] for n in params},
-                    value=float(objective[row["number"]]),
+                    value=float(objective[row[Col.NUMBER]]),
                 )
             )
     study.add_trials(made)
@@ -167,13 +170,13 @@ def _report(
     baseline_trial: Baseline,
     source: StudyFrames | None = None,
 ) -> ReportResult:
-    states = ["COMPLETE", "PRUNED", "FAIL"]
-    trials = frames.trials[frames.trials["state"].astype(str).isin(states)]
+    states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+    trials = frames.trials[frames.trials[Col.STATE].astype(str).isin(states)]
     # Epochs of a trial still running (a report during a study) go with their trial: without
     # its row the figures could not tell a run in progress from one that ended.
     epochs = frames.epochs
-    if "number" in epochs:
-        epochs = epochs[epochs["number"].isin(trials["number"])]
+    if Col.NUMBER in epochs:
+        epochs = epochs[epochs[Col.NUMBER].isin(trials[Col.NUMBER])]
     if baseline_trial == BEST:
         best = select_configuration(
             trials,

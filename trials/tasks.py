@@ -26,6 +26,7 @@ from trials.data import (
 )
 
 __all__ = [
+    "METRIC_LABELS",
     "METRIC_UNITS",
     "MetricName",
     "TaskData",
@@ -37,10 +38,17 @@ __all__ = [
 ]
 
 MetricName = Literal["bpc", "perplexity", "error"]
+# The one place the metrics are named: reports title them "validation <label>" and put the unit
+# on the axis (dashboards reads both from here).
 METRIC_UNITS: dict[str, str] = {
     "bpc": "bits per character",
     "perplexity": "perplexity",
     "error": "error rate",
+}
+METRIC_LABELS: dict[str, str] = {
+    "bpc": "BPC",
+    "perplexity": "perplexity",
+    "error": "error",
 }
 
 

@@ -17,6 +17,9 @@ PUBLIC = {
     "promotion_section", "scale_agreement", "ScaleFrames", "ScaleAgreement",
     # the frame contract with study/: which trials the service retired (the `retired` column)
     "retired_kinds", "RETIRED_KINDS", "TrialState",
+    # the frames' columns and their check (dashboards/_frame.py)
+    "Col", "PARAM_PREFIX", "param_column", "ColumnSpec", "FrameSpec", "FrameContractError",
+    "TRIALS_FRAME", "EPOCHS_FRAME", "RUNS_FRAME",
     # the data types those return
     "StudyAnalysis", "ReportResult", "DashboardServer", "Interval", "IntervalKind", "ConfigTable",
     "EpochChoice", "MetricInfo", "ParamImportance", "MethodResult", "MethodPair", "Comparison",
