@@ -16,7 +16,6 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -24,8 +23,6 @@ import optuna
 import pandas as pd
 
 import dashboards as d
-from dashboards._curves import asha_rungs
-from dashboards._report import render_html, write_pngs
 
 T = TypeVar("T")
 
@@ -36,7 +33,7 @@ def synthetic(n: int, max_epochs: int, seed: int = 0) -> tuple[pd.DataFrame, pd.
     zc, zh = rng.uniform(0, 1, n), rng.uniform(0, 0.5, n)
     lr = 10 ** rng.uniform(-4, -2, n)
     final = 1.3 + (zc - 0.5) ** 2 + 0.3 * (zh - 0.1) ** 2 + rng.normal(0, 0.01, n)
-    rungs = asha_rungs(max_epochs, 1, 3)
+    rungs = [3**k for k in range(max_epochs) if 3**k < max_epochs]  # ASHA's, grace 1, rf 3
     reached = np.full(n, max_epochs)
     order = np.argsort(final)
     worst = order[int(0.4 * n) :]
@@ -105,11 +102,6 @@ def optuna_study(trials: pd.DataFrame) -> optuna.Study:
     return study
 
 
-def _write(path: Path, text: str) -> str:
-    path.write_text(text, encoding="utf-8")
-    return text
-
-
 def timed(label: str, fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
@@ -133,22 +125,24 @@ def main() -> None:
     study, _ = timed("in-memory Optuna study (not timed below)", lambda: optuna_study(trials))
 
     print("dashboards:")
-    a, t_analysis = timed(
+    a, _ = timed(
         "analyze (runs, table, GP, surface, marginals, importance)",
         lambda: d.analyze(
             trials, epochs, metric="bpc", max_epochs=args.epochs, grace_period=1,
             reduction_factor=3, study_name="scale", study=study,
         ),
     )  # fmt: skip
-    figs, t_figs = timed("report_figures (plotly figures)", lambda: d.report_figures(a))
+    figs, _ = timed("report_figures (plotly figures, inside the next)", lambda: d.report_figures(a))
     with tempfile.TemporaryDirectory() as tmp:
-        html, t_html = timed(
-            "render + write HTML (plotly.js inlined)",
-            lambda: _write(
-                Path(tmp) / "scale-report.html", render_html("scale", a.summary_markdown, figs)
-            ),
+        report_kwargs = dict(
+            study_name="scale", metric="bpc", max_epochs=args.epochs, out_dir=tmp,
+            grace_period=1, reduction_factor=3, study=study,
+        )  # fmt: skip
+        result, ours = timed(
+            "build_report: analysis + figures + HTML (no PNG)",
+            lambda: d.build_report(trials, epochs, png=False, **report_kwargs),
         )
-        ours = t_analysis + t_figs + t_html
+        html = result.html_path.read_text(encoding="utf-8")
         total = "TOTAL analysis + report (no PNG)"
         print(f"  {total:<46s} {ours:8.2f} s   HTML {len(html) / 1e6:.1f} MB")
         for name, m in a.marginals.items():
@@ -158,10 +152,11 @@ def main() -> None:
             print(f"    surface: {a.surface.gp.method}; {a.surface.epoch_label}")
         print(f"    importance: {a.importance.importances or a.importance.reason}")
         if args.png:
-            timed(
-                f"PNG export of {len(figs)} figures (kaleido)",
-                lambda: write_pngs(figs, Path(tmp), "scale"),
+            _, with_png = timed(
+                f"build_report with the PNG export of {len(figs)} figures",
+                lambda: d.build_report(trials, epochs, png=True, **report_kwargs),
             )
+            print(f"    PNG export: {with_png - ours:.2f} s of it")
 
     print("optuna.visualization baseline:")
     params = ["zoneout_cell", "zoneout_hidden"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from typing import Final, Literal
 
 import numpy as np
@@ -39,11 +39,13 @@ __all__ = [
 ]
 
 
-class TrialState(StrEnum):
+class TrialState(str, Enum):
     """A trial's state as Optuna stores it (the ``state`` column of a trials frame).
 
     The values are Optuna's own names (``optuna.trial.TrialState.X.name``), so a frame read from
     the store, a CSV written by ``status --csv`` and Optuna's trials all use the same words.
+    A ``str`` (``enum.StrEnum`` needs Python 3.11; the project supports 3.10): members compare
+    equal to, hash like and print as those words.
     """
 
     COMPLETE = "COMPLETE"
@@ -51,6 +53,12 @@ class TrialState(StrEnum):
     FAIL = "FAIL"
     RUNNING = "RUNNING"
     WAITING = "WAITING"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
     @property
     def finished(self) -> bool:
