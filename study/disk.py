@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -82,10 +81,10 @@ def is_disk_full(error: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if isinstance(current, sqlite3.OperationalError) and "disk is full" in str(current):
-            return True
         text = str(current)
-        if "No space left on device" in text or "database or disk is full" in text:
+        # SQLite says "database or disk is full" (sqlite3.OperationalError, wrapped by
+        # SQLAlchemy); the text is matched so that only the store knows sqlite3.
+        if "No space left on device" in text or "disk is full" in text:
             return True
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False
