@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +47,14 @@ SPEC_FILES = {
     FIGURE3: "ptb-char-midscale-figure3.yaml",
     RECURRENT_DROPOUT: "ptb-char-midscale-recurrent-dropout.yaml",
     DROPOUT: "ptb-char-midscale-dropout.yaml",
+}
+
+# The converged follow-up (issue 26) promotes these studies in the same database (a promoted
+# study reads its source there); its studies are checked by their own test, not here.
+CONVERGED_STUDIES = {
+    "ptb-char-converged-zoneout",
+    "ptb-char-converged-recurrent-dropout",
+    "ptb-char-converged-dropout",
 }
 
 Point = tuple[Any, ...]  # one value per searched parameter, in the spec's order
@@ -292,12 +299,20 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Stud
     # A copy, opened read-only: the committed file is never opened, so never touched (SQLite
     # writes -shm / -wal files beside a WAL database even to read it).
     copy = tmp_path_factory.mktemp("midscale") / "midscale.db"
-    shutil.copyfile(DATABASE, copy)
+    # The backup API takes a consistent copy even while a study writes the file (WAL).
+    source = sqlite3.connect(f"file:{DATABASE}?mode=ro", uri=True)
+    target = sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
     db = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
     try:
         names = sorted(name for (name,) in db.execute("SELECT study_name FROM studies"))
         store_names = sorted(name for (name,) in db.execute("SELECT name FROM zs_studies"))
-        assert names == store_names == sorted(SPEC_FILES), (names, store_names)
+        assert names == store_names, (names, store_names)
+        assert set(SPEC_FILES) <= set(names) <= set(SPEC_FILES) | CONVERGED_STUDIES, names
         yield {name: _read_study(db, name) for name in SPEC_FILES}
     finally:
         db.close()
