@@ -33,6 +33,25 @@ def _g(v: object) -> str:
     return str(v)
 
 
+def _sig(v: float, digits: int = 2) -> str:
+    """A fitted location to ``digits`` significant digits: a GP read off a grid of a few points
+    knows no more (0.05185 -> 0.052)."""
+    if math.isnan(v):
+        return "n/a"
+    if v == 0:
+        return "0"
+    digits = max(digits, math.floor(math.log10(abs(v))) + 1)  # never round away integer digits
+    return f"{float(f'{v:.{digits}g}'):g}"
+
+
+def _with_sd(mean: float, sd: float) -> str:
+    """``mean ± sd`` with the SD to 2 significant digits and the mean to the same decimal."""
+    if math.isnan(mean) or math.isnan(sd) or sd <= 0:
+        return f"{_g(mean)} ± {_g(sd)}"
+    decimals = max(0, 1 - math.floor(math.log10(sd)))
+    return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
+
+
 def _md_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "\\`*[]<>|" else ch for ch in text)
 
@@ -114,8 +133,8 @@ def summarize(
             rng = _within(g)
             lines.append(
                 f"- Fitted surface ({g.method}{over}) is best at {surface.x_param}="
-                f"{_g(g.best_x)}, {surface.y_param}={_g(g.best_y)}: {_g(g.best_mean)} ± "
-                f"{_g(g.best_se)} (1 posterior SD){rng}."
+                f"{_sig(g.best_x)}, {surface.y_param}={_sig(g.best_y)}: "
+                f"{_with_sd(g.best_mean, g.best_se)} (1 posterior SD){rng}."
             )
         else:
             lines.append(f"- No fitted surface: {_md_escape(surface.gp_reason)}.")
@@ -123,9 +142,9 @@ def summarize(
         if m.curve is not None:
             cv = m.curve
             lines.append(
-                f"- {m.param}: GP partial-dependence curve best near {_g(cv.best_x)}; within "
-                f"one posterior SD of it for {m.param} in [{_g(cv.within_se[0])}, "
-                f"{_g(cv.within_se[1])}]."
+                f"- {m.param}: GP partial-dependence curve best near {_sig(cv.best_x)}; within "
+                f"one posterior SD of it for {m.param} in [{_sig(cv.within_se[0])}, "
+                f"{_sig(cv.within_se[1])}]."
             )
         else:
             lines.append(
@@ -218,8 +237,8 @@ def _within(g: GPSurface) -> str:
     rows, cols = np.nonzero(g.within_se)
     xs, ys = g.x_grid[cols], g.y_grid[rows]
     return (
-        f"; within one SD of the best over [{_g(float(xs.min()))}, {_g(float(xs.max()))}] x "
-        f"[{_g(float(ys.min()))}, {_g(float(ys.max()))}]"
+        f"; within one SD of the best over [{_sig(float(xs.min()))}, {_sig(float(xs.max()))}] x "
+        f"[{_sig(float(ys.min()))}, {_sig(float(ys.max()))}]"
     )
 
 
