@@ -12,11 +12,18 @@ error                        raised by                   also a
 ``SpecError``                study.spec                  ``ValueError``
 ``StoreError``               study.store                 ``RuntimeError``
 ``StudyRunError``            study.runner                ``RuntimeError``
+``RaySessionError``          study.ray_session           ``RuntimeError``
 ``ExportError``              study.export                ``ValueError``
 ``CompareError``             study.compare               -
 ``OptionError``              study.cli (host, port)      ``ValueError``
 ``PathError``                study.cli (paths)           ``OptionError``
 ===========================  ==========================  =====================
+
+Not a ``UserError`` but in the hierarchy: ``trials.task_loops.Diverged`` (a run whose loss
+became non-finite; ``train()`` makes it the status ``diverged``) and its subclass
+``trials.trainable.TrialDiverged`` (the same, raised on a Ray worker so that Ray fails the
+trial; also a ``RuntimeError``). The one exception outside it, ``trials.config``'s private
+``_DuplicateKeyError``, never leaves the module: it becomes a ``ConfigError``.
 
 The CLI turns a ``UserError`` into ``error: <message>`` and exit status 2; anything else is a
 bug: its traceback is printed and the exit status is 1.

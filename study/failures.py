@@ -4,10 +4,12 @@
 ``error``) into a :class:`FailureSummary`: trials by kind, the failed trials' reasons grouped
 (most frequent first) and the first failed trial's whole error. :func:`render_lines` words it.
 
+How a trial ended is a stored fact, never read from its error text (a sentence for people):
+:func:`trial_ends` reads it (a :class:`study.plan.TrialEnd` per trial) from the frame's
+``end_reason`` column, and derives it for rows and frames written before that column existed.
 Trials the service retired itself, to be continued by the next run of the spec (cut off by
-Ctrl-C, left running by a driver that died, cut off by the infrastructure: the ``retired``
-column of the trials frame, read by :func:`dashboards.retired_kinds`), are not failures: they
-are counted as interrupted.
+Ctrl-C, left running by a driver that died, cut off by the infrastructure:
+:func:`retired_reasons`), are not failures: they are counted as interrupted.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dashboards import retired_kinds
+from dashboards import TrialState, retired_kinds
+from study.plan import TrialEnd
 
 __all__ = [
     "KINDS",
     "FailureGroup",
     "FailureSummary",
     "render_lines",
+    "retired_reasons",
     "summarize_failures",
+    "trial_ends",
 ]
 
 #: How a trial ended, in the order the summary names them (other states follow, lower-cased).
@@ -36,7 +41,19 @@ MAX_GROUPS = 5
 #: Trial numbers shown per reason before '... and N more'.
 MAX_NUMBERS = 10
 NO_REASON = "no reason recorded"
-_KIND_OF_STATE = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
+_KIND_OF_STATE = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+}
+# The name trials.trainable.TrialDiverged gives a diverged seed's error (study.score.failure_end);
+# read only for a failed row without an end_reason (the searcher joins its failed seeds'
+# reasons with '; '), as migration 0004 does. Not imported: trials.trainable loads torch.
+_DIVERGED_NAME = "TrialDiverged"
+_END_OF_STATE: dict[str, TrialEnd] = {
+    TrialState.COMPLETE: TrialEnd.COMPLETE,
+    TrialState.PRUNED: TrialEnd.PRUNED,
+}
 
 
 @dataclass(frozen=True)
@@ -91,19 +108,83 @@ def _one_line(error: object) -> str:
     return " ".join(error.split()) or NO_REASON
 
 
+def _missing(value: object) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _derived_end(state: str, retired: str | None, error: object) -> TrialEnd | None:
+    """How a trial ended, for a row without an ``end_reason`` (written before it existed): by
+    the rule migration 0004 fills the column with."""
+    if retired is not None:
+        try:
+            return TrialEnd(retired)
+        except ValueError:
+            return TrialEnd.INTERRUPTED  # retired for a reason this version does not know
+    if state == TrialState.FAIL:
+        reasons = error.split("; ") if isinstance(error, str) else [""]
+        diverged = all(_DIVERGED_NAME in reason for reason in reasons)  # every failed seed's
+        return TrialEnd.DIVERGED if diverged else TrialEnd.FAILED
+    return _END_OF_STATE.get(state)  # str keys: TrialState is a StrEnum
+
+
+def trial_ends(trials: pd.DataFrame) -> pd.Series:
+    """How each trial of ``trials`` ended (the store's ``trials_frame``, or a table
+    `status --csv` wrote): a :class:`study.plan.TrialEnd`, None while it runs; indexed like
+    ``trials``.
+
+    Read from the ``end_reason`` column, the stored fact. A row without one (a frame from a
+    database no run has upgraded yet, a CSV of an older version, a row written without it) is
+    read by the rule migration 0004 fills the column with: its state and ``retired`` column
+    (or, for a frame without that too, the error text the oldest versions wrote for a retired
+    trial, read by :func:`dashboards.retired_kinds`); a failure each of whose seeds' reasons
+    names ``TrialDiverged`` diverged (the migration also reads ``zs_runs``, which a trials
+    frame lacks).
+    """
+    states = trials["state"].astype(str) if "state" in trials else pd.Series("", trials.index)
+    errors = trials["error"] if "error" in trials else pd.Series(None, trials.index, dtype=object)
+    stored = trials["end_reason"] if "end_reason" in trials else pd.Series(None, trials.index)
+    retired = retired_kinds(trials)
+    ends: list[TrialEnd | None] = []
+    for value, state, why, error in zip(stored, states, retired, errors, strict=True):
+        end = None
+        if not _missing(value):
+            try:
+                end = TrialEnd(str(value))
+            except ValueError:  # a value of a newer version: read the row as this one would
+                end = None
+        ends.append(end if end is not None else _derived_end(state, why, error))
+    return pd.Series(ends, index=trials.index, dtype=object)
+
+
+def retired_reasons(trials: pd.DataFrame) -> pd.Series:
+    """Why the service retired each trial of ``trials`` (a :class:`study.plan.Retired` value:
+    'interrupted', 'driver_lost', 'infrastructure'), None for a trial it did not retire;
+    indexed like ``trials``. :func:`trial_ends`' ``retired``: the stored fact, never the error
+    text."""
+    kinds = [
+        end.retired.value if end is not None and end.retired is not None else None
+        for end in trial_ends(trials)
+    ]
+    return pd.Series(kinds, index=trials.index, dtype=object)
+
+
 def summarize_failures(trials: pd.DataFrame) -> FailureSummary:
     """Summarize ``trials`` (``Store.trials_frame(study)``; one row per trial number).
 
-    A trial the service retired (its ``retired`` column: Ctrl-C, a lost driver, the
-    infrastructure; see :func:`dashboards.retired_kinds`) is interrupted, not failed.
+    A trial the service retired (:func:`trial_ends`: Ctrl-C, a lost driver, the
+    infrastructure) is interrupted, not failed.
     """
     if "number" in trials:
         trials = trials.drop_duplicates("number", keep="last").sort_values("number")
     n = len(trials)
     numbers = trials["number"] if "number" in trials else pd.Series(range(n), index=trials.index)
-    states = trials["state"] if "state" in trials else pd.Series("COMPLETE", index=trials.index)
+    states = (
+        trials["state"]
+        if "state" in trials
+        else pd.Series(TrialState.COMPLETE.value, index=trials.index)
+    )
     errors = trials["error"] if "error" in trials else pd.Series(None, trials.index, dtype=object)
-    retired = retired_kinds(trials)
+    retired = retired_reasons(trials.assign(state=states))
     counts = dict.fromkeys(KINDS, 0)
     by_reason: dict[str, list[int]] = {}
     first: tuple[int, str | None] | None = None

@@ -68,7 +68,9 @@ RUN_ENDS = "run_ends"  # why each seed's run ended: a study.score.RunEnd value, 
 SOURCE_TRIAL = "source_trial"  # a promoted configuration's trial number in the source study
 PRUNED_AT = "pruned_at"  # the rung epoch at which the scheduler stopped the configuration
 FAIL_REASON = "fail_reason"
-REQUEUED = "requeued"  # retired by the service (interrupted / driver lost); does not count
+# Retired by the service (interrupted / driver lost / infrastructure, RETIRED_BECAUSE says
+# which); does not count. The store keeps the same fact as zs_trials.end_reason / retired.
+REQUEUED = "requeued"
 SURPLUS = "surplus"  # asked beyond n_trials, or a point another trial holds; does not count
 # Why the service retired a trial to continue it: a study.plan.Retired value (interrupted,
 # driver_lost, infrastructure). The FAIL row is a fact about the run, not about the config.

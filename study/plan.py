@@ -33,7 +33,16 @@ from optuna.trial import FrozenTrial, TrialState
 from study import keys
 from study.optuna_study import counted, is_retired, queued_params
 
-__all__ = ["PlanSampler", "PointKey", "Retired", "StudyPlan", "counted", "is_retired", "point_key"]
+__all__ = [
+    "PlanSampler",
+    "PointKey",
+    "Retired",
+    "StudyPlan",
+    "TrialEnd",
+    "counted",
+    "is_retired",
+    "point_key",
+]
 
 PointKey = tuple[tuple[str, Any], ...]
 
@@ -46,6 +55,50 @@ class Retired(str, Enum):
     INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM, SIGHUP to the driver
     DRIVER_LOST = "driver_lost"  # the driver died without a word (SIGKILL, a lost node)
     INFRASTRUCTURE = "infrastructure"  # a worker or node died, the disk filled, ...
+
+
+class TrialEnd(str, Enum):
+    """Why a trial (one configuration, all its seeds) ended: the fact stored in
+    ``zs_trials.end_reason`` when it ends, written with its state; NULL while it runs.
+
+    Readers take how a trial ended from here, never from its error text (a sentence for people,
+    free to change). Why each *seed's* run ended (converged, budget, ...) is ``zs_runs.ended``
+    (``study.score.RunEnd``); a trial is COMPLETE when every seed converged or ran its budget.
+    The three retired ends are :class:`Retired`'s (``zs_trials.retired`` holds the same value
+    for them): the service retired ("requeued") the trial and a replacement continues it."""
+
+    COMPLETE = "complete"  # every seed converged or ran its epoch budget (Optuna: COMPLETE)
+    PRUNED = "pruned"  # the scheduler stopped the configuration at a rung (Optuna: PRUNED)
+    FAILED = "failed"  # a seed raised an error of its own (Optuna: FAIL, counted)
+    DIVERGED = "diverged"  # every seed that failed diverged (Optuna: FAIL, counted)
+    INTERRUPTED = Retired.INTERRUPTED.value  # retired: the driver stopped (Ctrl-C, SIGTERM)
+    DRIVER_LOST = Retired.DRIVER_LOST.value  # retired: its driver died; the reaper found it
+    INFRASTRUCTURE = Retired.INFRASTRUCTURE.value  # retired: a worker, node or disk failed it
+    SURPLUS = "surplus"  # asked beyond the plan, or for a point another trial holds: stepped back
+
+    @property
+    def retired(self) -> Retired | None:
+        """The :class:`Retired` reason of a trial the service retired to continue it; None for
+        every other end."""
+        return _RETIRED_ENDS.get(self)
+
+    @property
+    def state(self) -> TrialState:
+        """The Optuna state a trial that ended so has."""
+        return _STATE_OF_END.get(self, TrialState.FAIL)
+
+    @property
+    def counts(self) -> bool:
+        """Whether the trial counts towards ``n_trials`` (it holds its point)."""
+        return self.retired is None and self is not TrialEnd.SURPLUS
+
+    @classmethod
+    def of_retired(cls, retired: Retired) -> TrialEnd:
+        return cls(Retired(retired).value)
+
+
+_RETIRED_ENDS = {TrialEnd(kind.value): kind for kind in Retired}
+_STATE_OF_END = {TrialEnd.COMPLETE: TrialState.COMPLETE, TrialEnd.PRUNED: TrialState.PRUNED}
 
 
 def _canonical(value: Any) -> Any:

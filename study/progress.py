@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from optuna.trial import TrialState
 from ray.tune import Callback
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -40,11 +41,12 @@ class ProgressSnapshot:
 
     @classmethod
     def from_counts(cls, counts: dict[str, int], best: float | None) -> ProgressSnapshot:
+        """``counts``: configurations by Optuna state name (``OptunaSearcher.counts``)."""
         return cls(
-            complete=counts.get("COMPLETE", 0),
-            pruned=counts.get("PRUNED", 0),
-            failed=counts.get("FAIL", 0),
-            running=counts.get("RUNNING", 0),
+            complete=counts.get(TrialState.COMPLETE.name, 0),
+            pruned=counts.get(TrialState.PRUNED.name, 0),
+            failed=counts.get(TrialState.FAIL.name, 0),
+            running=counts.get(TrialState.RUNNING.name, 0),
             best=best,
         )
 

@@ -9,13 +9,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from study.errors import UserError
+
 __all__ = ["RAY_AUTH_LOGGER", "RaySessionError", "quiet_logger", "ray_session"]
 
 RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
-class RaySessionError(RuntimeError):
-    """Ray cannot be reached, or no node can ever run one trial."""
+class RaySessionError(UserError, RuntimeError):
+    """Ray cannot be reached, or no node can ever run one trial: the address or the spec's
+    resources are to change (the runner reports it as a ``StudyRunError``)."""
 
 
 @contextmanager

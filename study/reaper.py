@@ -20,6 +20,9 @@ from study.plan import Retired
 
 __all__ = ["DRIVER_LOST", "continue_orphans", "reap_lost_trials"]
 
+# The reason a reaped trial shows: display text only. How it ended is the fact
+# study.plan.TrialEnd.DRIVER_LOST (``keys.RETIRED_BECAUSE`` in Optuna; ``zs_trials.end_reason``
+# and ``retired`` in the store, written by the runner).
 DRIVER_LOST = "driver lost"
 
 

@@ -30,7 +30,7 @@ from study.errors import UserError
 from study.heartbeat import HeartbeatCallback, new_driver_id, other_live_drivers
 from study.identity import SpecSnapshot, change_record, differences, snapshot_of
 from study.ladder import promoted_spec
-from study.plan import Retired, StudyPlan
+from study.plan import StudyPlan, TrialEnd
 from study.progress import ProgressCallback
 from study.ray_session import RaySessionError, quiet_logger, ray_session
 from study.reaper import DRIVER_LOST, continue_orphans, reap_lost_trials
@@ -299,13 +299,15 @@ def _reap(
     """Trials a dead driver left RUNNING: FAIL ('driver lost'), replacements queued that
     continue their checkpoints."""
     reaped = reap_lost_trials(study, current_driver=driver_id)
+    end = TrialEnd.DRIVER_LOST
     for number in reaped:
         store.upsert_trial(
             spec.name,
             number,
-            state=TrialState.FAIL,
-            error=DRIVER_LOST,
-            retired=Retired.DRIVER_LOST.value,
+            state=end.state,
+            end_reason=end,
+            error=DRIVER_LOST,  # display text
+            retired=end.retired,
         )
     if reaped:
         console.print(f"continuing {len(reaped)} trial(s) left running by a lost driver: {reaped}")
@@ -394,14 +396,14 @@ def _finish_open_trials(
         )
         for number in searcher.retired():
             retired = searcher.outcome(number)
+            end = retired.end if retired and retired.retired else TrialEnd.INTERRUPTED
             store.upsert_trial(
                 spec.name,
                 number,
-                state=TrialState.FAIL,
+                state=end.state,
+                end_reason=end,
                 error=retired.error if retired and retired.error else INTERRUPTED,
-                retired=(
-                    retired.retired if retired and retired.retired else Retired.INTERRUPTED
-                ).value,
+                retired=end.retired,
             )
     except Exception as error:
         if not is_disk_full(error):

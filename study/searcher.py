@@ -37,7 +37,7 @@ from study import keys
 from study import optuna_study as ostudy
 from study.faults import Fault, classify
 from study.ladder import Promotion
-from study.plan import Retired, StudyPlan
+from study.plan import Retired, StudyPlan, TrialEnd
 from study.resume import ResumePoint, SeedStart, plan_starts
 from study.score import RunEnd, failure_end, run_record, score, score_curve, seed_best
 from study.space import distributions
@@ -49,9 +49,11 @@ from trials.trainable import CONVERGED_KEY, RESUME_FROM_KEY, TRIAL_CONFIG_KEY
 __all__ = ["CUT_OFF_PREFIX", "INTERRUPTED", "STUDY_KEY", "OptunaSearcher", "TrialOutcome"]
 
 STUDY_KEY = "study"
-# The reason of a trial retired because the driver stopped (Ctrl-C, SIGTERM, its own stop).
+# The reason of a trial retired because the driver stopped (Ctrl-C, SIGTERM, its own stop):
+# display text only (how the trial ended is TrialOutcome.end, stored as zs_trials.end_reason).
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
-# The reason of a trial retired because its worker, node or disk failed it starts with this.
+# The reason of a trial retired because its worker, node or disk failed it starts with this
+# (display text only, as INTERRUPTED).
 CUT_OFF_PREFIX = "cut off by the infrastructure: "
 # A configuration cut off by the infrastructure this many times in one run stops the run.
 _MAX_CUTS_PER_RUN = 3
@@ -64,16 +66,22 @@ class TrialOutcome:
     """What the searcher told Optuna about one configuration (all its seeds)."""
 
     state: TrialState
+    end: TrialEnd  # why it ended (stored as zs_trials.end_reason)
     # The score (study.score): COMPLETE at the end of its runs; PRUNED and FAIL at the last
     # epoch every seed reached (or converged before), when there is one.
     value: float | None
-    retired: Retired | None  # FAIL cut off by the run: continued by a replacement
     final_value: float | None  # the seeds' mean at their last epoch (shows overfitting)
     runs: list[RunRecord]  # each seed's run: why it ended, its last and best epoch, in seed order
     error: str | None
     epochs: int
     nodes: list[str]
     checkpoints: list[str | None]
+
+    @property
+    def retired(self) -> Retired | None:
+        """Why the run (not the configuration) cut it off, when it did: FAIL, continued by a
+        replacement (``end.retired``)."""
+        return self.end.retired
 
 
 @dataclass
@@ -524,12 +532,13 @@ class OptunaSearcher(Searcher):
         ostudy.set_trial_attr(trial, keys.CHECKPOINTS, [run.checkpoint for run in runs])
         ostudy.set_trial_attr(trial, keys.SEED_VALUES, [seed_best(run.curve) for run in runs])
         ends = [self._run_end(configuration, run) for run in runs]
-        ostudy.set_trial_attr(trial, keys.RUN_ENDS, [end.value for end in ends])
+        ostudy.set_trial_attr(trial, keys.RUN_ENDS, [ended.value for ended in ends])
         failed = [run for run in runs if run.finished_state == TrialState.FAIL and run.cut is None]
         cut = [run for run in runs if run.cut is not None]
         value: float | None = None
         error: str | None = None
         retired: Retired | None = None
+        end: TrialEnd
         if failed:
             error = "; ".join(
                 dict.fromkeys(run.error or "the trial raised an error" for run in failed)
@@ -537,11 +546,18 @@ class OptunaSearcher(Searcher):
             ostudy.set_trial_attr(trial, keys.FAIL_REASON, error)
             ostudy.tell(self._study, trial, state=TrialState.FAIL)
             state = TrialState.FAIL
+            diverged = all(
+                ended == RunEnd.DIVERGED
+                for run, ended in zip(runs, ends, strict=True)
+                if run.finished_state == TrialState.FAIL and run.cut is None
+            )
+            end = TrialEnd.DIVERGED if diverged else TrialEnd.FAILED
         elif configuration.pruned_at is not None or any(
             run.finished_state == TrialState.PRUNED for run in runs
         ):
             ostudy.tell(self._study, trial, state=TrialState.PRUNED)
             state = TrialState.PRUNED
+            end = TrialEnd.PRUNED
         elif cut:
             retired = (
                 Retired.INTERRUPTED
@@ -551,6 +567,7 @@ class OptunaSearcher(Searcher):
             error = "; ".join(dict.fromkeys(run.error or retired.value for run in cut))
             self._retire(configuration, retired, error)
             state = TrialState.FAIL
+            end = TrialEnd.of_retired(retired)
         else:
             value = score([run.curve for run in runs])
             if value is None:  # no finite value in some seed: nothing to rank by
@@ -558,17 +575,19 @@ class OptunaSearcher(Searcher):
                 ostudy.set_trial_attr(trial, keys.FAIL_REASON, error)
                 ostudy.tell(self._study, trial, state=TrialState.FAIL)
                 state = TrialState.FAIL
+                end = TrialEnd.FAILED
             else:
                 ostudy.tell(self._study, trial, value)
                 state = TrialState.COMPLETE
+                end = TrialEnd.COMPLETE
         # A pruned trial's value is Optuna's: its last intermediate value, which is the score
         # at the last epoch every seed reached (configuration.score).
         configuration.outcome = TrialOutcome(
             state=state,
+            end=end,
             value=value if value is not None else configuration.score,
-            retired=retired,
             final_value=configuration.final_mean(),
-            runs=[run_record(r.seed, r.curve, end) for r, end in zip(runs, ends, strict=True)],
+            runs=[run_record(r.seed, r.curve, e) for r, e in zip(runs, ends, strict=True)],
             error=error,
             epochs=configuration.max_epoch,
             nodes=configuration.nodes,

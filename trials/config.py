@@ -384,6 +384,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 class _DuplicateKeyError(yaml.YAMLError):
+    # Private, outside the ZoneoutError hierarchy on purpose: it only carries a duplicate key
+    # out of PyYAML's constructor (a yaml.YAMLError, so PyYAML's own handling stays intact) to
+    # read_yaml, which always turns it into a ConfigError naming both lines; it never escapes.
     def __init__(self, key: object, line: int, first_line: int) -> None:
         super().__init__(f"duplicate key {key!r}")
         self.key, self.line, self.first_line = key, line, first_line

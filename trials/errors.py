@@ -6,6 +6,10 @@ one hierarchy, which ``study.errors`` re-exports.
 - :class:`UserError`: the input is wrong (a config, a spec, a path, a database URL, missing
   data) and the message says what to change. The command line prints such an error as one line
   and exits 2; any other exception is a bug and keeps its traceback (exit 1).
+
+Below ``ZoneoutError`` but not a user's mistake: ``trials.task_loops.Diverged`` (a run whose
+loss became non-finite) and its subclass ``trials.trainable.TrialDiverged`` (the same, raised
+on a Ray worker).
 """
 
 from __future__ import annotations

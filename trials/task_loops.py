@@ -20,6 +20,7 @@ from torch import nn
 
 from trials.config import ConfigError, TrialConfig
 from trials.data import SequenceDataset, TokenCorpus
+from trials.errors import ZoneoutError
 from trials.models import LanguageModel, SequenceClassifier, build_model, detach_state
 from trials.reproducibility import data_order_generator
 from trials.tasks import MetricName, TaskData, metric_from_loss
@@ -40,8 +41,12 @@ __all__ = [
 Split = Literal["valid", "test"]
 
 
-class Diverged(Exception):
-    """The training loss stopped being a number; the message says what it became."""
+class Diverged(ZoneoutError):
+    """The training loss stopped being a number (or exploded); the message says what it became.
+
+    The one exception of a diverged run: ``train()`` turns it into the outcome status
+    ``diverged``, and the Ray trainable raises it again on the worker as its subclass
+    :class:`trials.trainable.TrialDiverged`, whose name the trial's stored error carries."""
 
 
 class TaskLoop(Protocol):

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from trials.config import TrialConfig
+from trials.task_loops import Diverged
 from trials.train import EpochResult, train
 
 __all__ = [
@@ -53,8 +54,11 @@ def report_keys() -> tuple[str, ...]:
     )
 
 
-class TrialDiverged(RuntimeError):
-    """Raised on the worker so that Ray marks the trial ERROR with the reason."""
+class TrialDiverged(Diverged, RuntimeError):
+    """A diverged run (:class:`trials.task_loops.Diverged`), raised on the worker so that Ray
+    marks the trial ERROR with the reason. Its own name and module because the trial's error
+    text (``trials.trainable.TrialDiverged: ...``) is what older stores hold and what
+    ``study.score.failure_end`` reads for a failed seed."""
 
 
 def _threads_for_trial() -> int:

@@ -115,6 +115,11 @@ class TrialRow(Base):
     # 'driver_lost', 'infrastructure'): FAIL, not counted, continued by a replacement. NULL
     # for every other trial.
     retired: Mapped[str | None] = mapped_column(sa.String(32))
+    # Why the trial ended (a study.plan.TrialEnd value: 'complete', 'pruned', 'failed',
+    # 'diverged', 'interrupted', 'driver_lost', 'infrastructure'), written with its final
+    # state; NULL while it runs. The one fact readers take how a trial ended from: ``error``
+    # is display text. For a retired trial ``retired`` holds the same value (migration 0004).
+    end_reason: Mapped[str | None] = mapped_column(sa.String(32))
     checkpoint: Mapped[str | None] = mapped_column(sa.Text)
     config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     started_at: Mapped[_dt.datetime | None] = mapped_column(UTCDateTime())

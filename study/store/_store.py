@@ -172,7 +172,7 @@ def _trial_values(fields: Mapping[str, Any]) -> dict[str, Any]:
         elif key in _STR_FIELDS:
             if key == "checkpoint" and value is not None:
                 value = getattr(value, "path", value)  # a ray.train.Checkpoint
-            if isinstance(value, enum.Enum):  # retired=Retired.INTERRUPTED: its value
+            if isinstance(value, enum.Enum):  # end_reason=TrialEnd.INTERRUPTED: its value
                 value = value.value
             values[key] = None if value is None else str(value)
         elif key in _INT_FIELDS:
@@ -521,7 +521,7 @@ class Store:
     def _trial_table_columns(self, conn: sa.Connection) -> tuple[str, ...]:
         """The columns of ``zs_trials`` the database has. Commands that only read never
         migrate (``Store(url)``), so a database an older version made may lack the newer ones
-        (``retired``); once every column is there, the answer is kept."""
+        (``retired``, ``end_reason``); once every column is there, the answer is kept."""
         if self._trial_columns is not None:
             return self._trial_columns
         present = {column["name"] for column in sa.inspect(conn).get_columns("zs_trials")}
@@ -590,10 +590,12 @@ class Store:
         """One row per trial of ``study`` (ordered by number): every trial field, plus
         ``params`` expanded into ``param_<name>`` columns (nested keys joined with ``.``).
 
-        ``retired`` is why the service retired the trial (a ``study.plan.Retired`` value), else
-        None. A database an older version made and no run has upgraded yet has no such column:
-        neither has its frame (readers then fall back to the error text, as for the CSV tables
-        of older versions; see ``dashboards.retired_kinds``)."""
+        ``end_reason`` is why the trial ended (a ``study.plan.TrialEnd`` value; None while it
+        runs); ``retired`` is why the service retired the trial (a ``study.plan.Retired``
+        value), else None. A database an older version made and no run has upgraded yet lacks
+        the newer of these columns: so does its frame (readers then derive the end from what
+        the frame has, as for the CSV tables of older versions; see
+        ``study.failures.trial_ends`` and ``dashboards.retired_kinds``)."""
 
         def _run(conn: sa.Connection) -> pd.DataFrame:
             study_id = self._study_id(conn, study)

@@ -213,3 +213,63 @@ def test_a_finished_study_says_nothing_failed(state: str) -> None:
     summary = summarize_failures(_frame([(0, state, None), (1, state, None)]))
     assert summary.failed == 0
     assert render_lines(summary) == [f"no trial failed: 2 {state.lower()}"]
+
+
+def test_how_a_trial_ended_is_the_stored_fact_not_its_sentence() -> None:
+    """``end_reason`` decides; the error text is display only. A row without one (an older
+    frame, a CSV's empty cell) is read by the rule migration 0004 fills the column with."""
+    from study.failures import retired_reasons, trial_ends
+    from study.plan import TrialEnd
+
+    frame = _frame(
+        [
+            (0, "FAIL", "Stopped; the next run continues it"),  # any wording
+            (1, "FAIL", INTERRUPTED),  # yesterday's sentence, but the fact says failed
+            (2, "FAIL", "Its driver vanished"),
+            (3, "FAIL", "trials.trainable.TrialDiverged: loss became nan"),
+            (4, "COMPLETE", None),
+            (5, "RUNNING", None),
+            (6, "FAIL", "ValueError: bad"),
+        ],
+        retired=["interrupted", None, "driver_lost", None, None, None, None],
+    )
+    frame["end_reason"] = [
+        "interrupted",
+        "failed",
+        "driver_lost",
+        "diverged",
+        "complete",
+        None,
+        np.nan,
+    ]
+    ends = list(trial_ends(frame))
+    assert ends == [
+        TrialEnd.INTERRUPTED,
+        TrialEnd.FAILED,
+        TrialEnd.DRIVER_LOST,
+        TrialEnd.DIVERGED,
+        TrialEnd.COMPLETE,
+        None,
+        TrialEnd.FAILED,  # no fact: derived from its state
+    ]
+    assert list(retired_reasons(frame)) == ["interrupted", None, "driver_lost", *[None] * 4]
+    summary = summarize_failures(frame)
+    assert (summary.interrupted, summary.failed, summary.complete) == (2, 3, 1)
+    assert TrialEnd.INTERRUPTED.retired == Retired.INTERRUPTED
+    assert TrialEnd.DIVERGED.retired is None and not TrialEnd.SURPLUS.counts
+    assert {end.state.name for end in TrialEnd} == {"COMPLETE", "PRUNED", "FAIL"}
+
+
+def test_the_exceptions_join_the_hierarchy() -> None:
+    from study.errors import UserError, ZoneoutError
+    from study.ray_session import RaySessionError
+    from trials.task_loops import Diverged
+    from trials.trainable import TrialDiverged
+
+    assert issubclass(RaySessionError, UserError) and issubclass(RaySessionError, RuntimeError)
+    assert issubclass(Diverged, ZoneoutError) and not issubclass(Diverged, UserError)
+    # One idea: the worker's exception is the training loop's, under the name the error keeps.
+    assert issubclass(TrialDiverged, Diverged) and issubclass(TrialDiverged, RuntimeError)
+    assert f"{TrialDiverged.__module__}.{TrialDiverged.__qualname__}" == (
+        "trials.trainable.TrialDiverged"
+    )

@@ -1,7 +1,9 @@
 """The store rows of the trials the service retires say why (``zs_trials.retired``), written by
 each of the three writers: the store callback (a trial the infrastructure cut off), the reaper
 step of the runner (a lost driver) and the end of the runner's Tune step (Ctrl-C). Driven the
-way Ray Tune's controller drives them, without a Ray cluster."""
+way Ray Tune's controller drives them, without a Ray cluster. Every writer stores how the trial
+ended (``zs_trials.end_reason``, a ``study.plan.TrialEnd``), and rewording the sentences it
+shows (``error``) changes nothing of what a trial is read as."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import optuna
+import pytest
 from rich.console import Console
 
 from study.callbacks import StoreCallback
-from study.failures import summarize_failures
+from study.failures import retired_reasons, summarize_failures, trial_ends
 from study.optuna_study import open_study
+from study.plan import TrialEnd
 from study.reaper import DRIVER_LOST
 from study.searcher import CUT_OFF_PREFIX, INTERRUPTED, OptunaSearcher
 from study.space import build_sampler
@@ -53,6 +57,15 @@ def _rows(store: Store, name: str) -> dict[int, tuple[str, str | None, str | Non
             None if _missing(row.error) else row.error,
             None if _missing(row.retired) else row.retired,
         )
+        for row in frame.itertuples()
+    }
+
+
+def _ends(store: Store, name: str) -> dict[int, str | None]:
+    """The stored end_reason of each trial, by number."""
+    frame = store.trials_frame(name)
+    return {
+        int(row.number): None if _missing(row.end_reason) else row.end_reason
         for row in frame.itertuples()
     }
 
@@ -95,7 +108,10 @@ def test_the_store_callback_writes_why_the_infrastructure_cut_a_trial(tmp_path: 
             searcher.on_trial_complete(trial_id, error=True)
             callback.on_trial_error(0, [], trials[trial_id])
         rows = _rows(store, spec.name)
+        ends = _ends(store, spec.name)
         frame = store.trials_frame(spec.name)
+    assert ends == {0: "complete", 1: "infrastructure", 2: "failed"}
+    assert list(trial_ends(frame)) == [TrialEnd.COMPLETE, TrialEnd.INFRASTRUCTURE, TrialEnd.FAILED]
     assert rows[0] == ("COMPLETE", None, None)
     state, error, retired = rows[1]
     assert (state, retired) == ("FAIL", "infrastructure")
@@ -116,6 +132,8 @@ def test_the_reaper_step_stores_a_lost_drivers_trial_as_driver_lost(tmp_path: Pa
     with _store(url, spec) as store:
         reaped = _reap(study, store, spec, "me:1:1", Console(file=io.StringIO()))
         rows = _rows(store, spec.name)
+        ends = _ends(store, spec.name)
+    assert ends == {0: "driver_lost"}
     assert reaped == [0]
     assert rows == {0: ("FAIL", DRIVER_LOST, "driver_lost")}
 
@@ -150,5 +168,121 @@ def test_the_end_of_the_tune_step_stores_trials_cut_by_ctrl_c_as_interrupted(
     with _store(url, spec) as store:
         runner._tune(study, store, spec, "me:1:1", Console(file=io.StringIO()), None, outcome)
         rows = _rows(store, spec.name)
+        ends = _ends(store, spec.name)
+    assert ends == {1: "interrupted"}
     assert outcome.status == "interrupted"
     assert rows[1] == ("FAIL", INTERRUPTED, "interrupted")
+
+
+def test_a_diverged_configuration_is_stored_as_diverged(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    spec = _spec(n_trials=1)
+    study = open_study(url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
+    with _store(url, spec) as store:
+        callback = StoreCallback(store, searcher, spec.name)
+        config = searcher.suggest("a")
+        assert isinstance(config, dict)
+        error_file = tmp_path / "a.txt"
+        reason = "trials.trainable.TrialDiverged: training loss became nan"
+        error_file.write_text(f"Failure # 1\nTraceback ...\n{reason}\n", encoding="utf-8")
+        trial = SimpleNamespace(trial_id="a", config=config, error_file=str(error_file))
+        _report(searcher, "a", 1)
+        searcher.on_trial_complete("a", error=True)
+        callback.on_trial_error(0, [], trial)
+        assert _ends(store, spec.name) == {0: "diverged"}
+        assert _rows(store, spec.name) == {0: ("FAIL", reason, None)}
+        summary = summarize_failures(store.trials_frame(spec.name))
+    assert (summary.failed, summary.interrupted) == (1, 0)
+
+
+@pytest.mark.parametrize("writer", ["ctrl-c", "reaper", "infrastructure"])
+def test_a_reworded_sentence_does_not_change_what_a_trial_is_read_as(
+    tmp_path: Path, monkeypatch: Any, writer: str
+) -> None:
+    """The sentences a retired trial shows are display text: worded anew, the stored rows say
+    something else in ``error`` and the trials are read exactly as before."""
+    from study import reaper, runner, searcher
+
+    monkeypatch.setattr(runner, "INTERRUPTED", "Stopped by you; resumes on the next run")
+    monkeypatch.setattr(searcher, "INTERRUPTED", "Stopped by you; resumes on the next run")
+    monkeypatch.setattr(runner, "DRIVER_LOST", "Its driver vanished")
+    monkeypatch.setattr(reaper, "DRIVER_LOST", "Its driver vanished")
+    monkeypatch.setattr(searcher, "CUT_OFF_PREFIX", "The machine let it down: ")
+    if writer == "ctrl-c":
+        url, number, expected = _ctrl_c(tmp_path, monkeypatch), 1, TrialEnd.INTERRUPTED
+    elif writer == "reaper":
+        url, number, expected = _lost_driver(tmp_path), 0, TrialEnd.DRIVER_LOST
+    else:
+        url, number, expected = _cut_by_infrastructure(tmp_path), 0, TrialEnd.INFRASTRUCTURE
+    with Store(url) as store:
+        frame = store.trials_frame("retired")
+    row = frame.index[frame["number"] == number][0]
+    error = str(frame.loc[row, "error"])
+    assert not error.startswith((INTERRUPTED, DRIVER_LOST, CUT_OFF_PREFIX))  # reworded
+    assert error != DRIVER_LOST
+    assert trial_ends(frame).loc[row] == expected
+    assert expected.retired is not None
+    assert retired_reasons(frame).loc[row] == expected.retired.value
+    summary = summarize_failures(frame)
+    assert (summary.interrupted, summary.failed) == (1, 0)
+    # Without the fact (a frame of an older version), the old sentences no longer match.
+    older = frame.drop(columns=["end_reason", "retired"])
+    assert summarize_failures(older).interrupted == 0
+
+
+def _ctrl_c(tmp_path: Path, monkeypatch: Any) -> str:
+    from study import runner
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    spec = _spec(n_trials=2)
+    study = open_study(url, spec.name, build_sampler(spec))
+
+    class Tuner:
+        def __init__(self, searcher: OptunaSearcher) -> None:
+            self.searcher = searcher
+
+        def fit(self) -> None:
+            for trial_id in ("a", "b"):
+                self.searcher.suggest(trial_id)
+            self.searcher.on_trial_complete("a", result=_report(self.searcher, "a", 4))
+            _report(self.searcher, "b", 1)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_tuner", lambda spec, driver, searcher, *_: Tuner(searcher))
+    outcome = runner.StudyOutcome(name=spec.name, storage="-", status="finished")
+    with _store(url, spec) as store:
+        runner._tune(study, store, spec, "me:1:1", Console(file=io.StringIO()), None, outcome)
+    return url
+
+
+def _lost_driver(tmp_path: Path) -> str:
+    from study.runner import _reap
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    spec = _spec(n_trials=2)
+    study = open_study(url, spec.name, build_sampler(spec))
+    dead = OptunaSearcher(study, spec, driver_id=f"{socket.gethostname()}:999999999:1")
+    dead.suggest("a")
+    with _store(url, spec) as store:
+        assert _reap(study, store, spec, "me:1:1", Console(file=io.StringIO())) == [0]
+    return url
+
+
+def _cut_by_infrastructure(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    spec = _spec(n_trials=1)
+    study = open_study(url, spec.name, build_sampler(spec))
+    searcher = OptunaSearcher(study, spec, driver_id="test:1:1")
+    with _store(url, spec) as store:
+        callback = StoreCallback(store, searcher, spec.name)
+        config = searcher.suggest("a")
+        assert isinstance(config, dict)
+        error_file = tmp_path / "a.txt"
+        reason = "ray.exceptions.RayActorError: The actor died unexpectedly"
+        error_file.write_text(f"Failure # 1\nTraceback ...\n{reason}\n", encoding="utf-8")
+        trial = SimpleNamespace(trial_id="a", config=config, error_file=str(error_file))
+        _report(searcher, "a", 1)
+        searcher.on_trial_complete("a", error=True)
+        callback.on_trial_error(0, [], trial)
+    return url

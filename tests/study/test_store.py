@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dashboards import retired_kinds
-from study.plan import Retired
+from study.plan import Retired, TrialEnd
 from study.store import (
     TRIAL_FIELDS,
     VERSION_TABLE,
@@ -242,14 +242,17 @@ def test_the_committed_midscale_database_upgrades_on_a_copy(tmp_path: Path) -> N
     from alembic import command
 
     copy = tmp_path / "midscale.db"
-    shutil.copyfile(MIDSCALE, copy)
+    with sqlite3.connect(f"file:{MIDSCALE}?mode=ro", uri=True) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)  # a consistent copy even while a study writes the file
     url = f"sqlite:///{copy}"
     command.downgrade(alembic_config(url), "0001")
     assert current_revision(url) == "0001"
     with Store.open(url) as store:
         retired = {
             (name, int(number)): kind
+            # The 26-epoch studies; the converged follow-up's are checked by their own test.
             for name in store.studies_frame()["name"]
+            if name.startswith("ptb-char-midscale-")
             for number, kind in store.trials_frame(name)[["number", "retired"]].itertuples(
                 index=False
             )
@@ -259,6 +262,163 @@ def test_the_committed_midscale_database_upgrades_on_a_copy(tmp_path: Path) -> N
     figure3 = "ptb-char-midscale-figure3"
     assert retired == {(figure3, 5): "interrupted", (figure3, 9): "interrupted",
                        (figure3, 11): "interrupted"}  # fmt: skip
+
+
+# Rows of a store at revision 0003 (before zs_trials.end_reason), with what migration 0004 fills
+# in: number -> (state, error, retired, each seed's zs_runs.ended, the end_reason).
+DIVERGED_ERROR = "trials.trainable.TrialDiverged: training loss became nan"
+END_ROWS: dict[int, tuple[str, str | None, str | None, tuple[str, ...], str | None]] = {
+    0: ("COMPLETE", None, None, ("budget", "converged"), "complete"),
+    1: ("PRUNED", None, None, ("pruned",), "pruned"),
+    2: ("RUNNING", None, None, (), None),
+    3: ("FAIL", OLD_INTERRUPTED, "interrupted", ("interrupted",), "interrupted"),
+    4: ("FAIL", OLD_DRIVER_LOST, "driver_lost", (), "driver_lost"),
+    5: ("FAIL", f"{OLD_CUT_OFF}RayActorError: died", "infrastructure", (), "infrastructure"),
+    6: ("FAIL", "RuntimeError: the loss exploded", None, ("diverged", "diverged"), "diverged"),
+    7: ("FAIL", f"{DIVERGED_ERROR}; ValueError: bad", None, ("diverged", "failed"), "failed"),
+    8: ("FAIL", DIVERGED_ERROR, None, (), "diverged"),  # no runs rows: the error names it
+    9: ("FAIL", f"{DIVERGED_ERROR}; ValueError: bad", None, (), "failed"),
+    10: ("FAIL", "ValueError: bad", None, (), "failed"),
+    11: ("FAIL", None, None, (), "failed"),
+    12: ("FAIL", "a seed has no finite validation value", None, ("budget",), "failed"),
+    # Not retired by the fact (a row written with the sentence but without `retired`): failed.
+    13: ("FAIL", OLD_INTERRUPTED, None, (), "failed"),
+}
+
+
+def _store_at_0003(url: str) -> None:
+    upgrade(url, "0003")
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    engine = create_engine_for(url)
+    try:
+        with engine.begin() as conn:
+            meta = sa.MetaData()
+            meta.reflect(conn, only=["zs_studies", "zs_trials", "zs_runs"])
+            assert "end_reason" not in meta.tables["zs_trials"].c
+            conn.execute(
+                meta.tables["zs_studies"].insert(),
+                [
+                    {
+                        "id": 1,
+                        "name": "s",
+                        "direction": "minimize",
+                        "metric": "bpc",
+                        "spec": {},
+                        "versions": {},
+                        "status": "interrupted",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
+            for n, (state, error, retired, ends, _) in END_ROWS.items():
+                conn.execute(
+                    meta.tables["zs_trials"].insert(),
+                    [
+                        {
+                            "id": n + 1,
+                            "study_id": 1,
+                            "number": n,
+                            "state": state,
+                            "error": error,
+                            "retired": retired,
+                            "updated_at": now,
+                        }
+                    ],
+                )
+                if ends:
+                    conn.execute(
+                        meta.tables["zs_runs"].insert(),
+                        [
+                            {"trial_id": n + 1, "seed": seed, "ended": ended}
+                            for seed, ended in enumerate(ends)
+                        ],
+                    )
+    finally:
+        engine.dispose()
+
+
+def _ends_of(frame: pd.DataFrame, ends: pd.Series) -> dict[int, str | None]:
+    return {
+        int(n): (end.value if end is not None else None)
+        for n, end in zip(frame["number"], ends, strict=True)
+    }
+
+
+def test_migration_0004_fills_each_trials_end_from_its_state_retired_and_runs(
+    store_url: str,
+) -> None:
+    from study.failures import trial_ends
+
+    _store_at_0003(store_url)
+    expected = {n: end for n, (*_, end) in END_ROWS.items()}
+    # Read without migrating: no end_reason column; the reader derives the same ends, except
+    # that a trials frame has no runs (trial 6 diverged by its runs, not by its error text).
+    with Store(store_url) as store:
+        frame = store.trials_frame("s")
+    assert "end_reason" not in frame.columns
+    assert _ends_of(frame, trial_ends(frame)) == {**expected, 6: "failed"}
+
+    with Store.open(store_url) as store:  # a run upgrades it
+        assert current_revision(store_url) == head_revision()
+        frame = store.trials_frame("s")
+        assert dict(zip(frame["number"], _values(frame["end_reason"]), strict=True)) == expected
+        assert _ends_of(frame, trial_ends(frame)) == expected
+        columns = list(frame.columns)
+        assert columns.index("retired") == columns.index("error") + 1
+        assert columns.index("end_reason") == columns.index("retired") + 1
+        # The same Store writes the new column.
+        store.upsert_trial("s", 2, state="COMPLETE", end_reason=TrialEnd.COMPLETE)
+        assert store.trials_frame("s").set_index("number").loc[2, "end_reason"] == "complete"
+
+    from alembic import command
+
+    command.downgrade(alembic_config(store_url), "0003")  # the column goes, nothing else
+    with Store(store_url) as store:
+        frame = store.trials_frame("s")
+    assert "end_reason" not in frame.columns
+    assert _values(frame["retired"]) == [retired for (_, _, retired, _, _) in END_ROWS.values()]
+    upgrade(store_url)
+    with Store(store_url) as store:
+        again = store.trials_frame("s")
+    assert dict(zip(again["number"], _values(again["end_reason"]), strict=True)) == {
+        **expected,
+        2: "complete",  # RUNNING, its end NULL: refilled by its state, as any old row
+    }
+
+
+@pytest.mark.parametrize("revision", ["0003", "0001"])
+def test_the_midscale_database_gets_its_interrupted_and_complete_trials_ends(
+    tmp_path: Path, revision: str
+) -> None:
+    """The committed mid-scale database (its three Figure-3 trials cut off by Ctrl-C), copied
+    with SQLite's backup (a study may be writing it), taken back to a revision before
+    ``end_reason`` and upgraded: those trials end 'interrupted', the others 'complete'."""
+
+    from alembic import command
+
+    from study.failures import summarize_failures, trial_ends
+
+    copy = tmp_path / "midscale.db"
+    with sqlite3.connect(f"file:{MIDSCALE}?mode=ro", uri=True) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    url = f"sqlite:///{copy}"
+    command.downgrade(alembic_config(url), revision)
+    assert current_revision(url) == revision
+    figure3 = "ptb-char-midscale-figure3"
+    expected = {n: "interrupted" if n in (5, 9, 11) else "complete" for n in range(15)}
+    with Store(url) as store:  # read-only: derived from what the database has
+        frame = store.trials_frame(figure3)
+    assert "end_reason" not in frame.columns
+    derived = {int(n): e.value for n, e in zip(frame["number"], trial_ends(frame), strict=True)}
+    assert derived == expected
+    with Store.open(url) as store:
+        frame = store.trials_frame(figure3)
+    assert current_revision(url) == head_revision()
+    stored = dict(zip(frame["number"].astype(int), frame["end_reason"], strict=True))
+    assert stored == expected
+    summary = summarize_failures(frame)
+    assert (summary.complete, summary.interrupted, summary.failed) == (12, 3, 0)
 
 
 @pytest.mark.parametrize("store_first", [True, False], ids=["store-first", "optuna-first"])

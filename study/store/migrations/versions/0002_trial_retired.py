@@ -54,5 +54,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("zs_trials") as batch:
-        batch.drop_column("retired")
+    # ALTER TABLE ... DROP COLUMN (SQLite >= 3.35), not a batch copy: SQLite's batch drops and
+    # recreates zs_trials, and with foreign keys on that drop cascades to zs_epochs (zs_runs).
+    op.drop_column("zs_trials", "retired")
