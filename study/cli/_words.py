@@ -10,6 +10,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from study.plan import Retired
+
 
 def plain_table(title: str) -> Table:
     """A table that reads at 80 columns: a rule under the header, one space of padding
@@ -19,27 +21,30 @@ def plain_table(title: str) -> Table:
     )
 
 
-# Why the service retired a trial (study.plan.Retired values), as the terminal says it.
+# Why the service retired a trial, as the terminal says it.
 RETIRED_WORDS = {
-    "interrupted": "interrupted",
-    "driver_lost": "driver lost",
-    "infrastructure": "cut off",
+    Retired.INTERRUPTED: "interrupted",
+    Retired.DRIVER_LOST: "driver lost",
+    Retired.INFRASTRUCTURE: "cut off",
 }
 
 
 class FailureWords:
-    """Words for the trials the service retired itself (the trials frame's ``retired`` column,
-    read by :func:`dashboards.retired_kinds`): a trial cut short by Ctrl-C, one left running by
+    """Words for the trials the service retired itself (the stored end reason, read by
+    :func:`study.failures.retired_reasons`): a trial cut short by Ctrl-C, one left running by
     a driver that died, one cut off by the infrastructure. The next run of the spec continues
     each in a new trial from its last checkpoint, so they do not count towards the plan. Other
     states keep the names Optuna and the store give them (COMPLETE, PRUNED, FAIL, RUNNING)."""
 
     def __init__(self, trials: Any) -> None:
         """``trials``: a trials frame; rows are then named by its index labels."""
-        from dashboards import retired_kinds
+        from study.failures import retired_reasons
 
         self._trials = trials
-        self._retired = retired_kinds(trials)
+        reasons = retired_reasons(trials)
+        self._retired = {
+            index: None if value is None else Retired(value) for index, value in reasons.items()
+        }
 
     def kinds(self) -> list[str]:
         """:meth:`kind` of every row, in the frame's order."""
@@ -48,24 +53,24 @@ class FailureWords:
     def kind(self, index: Any, state: Any) -> str:
         """'interrupted', 'driver lost', 'cut off', or the stored state (COMPLETE, PRUNED, FAIL,
         ...) of the frame's row ``index``."""
-        retired = self._retired.loc[index]
+        retired = self._retired[index]
         if retired is None:
             return str(state)
-        return RETIRED_WORDS.get(retired, str(retired).replace("_", " "))
+        return RETIRED_WORDS[retired]
 
     def sentence(self, index: Any, state: Any, error: str) -> str:
-        retired = self._retired.loc[index]
-        if retired == "infrastructure":
+        retired = self._retired[index]
+        if retired is Retired.INFRASTRUCTURE:
             return (
                 f"{error}; it does not count, and a replacement continues it from its last "
                 "checkpoint"
             )
-        if retired == "interrupted":
+        if retired is Retired.INTERRUPTED:
             return (
                 "interrupted (the driver stopped before it finished); it does not count, and a "
                 "replacement continues it from its last checkpoint"
             )
-        if retired == "driver_lost":
+        if retired is Retired.DRIVER_LOST:
             return (
                 "lost its driver while it ran; it does not count, and a replacement continues it "
                 "from its last checkpoint"
