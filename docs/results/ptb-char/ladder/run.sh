@@ -14,7 +14,7 @@ cd "$HERE"
 export ZONEOUT_STUDY_STORAGE="sqlite:///$HERE/ladder.db" RAY_USAGE_STATS_ENABLED=0
 ZS="${ZONEOUT_STUDY:-$REPO/.venv/bin/zoneout-study}"
 if [[ "${STAGE:-all}" != "report" ]]; then
-    "$ZS" run "$REPO/examples/quickstart.yaml" --no-report
+    "$ZS" run "$HERE/quickstart.yaml" --no-report
     "$ZS" promote quickstart --top 4 --point zoneout_cell=0,zoneout_hidden=0 \
         --set epochs=12 --set patience=2 --repeats 3 --out quickstart-big.yaml
     "$ZS" run quickstart-big.yaml --no-report
