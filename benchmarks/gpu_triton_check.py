@@ -3,13 +3,15 @@
     python benchmarks/gpu_triton_check.py [--rounds N] [--skip-timing]
 
 Needs only torch (CUDA build) and triton; run from the repository root (or anywhere: it finds
-the checkout from its own path). Under ~3 minutes on one H100.
+the checkout from its own path). Under ~3 minutes on one H100. Without triton it says so and
+exits 2 (nothing imports triton before that check).
 
 1. Correctness, small sizes (T=20, B=8, I=32, H=64), fp32 and bf16, forward and all seven
    gradients: the layer against an autograd loop fed the layer's own masks (`zoneout_masks`),
    in training (separate and shared masks, with recurrent dropout), at eval (the expectation),
    and with every rate 0 against cuDNN's nn.LSTM; the CUDA-graph replay against the eager loop,
-   and a second replay with a new seed against that seed's masks. TF32 is off for these.
+   and a second replay with a new seed against that seed's masks. TF32 is off for these. bf16
+   rows are skipped, with a note, on a GPU without bf16 (torch.cuda.is_bf16_supported()).
 2. Timing, fp32, forward+backward of one sequence (T=100, I=128, H=1000, B=32 and 128): cuDNN
    nn.LSTM vs the Triton layer in training (z_c=0.5, z_h=0.05) with CUDA graphs and without,
    interleaved rounds in one process, median per variant, ratio to cuDNN. Timed under torch's
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import statistics
 import sys
@@ -55,8 +58,8 @@ def _import_layer() -> types.ModuleType:
     return importlib.import_module("trials.zoneout._triton_lstm")
 
 
-tri = _import_layer()
-graphs = importlib.import_module("trials.zoneout._triton_lstm.graphs")
+tri = _import_layer()  # imports no triton: the layer's package loads it at the first run
+graphs: types.ModuleType  # ...._triton_lstm.graphs, imported by main() once triton is there
 
 FAILURES: list[str] = []
 DEVICE = torch.device("cuda")  # --device cpu runs part 1 under TRITON_INTERPRET=1 (a dry run)
@@ -126,12 +129,20 @@ def run_layer(ps: list[Tensor], **kw: object) -> tuple[Tensor, Tensor, Tensor]:
     return tri.triton_lstm_layer(*ps, **kw)
 
 
+def dtypes() -> list[torch.dtype]:
+    """float32, and bfloat16 where the device has it (pre-Ampere GPUs do not)."""
+    if DEVICE.type == "cuda" and not torch.cuda.is_bf16_supported():
+        print("  note: this GPU has no bfloat16 support, bf16 checks and timings are skipped")
+        return [torch.float32]
+    return [torch.float32, torch.bfloat16]
+
+
 def correctness() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     steps, batch, inputs, hidden = 20, 8, 32, 64
     tol = {torch.float32: 2e-5, torch.bfloat16: 4e-2}
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dtypes():
         print(f"correctness, {dtype}, T={steps} B={batch} I={inputs} H={hidden}")
         ps = params(steps, batch, inputs, hidden, dtype)
         ref_ps = [p.detach().double().requires_grad_() for p in ps]
@@ -207,7 +218,7 @@ def timed(fn: Callable[[], None]) -> float:
 def timing(rounds: int) -> None:
     steps, inputs, hidden = 100, 128, 1000
     settings = [("torch defaults", None), ("TF32 allowed for both", True)]
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dtypes():
         for batch in (32, 128):
             for setting, tf32 in settings:
                 if dtype == torch.bfloat16 and tf32 is not None:
@@ -278,15 +289,20 @@ def main() -> int:
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--device", default="cuda", help="cpu: a dry run under TRITON_INTERPRET=1")
     args = parser.parse_args()
-    global DEVICE
+    global DEVICE, graphs
     DEVICE = torch.device(args.device)
-    if DEVICE.type == "cuda" and not tri.triton_available(DEVICE):
-        print("needs a CUDA device and triton")
+    if importlib.util.find_spec("triton") is None:
+        print("needs triton (pip install triton); torch alone cannot run the Triton layer")
+        return 2
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        print("needs a CUDA device (torch sees none); --device cpu is a dry run")
         return 2
     if DEVICE.type != "cuda" and not os.environ.get("TRITON_INTERPRET"):
         print("off CUDA the kernels run only under TRITON_INTERPRET=1")
         return 2
     import triton
+
+    graphs = importlib.import_module("trials.zoneout._triton_lstm.graphs")
 
     warnings.simplefilter("always")
     name = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "CPU (Triton interpreter)"

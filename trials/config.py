@@ -267,6 +267,14 @@ class TrialConfig(BaseModel):
         "an op without a deterministic implementation raises instead of varying",
     )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    matmul_precision: Literal["highest", "high"] = Field(
+        default="highest",
+        description="float32 matrix products of every path alike, set at the start of train(): "
+        "'highest' computes them in float32 (TF32 off for cuBLAS and cuDNN, nn.LSTM's kernel "
+        "included); 'high' lets CUDA use TF32 (and oneDNN on CPUs that have it). One setting for "
+        "the whole sweep, so the rate-0 baseline (cuDNN) and the zoneout points (cuBLAS) are "
+        "computed at the same precision; torch's own defaults differ between the two",
+    )
     threads: int | None = Field(default=None, gt=0, description="torch threads; None: torch's")
 
     @field_validator("epochs")

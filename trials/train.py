@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
 from trials.config import TrialConfig
-from trials.reproducibility import deterministic_algorithms, seed_noise
+from trials.reproducibility import (
+    deterministic_algorithms,
+    matmul_precision,
+    rng_state,
+    seed_noise,
+    set_rng_state,
+)
 from trials.task_loops import Diverged, TaskLoop, task_loop
 from trials.tasks import TaskData, load_task
 
@@ -99,25 +103,6 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _build_optimizer(model: nn.Module, config: TrialConfig) -> torch.optim.Optimizer:
     params, lr, decay = model.parameters(), config.learning_rate, config.weight_decay
     if config.optimizer == "adam":
@@ -178,6 +163,7 @@ class _Run:
     plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None
     directory: Path | None
     result: TrainResult
+    device: torch.device
     start_epoch: int = 1
     best_in_memory: dict[str, torch.Tensor] | None = None
 
@@ -202,7 +188,7 @@ def _prepare(config: TrialConfig, checkpoint_dir: Path | str | None, data: TaskD
         else None
     )
     result = TrainResult(status="completed", metric=data.metric, data_source=data.source)
-    return _Run(config, loop, optimizer, plateau, directory, result)
+    return _Run(config, loop, optimizer, plateau, directory, result, device)
 
 
 def _resume(run: _Run) -> None:
@@ -217,7 +203,7 @@ def _resume(run: _Run) -> None:
     run.optimizer.load_state_dict(saved["optimizer"])
     if run.plateau is not None and saved["scheduler"] is not None:
         run.plateau.load_state_dict(saved["scheduler"])
-    _set_rng_state(saved["rng"])
+    set_rng_state(saved["rng"], run.device)  # only the trial's own device's CUDA state
     run.result.epochs = [EpochResult(**epoch) for epoch in saved["history"]]
     run.result.best_epoch = saved["best_epoch"]
     run.result.best_valid_metric = saved["best_valid_metric"]
@@ -307,7 +293,7 @@ def _checkpoint(run: _Run, epoch: int, improved: bool) -> None:
             "model": model.state_dict(),
             "optimizer": run.optimizer.state_dict(),
             "scheduler": run.plateau.state_dict() if run.plateau is not None else None,
-            "rng": _rng_state(),
+            "rng": rng_state(run.device),
             "history": [item.as_dict() for item in run.result.epochs],
             "best_epoch": run.result.best_epoch,
             "best_valid_metric": run.result.best_valid_metric,
@@ -352,8 +338,11 @@ def train(
     significant improvement (`epochs_without_improvement`) reaches it: that epoch is reported
     with ``converged=True`` and the status is "converged". A checkpoint that already ended so
     trains no more epochs. The best model is the minimum of the epochs trained either way.
+
+    ``config.matmul_precision`` holds for the whole call, on every layer path alike (TF32 off
+    for cuBLAS and cuDNN under "highest", the default); the previous flags come back after it.
     """
-    with deterministic_algorithms(config.deterministic):
+    with matmul_precision(config.matmul_precision), deterministic_algorithms(config.deterministic):
         run = _prepare(config, checkpoint_dir, task_data)
         if resume:
             _resume(run)

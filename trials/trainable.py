@@ -2,6 +2,10 @@
 
 The worker needs no database credentials: every epoch's metrics and checkpoint travel back to
 the driver through ``ray.tune.report``; the driver's callbacks write the store.
+
+Ray reuses worker processes between trials: a trial starts by dropping what the previous one
+left in the process (`trials.zoneout.clear_caches`: captured CUDA graphs keyed by its rates,
+cached GPU memory). Each report names the node and the float32 matmul precision it ran at.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import torch
 from trials.config import TrialConfig
 from trials.task_loops import Diverged
 from trials.train import EpochResult, train
+from trials.zoneout import clear_caches
 
 __all__ = [
     "CONVERGED_KEY",
     "DIVERGED_KEY",
+    "MATMUL_PRECISION_KEY",
     "RESUME_FROM_KEY",
     "TRIAL_CONFIG_KEY",
     "report_keys",
@@ -36,6 +42,8 @@ DIVERGED_KEY = "diverged"
 # True in the report of the epoch that ended the trial by early stopping (``patience`` ran out);
 # the trial then returns normally and Ray marks it TERMINATED.
 CONVERGED_KEY = "converged"
+# The trial's float32 matmul precision (TrialConfig.matmul_precision), in every report.
+MATMUL_PRECISION_KEY = "matmul_precision"
 
 
 def report_keys() -> tuple[str, ...]:
@@ -51,6 +59,7 @@ def report_keys() -> tuple[str, ...]:
         "learning_rate",
         CONVERGED_KEY,
         "node",
+        MATMUL_PRECISION_KEY,
     )
 
 
@@ -90,6 +99,7 @@ def run_trial(ray_config: dict[str, Any]) -> None:
     from ray import tune
     from ray.tune import Checkpoint
 
+    clear_caches()  # a reused worker: nothing of the previous trial's layers carries over
     config = TrialConfig.model_validate(ray_config[TRIAL_CONFIG_KEY])
     if config.threads is None:
         config = config.model_copy(update={"threads": _threads_for_trial()})
@@ -112,6 +122,7 @@ def run_trial(ray_config: dict[str, Any]) -> None:
         def report(result: EpochResult, checkpoint_dir: Path | None) -> None:
             metrics = result.as_dict()
             metrics["node"] = node
+            metrics[MATMUL_PRECISION_KEY] = config.matmul_precision
             checkpoint = (
                 Checkpoint.from_directory(str(checkpoint_dir))
                 if checkpoint_dir is not None

@@ -14,5 +14,6 @@ the one the last pass ran, as a stable lowercase string value.
 
 from trials.zoneout._layers import ZoneoutGRU, ZoneoutLSTM, ZoneoutRNN
 from trials.zoneout._paths import LayerPath, choose_path
+from trials.zoneout._triton_lstm import clear_caches
 
-__all__ = ["LayerPath", "ZoneoutGRU", "ZoneoutLSTM", "ZoneoutRNN", "choose_path"]
+__all__ = ["LayerPath", "ZoneoutGRU", "ZoneoutLSTM", "ZoneoutRNN", "choose_path", "clear_caches"]

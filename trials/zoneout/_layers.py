@@ -136,7 +136,8 @@ class _ZoneoutBase(nn.Module):
             nn.init.uniform_(getattr(self, name), -bound, bound)
 
     def flatten_parameters(self) -> None:
-        """No-op, so code written for nn.LSTM (which calls it for cuDNN) keeps working."""
+        """No-op here (GRU and RNN never run cuDNN), so code written for nn.LSTM keeps working;
+        ZoneoutLSTM's lays its weights out for cuDNN."""
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -349,6 +350,53 @@ class ZoneoutLSTM(_ZoneoutBase):
         # The base constructor calls this before the batch-norm parameters exist.
         if hasattr(self, "bn_bias_c_l0"):
             self._reset_batch_norm()
+
+    def _cudnn_weights(self) -> list[Tensor] | None:
+        """nn.LSTM's weights (its order) when cuDNN can take them as one buffer, else None."""
+        weights = [getattr(self, name) for name in self._rnn_parameter_names]
+        dtype = weights[0].dtype
+        for weight in weights:
+            if (
+                weight.dtype != dtype
+                or not weight.is_cuda
+                or not torch.backends.cudnn.is_acceptable(weight)
+            ):
+                return None
+        if len({weight.data_ptr() for weight in weights}) != len(weights):
+            return None  # aliased parameters: cuDNN copies, as nn.LSTM's falls back to
+        return weights
+
+    def flatten_parameters(self) -> None:
+        """What nn.LSTM's does: on CUDA with cuDNN, move the weights into one contiguous buffer
+        in cuDNN's layout (each parameter becomes a view of it), so that the rate-0 path's
+        cuDNN kernel (`torch._VF.lstm`) uses them in place instead of copying them on every
+        call. Called, as nn.LSTM does, after every move (``.to``, ``.cuda``, ``.half``). A
+        no-op elsewhere (CPU, other dtypes): the values, and so every path's numbers, do not
+        change; the other paths read the same parameters, whatever their storage."""
+        weights = self._cudnn_weights()
+        if weights is None:
+            return
+        import torch.backends.cudnn.rnn as cudnn_rnn
+
+        with torch.cuda.device_of(weights[0]), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():
+                torch._cudnn_rnn_flatten_weight(
+                    weights,
+                    4 if self.bias else 2,  # tensors per layer
+                    self.input_size,
+                    cudnn_rnn.get_cudnn_mode("LSTM"),
+                    self.hidden_size,
+                    0,  # proj_size
+                    self.num_layers,
+                    False,  # batch_first: the layer hands cuDNN time-major input
+                    False,  # bidirectional
+                )
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> ZoneoutLSTM:
+        # As nn.RNNBase._apply: parameters moved to a new device or dtype are laid out afresh.
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return result
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

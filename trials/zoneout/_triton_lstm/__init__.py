@@ -14,7 +14,8 @@ the cell state c, the saved gates and the gradient accumulators of the recurrenc
 (float64 for float64 input). With bfloat16 the returned c_n is rounded to bfloat16 like h.
 float32 GEMMs follow ``torch.backends.cuda.matmul.allow_tf32`` (off by default), whereas
 cuDNN's nn.LSTM follows ``torch.backends.cudnn.allow_tf32`` (on by default): compare the two
-at equal settings (benchmarks/gpu_triton_check.py times both). Autocast is not applied inside:
+at equal settings (benchmarks/gpu_triton_check.py times both; a trial sets both from its
+``matmul_precision``, TF32 off by default). Autocast is not applied inside:
 x, the states and the weights must share one dtype.
 
 Inside a CUDA graph captured by the caller the eager loop runs (it is capturable), and the seed
@@ -42,6 +43,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 
 import torch
 from torch import Tensor
@@ -63,6 +65,19 @@ def triton_available(device: torch.device) -> bool:
     device under Triton's interpreter (TRITON_INTERPRET=1: how the tests run it on CPU)."""
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"
     return (torch.device(device).type == "cuda" or interpreted) and _triton_importable()
+
+
+def clear_caches() -> None:
+    """Drop what one trial's layers left in this process: the captured CUDA graphs (keyed by
+    the rates, so useless to the next trial) with their static buffers, then torch's cached
+    CUDA blocks. A Ray worker reused between trials calls it when a trial starts. Imports
+    neither triton nor CUDA where they were not used."""
+    graphs = sys.modules.get(f"{__name__}.graphs")
+    if graphs is not None:
+        graphs.clear()
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
 
 
 def make_noise(
@@ -194,6 +209,7 @@ def zoneout_masks(
 
 
 __all__ = [
+    "clear_caches",
     "make_noise",
     "triton_available",
     "triton_layer",

@@ -13,22 +13,26 @@ tensor, so a replay draws new masks without a new capture. The copies cost a few
 
 Guards: only on CUDA; never while the caller is itself capturing a graph (the eager loop is
 capturable as it is); a key is captured the second time it is seen (a one-off shape, such as a
-last partial batch, stays eager); at most MAX_GRAPHS graphs per direction, never evicted, so
-a workload with many shapes cannot thrash between captures (the rest run eagerly); a capture
-that fails turns into a one-time warning and the eager loop for that key. Set
-ZONEOUT_TRITON_CUDA_GRAPHS=0 (or `graphs.ENABLED = False`) to always run eagerly.
+last partial batch, stays eager); at most MAX_GRAPHS graphs per direction, the least recently
+used evicted (with its buffers) to make room, and after MAX_EVICTIONS evictions no new key is
+captured until `clear`, so a workload with more shapes than that cannot thrash between captures
+(its other shapes run eagerly); a capture that fails turns into a one-time warning and the
+eager loop for that key. The bookkeeping (`cache.GraphBook`) bounds what it remembers too.
+`clear` drops everything: `trials.zoneout.clear_caches` calls it when a reused Ray worker starts
+a new trial, whose rates (part of every key) differ. Set ZONEOUT_TRITON_CUDA_GRAPHS=0 (or
+`graphs.ENABLED = False`) to always run eagerly.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections import Counter
 from collections.abc import Callable, Hashable
 
 import torch
 from torch import Tensor
 
+from trials.zoneout._triton_lstm.cache import GraphBook
 from trials.zoneout._triton_lstm.loops import backward_loop, forward_loop, state_dtype
 from trials.zoneout._triton_lstm.noise import Noise
 from trials.zoneout._triton_lstm.results import BackwardResult, ForwardResult, input_projection
@@ -36,19 +40,30 @@ from trials.zoneout._triton_lstm.results import BackwardResult, ForwardResult, i
 ENABLED = os.environ.get("ZONEOUT_TRITON_CUDA_GRAPHS", "1") != "0"
 MAX_GRAPHS = 8  # per direction; each holds (T, B, 4H)-sized static buffers
 CAPTURE_AT_SIGHTING = 2
+MAX_EVICTIONS = 4 * MAX_GRAPHS  # since the last clear(); then the cache stops capturing
 
+# Least recently used first (plain dicts: `cache` keeps their order).
 _forward_graphs: dict[Hashable, _ForwardGraph] = {}
 _backward_graphs: dict[Hashable, _BackwardGraph] = {}
-_sightings: Counter[Hashable] = Counter()
-_failed: set[Hashable] = set()
+_book = GraphBook(capture_at=CAPTURE_AT_SIGHTING, max_evictions=MAX_EVICTIONS)
+_failed = _book.failed  # the keys whose capture failed (read by benchmarks/gpu_triton_check.py)
 
 
 def clear() -> None:
-    """Drops every captured graph and its buffers (frees their memory; later calls recapture)."""
+    """Drops every captured graph and its buffers (frees their memory; later calls recapture)
+    and forgets sightings, failures and evictions."""
+    for entry in [*_forward_graphs.values(), *_backward_graphs.values()]:
+        _finish(entry)
     _forward_graphs.clear()
     _backward_graphs.clear()
-    _sightings.clear()
-    _failed.clear()
+    _book.clear()
+
+
+def _finish(entry: object) -> None:
+    # A replay may still run on the device: let it finish before its graph and buffers go.
+    device = getattr(entry, "device", None)
+    if isinstance(device, torch.device) and device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def usable(device: torch.device) -> bool:
@@ -74,6 +89,7 @@ class _ForwardGraph:
     def __init__(self, x: Tensor, hidden: int, noise: Noise, save: bool) -> None:
         steps, batch, _ = x.shape
         dev, dtype, acc = x.device, x.dtype, state_dtype(x.dtype)
+        self.device = dev
         self.xproj = torch.zeros(steps, batch, 4 * hidden, dtype=dtype, device=dev)
         self.w_hh = torch.zeros(4 * hidden, hidden, dtype=dtype, device=dev)
         self.hs = torch.zeros(steps + 1, batch, hidden, dtype=dtype, device=dev)
@@ -127,6 +143,7 @@ class _BackwardGraph:
     def __init__(self, grad_out: Tensor, noise: Noise) -> None:
         steps, batch, hidden = grad_out.shape
         dev, dtype, acc = grad_out.device, grad_out.dtype, state_dtype(grad_out.dtype)
+        self.device = dev
         self.gates = torch.zeros(steps, batch, 4 * hidden, dtype=acc, device=dev)
         self.c_prev = torch.zeros(steps, batch, hidden, dtype=acc, device=dev)
         self.grad_out = torch.zeros(steps, batch, hidden, dtype=dtype, device=dev)
@@ -186,23 +203,23 @@ def _key(kind: str, t: Tensor, *rest: Hashable) -> Hashable:
         matmul.allow_tf32,
         matmul.allow_bf16_reduced_precision_reduction,
         matmul.allow_fp16_reduced_precision_reduction,
-        torch.get_float32_matmul_precision(),
+        _float32_matmul_precision(),
         getattr(matmul, "fp32_precision", None),  # newer torch's spelling of the TF32 switch
     )
     return (kind, t.device, stream, t.dtype, tuple(t.shape), math, *rest)
 
 
-def _get(cache: dict, key: Hashable, build: Callable[[], object]) -> object | None:
-    entry = cache.get(key)
-    if entry is not None or key in _failed or len(cache) >= MAX_GRAPHS:
-        return entry
-    _sightings[key] += 1
-    if _sightings[key] < CAPTURE_AT_SIGHTING:
-        return None
+def _float32_matmul_precision() -> str:
     try:
-        entry = build()
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:  # newer torch refuses to answer once legacy and new switches were mixed
+        return "mixed"
+
+
+def _get(cache: dict, key: Hashable, build: Callable[[], object]) -> object | None:
+    try:
+        return _book.get(cache, key, build, MAX_GRAPHS, on_evict=_finish)
     except RuntimeError as error:  # capture refused (driver, allocator, library): run eagerly
-        _failed.add(key)
         warnings.warn(
             f"zoneout Triton LSTM: CUDA graph capture failed ({error}); running this shape "
             "with per-step launches instead",
@@ -210,8 +227,6 @@ def _get(cache: dict, key: Hashable, build: Callable[[], object]) -> object | No
             stacklevel=3,
         )
         return None
-    cache[key] = entry
-    return entry
 
 
 def forward(
