@@ -23,18 +23,12 @@ reads the store and hands DataFrames (and the Optuna study) in.
 
 from __future__ import annotations
 
-from ._analysis import StudyAnalysis, analyze
-from ._common import MetricInfo
-from ._compare import (
-    Comparison,
-    MethodPair,
-    MethodResult,
-    compare_methods,
-    select_configuration,
-    write_comparison,
-)
-from ._configs import ConfigTable
-from ._figures import report_figures
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The frame contract is what the service imports on every command: it loads at once and is
+# light (numpy, pandas). Everything else (plotly, scikit-learn, optuna-dashboard, ...) loads on
+# first use, so `import dashboards` costs a command that never draws a figure almost nothing.
 from ._frame import (
     EPOCHS_FRAME,
     PARAM_PREFIX,
@@ -47,19 +41,66 @@ from ._frame import (
     TrialState,
     param_column,
 )
-from ._importance import ParamImportance
-from ._ladder import ScaleAgreement, scale_agreement
-from ._optuna_bridge import (
-    DashboardServer,
-    save_figures_to_study,
-    save_note_section,
-    serve_dashboard,
-)
-from ._outcomes import RETIRED_KINDS, retired_kinds
-from ._promotion import ScaleFrames, promotion_section
-from ._report import ReportResult, build_report
-from ._runs import EpochChoice
-from ._stats import Interval, IntervalKind, paired_difference, seed_interval
+
+if TYPE_CHECKING:
+    from ._analysis import StudyAnalysis, analyze
+    from ._common import MetricInfo
+    from ._compare import (
+        Comparison,
+        MethodPair,
+        MethodResult,
+        compare_methods,
+        select_configuration,
+        write_comparison,
+    )
+    from ._configs import ConfigTable
+    from ._figures import report_figures
+    from ._importance import ParamImportance
+    from ._ladder import ScaleAgreement, scale_agreement
+    from ._optuna_bridge import (
+        DashboardServer,
+        save_figures_to_study,
+        save_note_section,
+        serve_dashboard,
+    )
+    from ._outcomes import RETIRED_KINDS, retired_kinds
+    from ._promotion import ScaleFrames, promotion_section
+    from ._report import ReportResult, build_report
+    from ._runs import EpochChoice
+    from ._stats import Interval, IntervalKind, paired_difference, seed_interval
+
+# Public name -> the private module that defines it (loaded on first access, PEP 562).
+_LAZY = {
+    "Comparison": "_compare",
+    "ConfigTable": "_configs",
+    "DashboardServer": "_optuna_bridge",
+    "EpochChoice": "_runs",
+    "Interval": "_stats",
+    "IntervalKind": "_stats",
+    "MethodPair": "_compare",
+    "MethodResult": "_compare",
+    "MetricInfo": "_common",
+    "ParamImportance": "_importance",
+    "RETIRED_KINDS": "_outcomes",
+    "ReportResult": "_report",
+    "ScaleAgreement": "_ladder",
+    "ScaleFrames": "_promotion",
+    "StudyAnalysis": "_analysis",
+    "analyze": "_analysis",
+    "build_report": "_report",
+    "compare_methods": "_compare",
+    "paired_difference": "_stats",
+    "promotion_section": "_promotion",
+    "report_figures": "_figures",
+    "retired_kinds": "_outcomes",
+    "save_figures_to_study": "_optuna_bridge",
+    "save_note_section": "_optuna_bridge",
+    "scale_agreement": "_ladder",
+    "seed_interval": "_stats",
+    "select_configuration": "_compare",
+    "serve_dashboard": "_optuna_bridge",
+    "write_comparison": "_compare",
+}
 
 __all__ = [
     "EPOCHS_FRAME",
@@ -102,3 +143,16 @@ __all__ = [
     "serve_dashboard",
     "write_comparison",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dashboards' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

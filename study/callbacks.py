@@ -70,7 +70,7 @@ class StoreCallback(Callback):
     def _slot(self, trial: Any) -> tuple[int, int] | None:
         info = trial.config.get(STUDY_KEY) if isinstance(trial.config, dict) else None
         if info and info.get("name") == self._study:
-            return int(info["number"]), int(info["seed_index"])
+            return int(info["number"]), int(info["seed_index"])  # frame-contract: not a column
         return self._searcher.slot_of(trial.trial_id)
 
     def _timed(self, function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -118,7 +118,7 @@ class StoreCallback(Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         slot = self._slot(trial)
-        if slot is None or "epoch" not in result:
+        if slot is None or "epoch" not in result:  # frame-contract: not a column (Ray's result key)
             return
         number, seed_index = slot
         configuration = self._searcher.configuration(number)
@@ -126,11 +126,11 @@ class StoreCallback(Callback):
             self._store.record_epoch,
             self._study,
             number,
-            int(result["epoch"]),
+            int(result["epoch"]),  # frame-contract: not a column (Ray's result key)
             seed=configuration.seeds[seed_index],
             train_loss=_finite(result.get("train_loss")),
             valid_loss=_finite(result.get("valid_loss")),
-            valid_metric=_finite(result.get("valid_metric")),
+            valid_metric=_finite(result.get("valid_metric")),  # frame-contract: not a column
             tokens_per_second=_finite(result.get("tokens_per_second")),
             seconds=_finite(result.get("seconds")),
         )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
+from dashboards import Col
 from study import keys
 from study import optuna_study as ostudy
 from study.errors import UserError
@@ -43,15 +44,23 @@ def best_configs(
     study_row = store.studies_frame().set_index("name").loc[study_name]
     results = []
     for rank, trial in enumerate(complete, start=1):
-        seeds = trial.user_attrs.get(keys.SEEDS) or [base.get("seed", 0)]
-        config = TrialConfig.model_validate({**base, **trial.params, "seed": seeds[0]})
+        seeds = trial.user_attrs.get(keys.SEEDS) or [
+            base.get("seed", 0)  # frame-contract: not a column (a TrialConfig key)
+        ]
+        config = TrialConfig.model_validate(
+            {
+                **base,
+                **trial.params,
+                "seed": seeds[0],  # frame-contract: not a column (a TrialConfig key)
+            }
+        )
         if config.threads is None:
             # The trial ran with torch threads = the CPUs Ray gave it; the same thread count
             # makes the floating-point reductions, and so the numbers, the same.
             cpus = float((spec.get("resources") or {}).get("cpu", 1))
             config = config.model_copy(update={"threads": max(1, int(cpus))})
         provenance: dict[str, Any] = {
-            "study": study_name,
+            "study": study_name,  # frame-contract: not a column (a key of the provenance file)
             "rank": rank,
             "trial_number": trial.number,
             "metric": study_row["metric"],
@@ -63,11 +72,11 @@ def best_configs(
             "storage": mask_url(store.url),
             "package_versions": study_row["versions"],
         }
-        promotion = (spec.get("promote") or {}).get("study")
+        promotion = (spec.get("promote") or {}).get("study")  # frame-contract: not a column
         if promotion:
             # A promoted study (study.ladder): the small-scale trial this configuration came from.
             provenance["promoted_from"] = {
-                "study": promotion,
+                "study": promotion,  # frame-contract: not a column (a key of the provenance file)
                 "trial": trial.user_attrs.get(keys.SOURCE_TRIAL),
             }
         results.append((config, scrub_secrets(provenance)))
@@ -87,7 +96,7 @@ def _refuse_foreign_trials(
     frame = store.trials_frame(study_name)
     if "config" not in frame:
         return
-    configs = dict(zip(frame["number"], frame["config"], strict=True))
+    configs = dict(zip(frame[Col.NUMBER], frame["config"], strict=True))
     problems = []
     for trial in trials:
         ran = configs.get(trial.number)
@@ -97,7 +106,9 @@ def _refuse_foreign_trials(
         differing = sorted(
             key
             for key in set(expected) & set(ran)
-            if key not in _RUN_ONLY_FIELDS and key != "seed" and ran[key] != expected[key]
+            if key not in _RUN_ONLY_FIELDS
+            and key != "seed"  # frame-contract: not a column (a TrialConfig key)
+            and ran[key] != expected[key]
         )
         if differing:
             shown = ", ".join(f"{k} {ran[k]!r} (spec: {expected[k]!r})" for k in differing[:4])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dashboards import TrialState, retired_kinds
+from dashboards import Col, TrialState, retired_kinds
 from study.plan import TrialEnd
 
 __all__ = [
@@ -140,8 +140,10 @@ def trial_ends(trials: pd.DataFrame) -> pd.Series:
     names ``TrialDiverged`` diverged (the migration also reads ``zs_runs``, which a trials
     frame lacks).
     """
-    states = trials["state"].astype(str) if "state" in trials else pd.Series("", trials.index)
-    errors = trials["error"] if "error" in trials else pd.Series(None, trials.index, dtype=object)
+    states = trials[Col.STATE].astype(str) if Col.STATE in trials else pd.Series("", trials.index)
+    errors = (
+        trials[Col.ERROR] if Col.ERROR in trials else pd.Series(None, trials.index, dtype=object)
+    )
     stored = trials["end_reason"] if "end_reason" in trials else pd.Series(None, trials.index)
     retired = retired_kinds(trials)
     ends: list[TrialEnd | None] = []
@@ -174,17 +176,21 @@ def summarize_failures(trials: pd.DataFrame) -> FailureSummary:
     A trial the service retired (:func:`trial_ends`: Ctrl-C, a lost driver, the
     infrastructure) is interrupted, not failed.
     """
-    if "number" in trials:
-        trials = trials.drop_duplicates("number", keep="last").sort_values("number")
+    if Col.NUMBER in trials:
+        trials = trials.drop_duplicates(Col.NUMBER, keep="last").sort_values(Col.NUMBER)
     n = len(trials)
-    numbers = trials["number"] if "number" in trials else pd.Series(range(n), index=trials.index)
+    numbers = (
+        trials[Col.NUMBER] if Col.NUMBER in trials else pd.Series(range(n), index=trials.index)
+    )
     states = (
-        trials["state"]
-        if "state" in trials
+        trials[Col.STATE]
+        if Col.STATE in trials
         else pd.Series(TrialState.COMPLETE.value, index=trials.index)
     )
-    errors = trials["error"] if "error" in trials else pd.Series(None, trials.index, dtype=object)
-    retired = retired_reasons(trials.assign(state=states))
+    errors = (
+        trials[Col.ERROR] if Col.ERROR in trials else pd.Series(None, trials.index, dtype=object)
+    )
+    retired = retired_reasons(trials.assign(**{Col.STATE: states}))
     counts = dict.fromkeys(KINDS, 0)
     by_reason: dict[str, list[int]] = {}
     first: tuple[int, str | None] | None = None

@@ -83,7 +83,7 @@ def snapshot_of(spec: Mapping[str, Any]) -> SpecSnapshot:
     settings = {
         "n_trials": spec.get("n_trials"),
         "scheduler": spec.get("scheduler") or {},
-        "sampler_seed": sampler.get("seed"),
+        "sampler_seed": sampler.get("seed"),  # frame-contract: not a column
         "sampler_options": sampler.get("options") or {},
         "failure": spec.get("failure") or {},
     }

@@ -55,7 +55,7 @@ class Promotion:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "study": self.source,
+            "study": self.source,  # frame-contract: not a column (the promote key)
             "top": self.top,
             "points": [
                 {
@@ -71,7 +71,7 @@ class Promotion:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Promotion:
         return cls(
-            source=str(data["study"]),
+            source=str(data["study"]),  # frame-contract: not a column (the promote key)
             top=int(data["top"]),
             points=[
                 PromotedPoint(
@@ -196,7 +196,11 @@ def promotion_spec(
         "description": f"the top {top} of {source}, promoted to a larger base",
         "base": _without_defaults(base),
         "search": source_spec.get("search") or {},
-        "promote": {"study": source, "top": top, "points": [dict(p) for p in points]},
+        "promote": {
+            "study": source,  # frame-contract: not a column (the promote key)
+            "top": top,
+            "points": [dict(p) for p in points],
+        },
         "repeats": repeats if repeats is not None else source_spec.get("repeats", 1),
         "max_concurrent_trials": source_spec.get("max_concurrent_trials", 2),
         "sampler": {"name": (source_spec.get("sampler") or {}).get("name", "tpe")},

@@ -370,7 +370,12 @@ def rewrite_finished_values(study: optuna.Study, rewrites: Mapping[int, Finished
     # Private: the RDB storage behind Optuna's cache wrapper, for its engine.
     storage = getattr(study._storage, "_backend", study._storage)
     engine: sa.Engine = storage.engine
-    trials_t = sa.table("trials", sa.column("trial_id"), sa.column("number"), sa.column("study_id"))
+    trials_t = sa.table(
+        "trials",
+        sa.column("trial_id"),
+        sa.column("number"),  # frame-contract: not a column (Optuna's SQL column)
+        sa.column("study_id"),
+    )
     values_t = sa.table(
         "trial_values", sa.column("trial_id"), sa.column("objective"), sa.column("value")
     )

@@ -33,8 +33,8 @@ class ResumePoint:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "seed": self.seed,
-            "epoch": self.epoch,
+            "seed": self.seed,  # frame-contract: not a column (a resume point's JSON key)
+            "epoch": self.epoch,  # frame-contract: not a column (a resume point's JSON key)
             "checkpoint": self.checkpoint,
             # JSON has no NaN in strict parsers: a non-finite value is kept as null.
             "curve": [[e, v if math.isfinite(v) else None] for e, v in self.curve],
@@ -50,8 +50,8 @@ class ResumePoint:
                 (int(e), float("nan") if v is None else float(v)) for e, v in data["curve"]
             )
             return cls(
-                seed=int(data["seed"]),
-                epoch=int(data["epoch"]),
+                seed=int(data["seed"]),  # frame-contract: not a column (a resume point's JSON key)
+                epoch=int(data["epoch"]),  # frame-contract: not a column
                 checkpoint=str(data["checkpoint"]),
                 curve=curve,
             )

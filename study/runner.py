@@ -36,7 +36,7 @@ from study.ray_session import RaySessionError, quiet_logger, ray_session
 from study.reaper import DRIVER_LOST, continue_orphans, reap_lost_trials
 from study.rescore import mark_scored, needs_rescore, rescore_study
 from study.scheduler import ConfigurationASHA
-from study.searcher import INTERRUPTED, OptunaSearcher
+from study.searcher import INTERRUPTED, METRIC, OptunaSearcher
 from study.space import build_sampler
 from study.spec import StudySpec
 from study.store import Store, mask_url, normalize_url, resolve_storage_url, scrub_secrets
@@ -493,7 +493,7 @@ def _tuner(
             trainable or run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
         ),
         tune_config=tune.TuneConfig(
-            metric="valid_metric",
+            metric=METRIC,
             mode="min",
             search_alg=searcher,
             scheduler=scheduler,

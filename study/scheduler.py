@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ConfigurationASHA", "SuccessiveHalving", "rung_epochs"]
 
-METRIC = "valid_metric"
+METRIC = "valid_metric"  # frame-contract: not a column (Ray's result key)
+_EPOCH = "epoch"  # frame-contract: not a column (Ray's result key)
 
 
 def rung_epochs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
@@ -154,7 +155,7 @@ class ConfigurationASHA(FIFOScheduler):
         # Tune asks the scheduler before it hands the result to the searcher: add it here.
         curves: list[Mapping[int, float]] = [dict(run.curve) for run in configuration.runs]
         done = [run.converged for run in configuration.runs]
-        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        epoch = int(result.get(_EPOCH, result.get("training_iteration", 0)))
         curves[seed_index] = {**curves[seed_index], epoch: float(result[METRIC])}
         done[seed_index] = done[seed_index] or bool(result.get(CONVERGED_KEY))
         passed = (

@@ -48,7 +48,7 @@ from trials.trainable import CONVERGED_KEY, RESUME_FROM_KEY, TRIAL_CONFIG_KEY
 
 __all__ = ["CUT_OFF_PREFIX", "INTERRUPTED", "STUDY_KEY", "OptunaSearcher", "TrialOutcome"]
 
-STUDY_KEY = "study"
+STUDY_KEY = "study"  # frame-contract: not a column (the Ray config's key)
 # The reason of a trial retired because the driver stopped (Ctrl-C, SIGTERM, its own stop):
 # display text only (how the trial ended is TrialOutcome.end, stored as zs_trials.end_reason).
 INTERRUPTED = "interrupted: the driver stopped before the trial finished"
@@ -57,7 +57,8 @@ INTERRUPTED = "interrupted: the driver stopped before the trial finished"
 CUT_OFF_PREFIX = "cut off by the infrastructure: "
 # A configuration cut off by the infrastructure this many times in one run stops the run.
 _MAX_CUTS_PER_RUN = 3
-METRIC = "valid_metric"
+METRIC = "valid_metric"  # frame-contract: not a column (Ray's result key)
+_EPOCH = "epoch"  # frame-contract: not a column (Ray's result key)
 _SHOWN_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -238,12 +239,12 @@ class OptunaSearcher(Searcher):
         slot = self._ray_trials.get(ray_trial_id)
         if slot is None or not location:
             return
-        if result and METRIC in result and "epoch" in result:
+        if result and METRIC in result and _EPOCH in result:
             self.on_trial_result(ray_trial_id, result)
         configuration = self._configurations[slot[0]]
         run = configuration.runs[slot[1]]
         run.checkpoint = location
-        epoch = result.get("epoch") if result else None
+        epoch = result.get(_EPOCH) if result else None
         run.checkpoint_epoch = int(epoch) if epoch else run.last_epoch
         if not configuration.told:
             ostudy.set_trial_attr(
@@ -271,11 +272,19 @@ class OptunaSearcher(Searcher):
         run = configuration.runs[seed_index]
         run.ray_trial_id = trial_id
         self._ray_trials[trial_id] = (number, seed_index)
-        trial_config = {**self._spec.base.to_dict(), **configuration.params, "seed": run.seed}
+        trial_config = {
+            **self._spec.base.to_dict(),
+            **configuration.params,
+            "seed": run.seed,  # frame-contract: not a column (a TrialConfig key)
+        }
         ostudy.set_trial_attr(configuration.trial, keys.RAY_TRIAL_IDS, configuration.ray_trial_ids)
         ray_config: dict[str, Any] = {
             TRIAL_CONFIG_KEY: trial_config,
-            STUDY_KEY: {"name": self._spec.name, "number": number, "seed_index": seed_index},
+            STUDY_KEY: {
+                "name": self._spec.name,
+                "number": number,  # frame-contract: not a column (the Ray config's)
+                "seed_index": seed_index,
+            },
         }
         if run.resume_from:
             ray_config[RESUME_FROM_KEY] = run.resume_from
@@ -287,7 +296,7 @@ class OptunaSearcher(Searcher):
             return
         configuration = self._configurations[slot[0]]
         run = configuration.runs[slot[1]]
-        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        epoch = int(result.get(_EPOCH, result.get("training_iteration", 0)))
         run.curve[epoch] = float(result[METRIC])
         run.last_epoch = max(run.last_epoch, epoch)
         run.converged = run.converged or bool(result.get(CONVERGED_KEY))
@@ -498,7 +507,9 @@ class OptunaSearcher(Searcher):
         trial = configuration.trial
         carried = [run.carried_epochs for run in configuration.runs]
         ostudy.set_trial_attr(
-            trial, keys.RESUMED_FROM, {"trial": configuration.replaces, "epochs": carried}
+            trial,
+            keys.RESUMED_FROM,
+            {"trial": configuration.replaces, "epochs": carried},  # frame-contract: not a column
         )
         ostudy.set_trial_attr(trial, keys.RESUME_SKIPPED, [start.skipped for start in starts])
         # Cut off again before its first checkpoint, it still hands on what it carries.

@@ -77,7 +77,12 @@ __all__ = [
 ]
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-SEARCHABLE = frozenset(TrialConfig.model_fields) - {"seed", "device", "data_dir", "text_path"}
+SEARCHABLE = frozenset(TrialConfig.model_fields) - {
+    "seed",  # frame-contract: not a column (a TrialConfig key)
+    "device",
+    "data_dir",
+    "text_path",
+}
 
 # Caps on what a spec may imply, far above any study a person runs, far below what hurts a
 # machine. A real spec is 1-3 KB; YAML parses about 150 KB/s in pure Python.
@@ -231,7 +236,7 @@ class SamplerSpec(_Strict):
     seed: int | None = 0
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("seed")
+    @field_validator("seed")  # frame-contract: not a column (a SamplerSpec field)
     @classmethod
     def _seed_range(cls, value: int | None) -> int | None:
         if value is None:

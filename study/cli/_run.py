@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dashboards import TrialState
 from study.cli._base import app, console, error_console
 from study.cli._paths import check_input_file, check_output_dir
 from study.cli._storage import storage_option
@@ -87,8 +88,8 @@ def run(
     kinds = _trial_kinds(url, spec.name)
     cut = kinds.count("interrupted") + kinds.count("driver lost") + kinds.count("cut off")
     console.print(
-        f"study {outcome.name!r} {outcome.status}: {kinds.count('COMPLETE')} complete, "
-        f"{kinds.count('PRUNED')} pruned, {kinds.count('FAIL')} failed"
+        f"study {outcome.name!r} {outcome.status}: {kinds.count(TrialState.COMPLETE)} complete, "
+        f"{kinds.count(TrialState.PRUNED)} pruned, {kinds.count(TrialState.FAIL)} failed"
         + (
             f"; {cut} cut off by the run, not counted (replacements continue them from their "
             "checkpoints)"

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dashboards import PARAM_PREFIX, Col, TrialState
 from study.cli._base import app, console, fail
 from study.cli._paths import check_output_file, written_or_removed
 from study.cli._storage import open_store, require_study, storage_option
@@ -44,32 +45,32 @@ def status(
             store.epochs_frame(study_name).to_csv(csv_path.with_suffix(".epochs.csv"), index=False)
             store.runs_frame(study_name).to_csv(csv_path.with_suffix(".runs.csv"), index=False)
     table = plain_table(f"study {study_name}")
-    param_columns = [c for c in frame.columns if c.startswith("param_")]
+    param_columns = [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
     nodes = {str(node) for node in frame["node"].dropna()}
     # One node (a laptop): said once below the table rather than in a column of repeats.
     node_column = ["node"] if len(nodes) > 1 else []
-    columns = ["number", "state", *param_columns, "best_value", "final_value", "epochs"]
+    columns = [Col.NUMBER, Col.STATE, *param_columns, Col.BEST_VALUE, Col.FINAL_VALUE, Col.EPOCHS]
     columns += node_column
     # "score": the one number every command ranks by (study.score); "last": the seeds' mean at
     # their last epoch, which shows overfitting.
-    headers = {"number": "#", "best_value": "score", "final_value": "last"}
+    headers = {Col.NUMBER: "#", Col.BEST_VALUE: "score", Col.FINAL_VALUE: "last"}
     for column in columns:
         table.add_column(
-            headers.get(column, column.removeprefix("param_")),
+            headers.get(column, column.removeprefix(PARAM_PREFIX)),
             overflow="fold",
-            no_wrap=column == "state",
-            justify="left" if column in ("state", "node") else "right",
+            no_wrap=column == Col.STATE,
+            justify="left" if column in (Col.STATE, "node") else "right",
         )
-    ordered = frame.sort_values("number")
+    ordered = frame.sort_values(Col.NUMBER)
     reasons = FailureWords(frame)
     for index, row in ordered.iterrows():
         cells = []
         for column in columns:
-            if column == "state":
-                cells.append(reasons.kind(index, row.get("state")))
-            elif column == "epochs" and is_missing(row.get("epochs")):
+            if column == Col.STATE:
+                cells.append(reasons.kind(index, row.get(Col.STATE)))
+            elif column == Col.EPOCHS and is_missing(row.get(Col.EPOCHS)):
                 cells.append("0")
-            elif column in ("best_value", "final_value") and not is_missing(row.get(column)):
+            elif column in (Col.BEST_VALUE, Col.FINAL_VALUE) and not is_missing(row.get(column)):
                 # Four decimals, as `run` and `export` print them: configurations of one study
                 # often differ in the third.
                 cells.append(f"{float(row[column]):.4f}")
@@ -81,10 +82,10 @@ def status(
         console.print(f"every trial ran on {nodes.pop()}", highlight=False, markup=False)
     # Reasons are sentences: one line each below the table, where they are not cut to fit.
     for index, row in ordered.iterrows():
-        error = row.get("error")
+        error = row.get(Col.ERROR)
         if isinstance(error, str) and error:
             console.print(
-                f"trial {row['number']} {reasons.sentence(index, row['state'], error)}",
+                f"trial {row[Col.NUMBER]} {reasons.sentence(index, row[Col.STATE], error)}",
                 highlight=False,
                 markup=False,
             )
@@ -120,7 +121,7 @@ def _print_studies(store: Any) -> None:
         console.print("no studies yet; `zoneout-study run SPEC.yaml` starts one")
         return
     table = plain_table("studies")
-    table.add_column("study", overflow="fold")
+    table.add_column("study", overflow="fold")  # frame-contract: not a column (a heading)
     table.add_column("status", no_wrap=True)
     for column in ("plan", "complete", "pruned", "failed", "interrupted", "running"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -135,11 +136,11 @@ def _print_studies(store: Any) -> None:
             name,
             str(study["status"]),
             cell(plan),
-            str(kinds.count("COMPLETE")),
-            str(kinds.count("PRUNED")),
-            str(kinds.count("FAIL")),
+            str(kinds.count(TrialState.COMPLETE)),
+            str(kinds.count(TrialState.PRUNED)),
+            str(kinds.count(TrialState.FAIL)),
             str(requeued),
-            str(kinds.count("RUNNING")),
+            str(kinds.count(TrialState.RUNNING)),
         )
     console.print(table)
     if any_requeued:

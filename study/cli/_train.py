@@ -84,7 +84,15 @@ def train(
         result = run_training(config, report=report, checkpoint_dir=checkpoint_dir)
 
     table = Table(title=f"{config.task}: {config_path.name}")
-    for column in ("epoch", "train loss", "valid loss", f"valid {result.metric}", "tokens/s", "s"):
+    headings = (
+        "epoch",  # frame-contract: not a column (a heading of this table)
+        "train loss",
+        "valid loss",
+        f"valid {result.metric}",
+        "tokens/s",
+        "s",
+    )
+    for column in headings:
         table.add_column(column, justify="right")
     for row in result.epochs:
         table.add_row(

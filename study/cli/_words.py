@@ -10,6 +10,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from dashboards import Col
 from study.plan import Retired
 
 
@@ -48,7 +49,7 @@ class FailureWords:
 
     def kinds(self) -> list[str]:
         """:meth:`kind` of every row, in the frame's order."""
-        return [self.kind(index, state) for index, state in self._trials["state"].items()]
+        return [self.kind(index, state) for index, state in self._trials[Col.STATE].items()]
 
     def kind(self, index: Any, state: Any) -> str:
         """'interrupted', 'driver lost', 'cut off', or the stored state (COMPLETE, PRUNED, FAIL,

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dashboards import Col, param_column
+
 from ._engine import create_engine_for, normalize_url, run_with_retry
 from ._errors import StoreError
 from ._migrate import upgrade_engine
@@ -48,7 +50,7 @@ def _fields_of(types: tuple[type[sa.types.TypeEngine[Any]], ...]) -> tuple[str, 
 TRIAL_FIELDS = tuple(
     column.name
     for column in TrialRow.__table__.columns
-    if column.name not in ("id", "study_id", "number", "updated_at")
+    if column.name not in ("id", "study_id", "number", "updated_at")  # frame-contract: not a column
 )
 _STR_FIELDS = _fields_of((sa.String,))  # Text is a String
 _INT_FIELDS = _fields_of((sa.Integer,))  # BigInteger is an Integer
@@ -59,19 +61,23 @@ _JSON_FIELDS = tuple(
     for name in TRIAL_FIELDS
     if name not in (*_STR_FIELDS, *_INT_FIELDS, *_FLOAT_FIELDS, *_TIME_FIELDS)
 )
-_EPOCH_METRICS = ("train_loss", "valid_loss", "valid_metric", "tokens_per_second", "seconds")
+_EPOCH_METRICS = ("train_loss", "valid_loss", Col.VALID_METRIC, "tokens_per_second", "seconds")
 # Frames: identity and state first, the JSON columns last.
 _TRIAL_COLUMNS = [
-    "study",
-    "number",
-    "state",
-    *(f for f in TRIAL_FIELDS if f != "state" and f not in _JSON_FIELDS),
+    Col.STUDY,
+    Col.NUMBER,
+    Col.STATE,
+    *(f for f in TRIAL_FIELDS if f != Col.STATE and f not in _JSON_FIELDS),
     "updated_at",
     *_JSON_FIELDS,
 ]
-_EPOCH_COLUMNS = ["study", "number", "seed", "epoch", *_EPOCH_METRICS, "recorded_at"]
-_RUN_FIELDS = ("ended", "epochs", "best_epoch", "best_value")
-_RUN_COLUMNS = ["study", "number", "seed", *_RUN_FIELDS]
+_EPOCH_COLUMNS = [Col.STUDY, Col.NUMBER, Col.SEED, Col.EPOCH, *_EPOCH_METRICS, "recorded_at"]
+_RUN_FIELDS = (Col.ENDED, Col.EPOCHS, Col.BEST_EPOCH, Col.BEST_VALUE)
+_RUN_COLUMNS = [Col.STUDY, Col.NUMBER, Col.SEED, *_RUN_FIELDS]
+# The unique keys the upserts conflict on: SQL column names (study.store._models).
+_TRIAL_KEY = ("study_id", "number")  # frame-contract: not a column (SQL columns)
+_EPOCH_KEY = ("trial_id", "seed", "epoch")  # frame-contract: not a column (SQL columns)
+_RUN_KEY = ("trial_id", "seed")  # frame-contract: not a column (SQL columns)
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,7 @@ def _trial_values(fields: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"upsert_trial() got unknown field(s) {unknown}; known: {TRIAL_FIELDS}")
     values: dict[str, Any] = {}
     for key, value in fields.items():
-        if key == "state":
+        if key == "state":  # frame-contract: not a column (a SQL column)
             values[key] = _state(value)
         elif key in _STR_FIELDS:
             if key == "checkpoint" and value is not None:
@@ -291,7 +297,7 @@ class Store:
         ins = self._insert(TrialRow).values(
             study_id=study_id, number=number, state=_NEW_TRIAL_STATE, updated_at=utcnow()
         )
-        conn.execute(ins.on_conflict_do_nothing(index_elements=["study_id", "number"]))
+        conn.execute(ins.on_conflict_do_nothing(index_elements=_TRIAL_KEY))
         return int(conn.execute(stmt).scalar_one())
 
     # ------------------------------------------------------------ writes
@@ -389,15 +395,13 @@ class Store:
         def _run(conn: sa.Connection) -> None:
             now = utcnow()
             study_id = self._study_id(conn, study)
-            row = {"state": _NEW_TRIAL_STATE, **values}
+            row = {"state": _NEW_TRIAL_STATE, **values}  # frame-contract: not a column
             ins = self._insert(TrialRow).values(
                 study_id=study_id, number=number, updated_at=now, **row
             )
             set_ = {key: ins.excluded[key] for key in values}
             set_["updated_at"] = ins.excluded["updated_at"]
-            conn.execute(
-                ins.on_conflict_do_update(index_elements=["study_id", "number"], set_=set_)
-            )
+            conn.execute(ins.on_conflict_do_update(index_elements=_TRIAL_KEY, set_=set_))
 
         self._write(_run)
 
@@ -426,7 +430,7 @@ class Store:
         metrics = {
             "train_loss": _float(train_loss),
             "valid_loss": _float(valid_loss),
-            "valid_metric": _float(valid_metric),
+            "valid_metric": _float(valid_metric),  # frame-contract: not a column (a SQL column)
             "tokens_per_second": _float(tokens_per_second),
             "seconds": _float(seconds),
         }
@@ -440,9 +444,7 @@ class Store:
             # RETURNING tells "inserted" from "conflicted" on both backends (rowcount is -1
             # on PostgreSQL when the statement returns rows).
             inserted = conn.execute(
-                ins.on_conflict_do_nothing(index_elements=["trial_id", "seed", "epoch"]).returning(
-                    EpochRow.id
-                )
+                ins.on_conflict_do_nothing(index_elements=_EPOCH_KEY).returning(EpochRow.id)
             ).first()
             if inserted is not None:
                 return True
@@ -486,9 +488,7 @@ class Store:
                     trial_id=target, seed=int(seed), **row._asdict()
                 )
                 done = conn.execute(
-                    ins.on_conflict_do_nothing(
-                        index_elements=["trial_id", "seed", "epoch"]
-                    ).returning(EpochRow.id)
+                    ins.on_conflict_do_nothing(index_elements=_EPOCH_KEY).returning(EpochRow.id)
                 ).first()
                 copied += done is not None
             return copied
@@ -502,16 +502,16 @@ class Store:
         def _run(conn: sa.Connection) -> None:
             trial_id = self._trial_id(conn, study, number)
             for run in runs:
-                values = {
-                    "ended": str(run.ended),
-                    "epochs": None if run.epochs is None else int(run.epochs),
-                    "best_epoch": None if run.best_epoch is None else int(run.best_epoch),
-                    "best_value": _float(run.best_value),
-                }
+                values = dict(  # zs_runs' SQL columns, as in the insert's keyword arguments
+                    ended=str(run.ended),
+                    epochs=None if run.epochs is None else int(run.epochs),
+                    best_epoch=None if run.best_epoch is None else int(run.best_epoch),
+                    best_value=_float(run.best_value),
+                )
                 ins = self._insert(RunRow).values(trial_id=trial_id, seed=int(run.seed), **values)
                 conn.execute(
                     ins.on_conflict_do_update(
-                        index_elements=["trial_id", "seed"],
+                        index_elements=_RUN_KEY,
                         set_={key: ins.excluded[key] for key in values},
                     )
                 )
@@ -606,22 +606,22 @@ class Store:
                 .where(table.c.study_id == study_id)
                 .order_by(table.c.number)
             ).mappings()
-            frame_columns = [c for c in _TRIAL_COLUMNS if c == "study" or c in present]
+            frame_columns = [c for c in _TRIAL_COLUMNS if c == Col.STUDY or c in present]
             rows: list[dict[str, Any]] = []
             param_columns: dict[str, None] = {}
             for t in result:
                 row = {c: t[c] for c in frame_columns[1:]}
-                row["study"] = study
+                row[Col.STUDY] = study
                 flat: dict[str, Any] = {}
                 for k, v in (t["params"] or {}).items():
-                    _flatten(f"param_{k}", v, flat)
+                    _flatten(param_column(k), v, flat)
                 param_columns.update(dict.fromkeys(flat))
                 row.update(flat)
                 rows.append(row)
             return _typed_frame(
                 rows,
                 frame_columns + sorted(param_columns),
-                ints=("number", "seed", "epochs"),
+                ints=(Col.NUMBER, Col.SEED, Col.EPOCHS),
                 floats=_FLOAT_FIELDS,
                 times=("started_at", "finished_at", "updated_at"),
             )
@@ -636,19 +636,19 @@ class Store:
         def _run(conn: sa.Connection) -> pd.DataFrame:
             study_id = self._study_id(conn, study)
             if not sa.inspect(conn).has_table(RunRow.__tablename__):
-                return _typed_frame([], _RUN_COLUMNS, ints=("number", "seed"))
+                return _typed_frame([], _RUN_COLUMNS, ints=(Col.NUMBER, Col.SEED))
             result = conn.execute(
                 sa.select(TrialRow.number, RunRow.seed, *(getattr(RunRow, f) for f in _RUN_FIELDS))
                 .join(TrialRow, TrialRow.id == RunRow.trial_id)
                 .where(TrialRow.study_id == study_id)
                 .order_by(TrialRow.number, RunRow.seed)
             ).all()
-            rows = [{"study": study, **r._asdict()} for r in result]
+            rows = [{Col.STUDY: study, **r._asdict()} for r in result]
             return _typed_frame(
                 rows,
                 _RUN_COLUMNS,
-                ints=("number", "seed", "epochs", "best_epoch"),
-                floats=("best_value",),
+                ints=(Col.NUMBER, Col.SEED, Col.EPOCHS, Col.BEST_EPOCH),
+                floats=(Col.BEST_VALUE,),
             )
 
         return self._read(_run)
@@ -670,11 +670,11 @@ class Store:
                 .where(TrialRow.study_id == study_id)
                 .order_by(TrialRow.number, EpochRow.seed, EpochRow.epoch)
             ).all()
-            rows = [{"study": study, **r._asdict()} for r in result]
+            rows = [{Col.STUDY: study, **r._asdict()} for r in result]
             return _typed_frame(
                 rows,
                 _EPOCH_COLUMNS,
-                ints=("number", "seed", "epoch"),
+                ints=(Col.NUMBER, Col.SEED, Col.EPOCH),
                 floats=_EPOCH_METRICS,
                 times=("recorded_at",),
             )
