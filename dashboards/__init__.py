@@ -68,9 +68,11 @@ if TYPE_CHECKING:
     from ._report import ReportResult, build_report
     from ._runs import EpochChoice
     from ._stats import Interval, IntervalKind, paired_difference, seed_interval
+    from ._summary import headline
 
 # Public name -> the private module that defines it (loaded on first access, PEP 562).
 _LAZY = {
+    "headline": "_summary",
     "Comparison": "_compare",
     "ConfigTable": "_configs",
     "DashboardServer": "_optuna_bridge",
@@ -130,6 +132,7 @@ __all__ = [
     "analyze",
     "build_report",
     "compare_methods",
+    "headline",
     "paired_difference",
     "param_column",
     "promotion_section",

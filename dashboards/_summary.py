@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,10 @@ from ._outcomes import TrialOutcomes
 from ._stats import LEVEL
 from ._surface import GPSurface, Surface
 
-__all__ = ["summarize"]
+if TYPE_CHECKING:
+    from ._analysis import StudyAnalysis
+
+__all__ = ["headline", "summarize"]
 
 _MAX_ROWS = 15
 #: Rows of the table of trials that did not complete (`status` lists every trial).
@@ -308,3 +312,56 @@ def _config_markdown(table: ConfigTable, metric: MetricInfo) -> str:
     if len(table.configs) > _MAX_ROWS:
         out.append(f"\n({len(table.configs) - _MAX_ROWS} more configurations not listed.)")
     return "\n".join(out)
+
+
+def headline(analysis: StudyAnalysis) -> list[str]:
+    """The few lines a terminal prints at the end of a study: the best configuration, its
+    seed-paired difference to the baseline (the unregularized point) and whether the baseline's
+    runs overfit within the budget (best before their last epoch). Empty without a table."""
+    table, metric = analysis.table, analysis.metric
+    configs = table.configs
+    if not len(configs):
+        return []
+    best = configs.iloc[0]
+    lines = [
+        f"best configuration: {_config_text(best, table.params)}: "
+        f"{table.intervals[best['config']].text()} {metric.unit}, read at {table.epoch.label}"
+    ]
+    if table.baseline is None:
+        return lines
+    if best["config"] != table.baseline:
+        diff = table.differences.get(best["config"])
+        if diff is not None:
+            lines.append(
+                f"  minus {table.baseline_reason}, paired by seed: {diff.text(fmt='+.4f')}"
+            )
+    base = configs.loc[configs["config"] == table.baseline].iloc[0]
+    lines += _baseline_fit(analysis, list(base["numbers"]))
+    return lines
+
+
+def _baseline_fit(analysis: StudyAnalysis, numbers: list[int]) -> list[str]:
+    """Where the baseline's runs were best, and whether they got worse after."""
+    curves = analysis.curves.curves
+    runs = curves[curves[Col.NUMBER].isin(numbers)]
+    if not len(runs):
+        return []
+    sign = analysis.metric.sign
+    best_epochs, rises = [], []
+    for _, run in runs.groupby([Col.NUMBER, Col.SEED], sort=True):
+        run = run.sort_values(Col.EPOCH)
+        values = sign * run[Col.VALID_METRIC].to_numpy(dtype=float)
+        at = int(np.nanargmin(values))
+        best_epochs.append(int(run[Col.EPOCH].iloc[at]))
+        rises.append(float(values[-1] - values[at]))
+    last = int(runs[Col.EPOCH].max())
+    epochs = ", ".join(map(str, best_epochs))
+    if all(e < last for e in best_epochs):
+        return [
+            f"  the baseline's runs were best at epochs {epochs} of {last} and "
+            f"{min(rises):.4f}-{max(rises):.4f} worse at their last: it overfits within the budget"
+        ]
+    return [
+        f"  the baseline's runs were best at epochs {epochs} of {last}: not all overfit within "
+        "the budget"
+    ]

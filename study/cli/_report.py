@@ -13,6 +13,7 @@ from study.cli._paths import check_output_dir, written_or_removed
 from study.cli._storage import open_store, require_study, storage_option
 
 if TYPE_CHECKING:
+    from dashboards import StudyAnalysis
     from study.report import Baseline
 
 
@@ -68,8 +69,9 @@ def report(
 
 def write_report(
     url: str, study_name: str, out_dir: Path, *, png: bool = True, baseline: Baseline = None
-) -> None:
-    """The report of the stored study ``study_name`` written into ``out_dir``."""
+) -> StudyAnalysis | None:
+    """The report of the stored study ``study_name`` written into ``out_dir``; its analysis
+    (None when there was nothing to analyse)."""
     from study.report import write_study_report
 
     check_output_dir(out_dir, "--out")
@@ -78,3 +80,4 @@ def write_report(
     console.print(f"report: {result.html_path}")
     for message in result.messages:
         console.print(message, markup=False)
+    return result.analysis

@@ -118,7 +118,13 @@ def run(
         # Imported here: `study.cli` registers the commands in the order --help lists them.
         from study.cli._report import write_report
 
-        write_report(url, spec.name, report_path)
+        analysis = write_report(url, spec.name, report_path)
+        if analysis is not None and outcome.status != "interrupted":
+            from dashboards import headline
+
+            # What the study found, in the report's words (the summary has the whole table).
+            for line in headline(analysis):
+                console.print(line, markup=False, soft_wrap=True)
     # Commands and URLs stay on one line whatever the width: they are copied and pasted.
     console.print(f"database: {mask_url(url)}", soft_wrap=True, markup=False)
     if outcome.status == "interrupted":
