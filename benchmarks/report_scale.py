@@ -38,7 +38,7 @@ def synthetic(n: int, max_epochs: int, seed: int = 0) -> tuple[pd.DataFrame, pd.
     order = np.argsort(final)
     worst = order[int(0.4 * n) :]
     reached[worst] = rng.choice(rungs, size=len(worst))
-    state = np.where(reached < max_epochs, "PRUNED", "COMPLETE")
+    state = np.where(reached < max_epochs, d.TrialState.PRUNED.value, d.TrialState.COMPLETE.value)
     ep = np.arange(1, max_epochs + 1)
     curves = (
         final[:, None] + 0.8 * np.exp(-(ep[None, :] - 1) / 4) - 0.8 * np.exp(-(max_epochs - 1) / 4)
@@ -86,7 +86,7 @@ def optuna_study(trials: pd.DataFrame) -> optuna.Study:
     }
     made = []
     for row in trials.itertuples():
-        complete = row.state == "COMPLETE"
+        complete = row.state == d.TrialState.COMPLETE
         made.append(
             optuna.trial.create_trial(
                 params={n: float(getattr(row, f"param_{n}")) for n in dists},
