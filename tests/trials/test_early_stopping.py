@@ -8,7 +8,7 @@ which epoch the run must stop.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import trials.train as train_module
+from tests.trials.test_train import digits_config
 from trials.config import ConfigError, TrialConfig, validate_config
 from trials.task_loops import Split, TaskLoop
 from trials.tasks import TaskData, load_task
@@ -33,27 +34,16 @@ SCRIPT = [3.0, 2.5, 2.2, 2.199, 2.21, 2.3, 2.4, 2.5, 2.6, 2.7]
 BEST_EPOCH = 4
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def config(**changes: Any) -> TrialConfig:
+    """A one-batch digits run as long as the script (the validation values are scripted)."""
     base: dict[str, Any] = {
-        "task": "digits",
         "hidden_size": 8,
         "batch_size": 16,
         "eval_batch_size": 512,
-        "learning_rate": 0.02,
         "max_batches_per_epoch": 1,
         "epochs": len(SCRIPT),
-        "threads": 1,
-        "seed": 0,
     }
-    base.update(changes)
-    return TrialConfig(**base)
+    return digits_config(**{**base, **changes})
 
 
 @pytest.fixture(scope="module")

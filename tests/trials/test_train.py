@@ -4,7 +4,6 @@ truncated BPTT, exact resume from checkpoints, divergence, learning-rate schedul
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,6 @@ from trials.train import BEST_MODEL_FILE, CHECKPOINT_FILE, EpochResult, train
 
 # Metrics that must repeat exactly; timing fields (seconds, tokens/s) naturally differ.
 REPEATABLE = ("epoch", "train_loss", "valid_loss", "valid_metric", "best_valid_metric")
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def digits_config(**changes: Any) -> TrialConfig:

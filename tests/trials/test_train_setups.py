@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,6 @@ from trials.models import LanguageModel, build_model
 from trials.task_loops import batchify, language_loss, window_order
 from trials.tasks import TaskData, load_task
 from trials.train import scheduled_learning_rate, train
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_corpus(train: int = 600, valid: int = 97, vocab: int = 7) -> TaskData:
