@@ -68,10 +68,13 @@ if TYPE_CHECKING:
     from ._report import ReportResult, build_report
     from ._runs import EpochChoice
     from ._stats import Interval, IntervalKind, paired_difference, seed_interval
-    from ._summary import headline
+    from ._summary import LayerPaths, headline, layer_path_lines, layer_paths
 
 # Public name -> the private module that defines it (loaded on first access, PEP 562).
 _LAZY = {
+    "LayerPaths": "_summary",
+    "layer_path_lines": "_summary",
+    "layer_paths": "_summary",
     "headline": "_summary",
     "Comparison": "_compare",
     "ConfigTable": "_configs",
@@ -120,6 +123,7 @@ __all__ = [
     "FrameSpec",
     "Interval",
     "IntervalKind",
+    "LayerPaths",
     "MethodPair",
     "MethodResult",
     "MetricInfo",
@@ -133,6 +137,8 @@ __all__ = [
     "build_report",
     "compare_methods",
     "headline",
+    "layer_path_lines",
+    "layer_paths",
     "paired_difference",
     "param_column",
     "promotion_section",

@@ -233,6 +233,7 @@ def analyze(
         curves=curves,
         outcomes=outcomes,
         figure_note=note,
+        runs=ends,
     )
     return StudyAnalysis(
         study_name,

@@ -89,6 +89,10 @@ class Col:
     ENDED: Final = "ended"
     """Why a seed's run ended (``study.score.RunEnd``)."""
     BEST_EPOCH: Final = "best_epoch"
+    LAYER_PATH: Final = "layer_path"
+    """The recurrent layer's path a run took (``trials.zoneout.LayerPath`` values; runs frame)."""
+    LAYER_FALLBACK: Final = "layer_fallback"
+    """Why a run's layer fell back from its preferred path (runs frame), else empty."""
 
 
 #: Searched parameters are the trials frame's ``param_<name>`` columns.
@@ -230,6 +234,8 @@ RUNS_FRAME = FrameSpec(
         ColumnSpec(Col.EPOCHS, "integer"),
         ColumnSpec(Col.BEST_EPOCH, "integer"),
         ColumnSpec(Col.BEST_VALUE, "number"),
+        ColumnSpec(Col.LAYER_PATH, "text"),
+        ColumnSpec(Col.LAYER_FALLBACK, "text"),
     ),
     absent_ok=True,
 )

@@ -13,6 +13,7 @@ __all__ = [
     "FAIL_REASON",
     "GRACE_PERIOD",
     "HEARTBEAT_PREFIX",
+    "LAYER_PATHS",
     "MAX_EPOCHS",
     "METRIC",
     "NODES",
@@ -65,6 +66,9 @@ NODES = "nodes"
 CHECKPOINTS = "checkpoints"  # last checkpoint location, per seed
 SEED_VALUES = "seed_values"  # each seed's score: its best validation value (study.score)
 RUN_ENDS = "run_ends"  # why each seed's run ended: a study.score.RunEnd value, per seed
+# Per seed: the recurrent layer's path its run took and why it fell back, if it did ({path,
+# fallback} or null); zs_runs.layer_path / layer_fallback keep the same.
+LAYER_PATHS = "layer_paths"
 SOURCE_TRIAL = "source_trial"  # a promoted configuration's trial number in the source study
 PRUNED_AT = "pruned_at"  # the rung epoch at which the scheduler stopped the configuration
 FAIL_REASON = "fail_reason"

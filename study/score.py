@@ -98,8 +98,16 @@ def failure_end(reason: str | None) -> RunEnd:
     return RunEnd.DIVERGED if TrialDiverged.__name__ in (reason or "") else RunEnd.FAILED
 
 
-def run_record(seed: int, curve: Curve, end: RunEnd) -> RunRecord:
-    """What the store keeps of one seed's run: why it ended, its last and best epoch."""
+def run_record(
+    seed: int,
+    curve: Curve,
+    end: RunEnd,
+    *,
+    layer_path: str | None = None,
+    layer_fallback: str | None = None,
+) -> RunRecord:
+    """What the store keeps of one seed's run: why it ended, its last and best epoch, and the
+    recurrent layer's path it reported (with why it fell back, if it did)."""
     finite = {e: v for e, v in curve.items() if math.isfinite(v)}
     best_epoch = min(finite, key=lambda e: (finite[e], e)) if finite else None
     return RunRecord(
@@ -108,4 +116,6 @@ def run_record(seed: int, curve: Curve, end: RunEnd) -> RunRecord:
         epochs=max(curve) if curve else None,
         best_epoch=best_epoch,
         best_value=finite[best_epoch] if best_epoch is not None else None,
+        layer_path=layer_path,
+        layer_fallback=layer_fallback,
     )

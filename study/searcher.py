@@ -18,7 +18,8 @@ Differences from Ray's own ``OptunaSearch`` that this service depends on:
   sampler sees the score over seeds, the per-seed values stay in user_attrs; a seed may stop
   on its own when it converges (the trial config's ``patience``), and why each seed's run
   ended is recorded (study.score.RunEnd);
-* user_attrs link the Optuna trial to its Ray trial ids, checkpoints, epochs, seeds and nodes;
+* user_attrs link the Optuna trial to its Ray trial ids, checkpoints, epochs, seeds and nodes,
+  and name each seed's recurrent layer path (with its fallback's reason, when it fell back);
 * the trial budget (``n_trials``) is shared with other drivers on the same study.
 """
 
@@ -44,7 +45,13 @@ from study.space import distributions
 from study.spec import StudySpec
 from study.store import RunRecord, mask_url
 from trials.train import epochs_without_improvement
-from trials.trainable import CONVERGED_KEY, RESUME_FROM_KEY, TRIAL_CONFIG_KEY
+from trials.trainable import (
+    CONVERGED_KEY,
+    LAYER_FALLBACK_KEY,
+    LAYER_PATH_KEY,
+    RESUME_FROM_KEY,
+    TRIAL_CONFIG_KEY,
+)
 
 __all__ = ["CUT_OFF_PREFIX", "INTERRUPTED", "STUDY_KEY", "OptunaSearcher", "TrialOutcome"]
 
@@ -99,6 +106,10 @@ class _SeedRun:
     # stopping): the seed is continued from its checkpoint by a replacement.
     cut: Retired | None = None
     node: str | None = None
+    # The recurrent layer's path its reports named (trials.trainable.LAYER_PATH_KEY) and why it
+    # fell back from the preferred one, if it did.
+    layer_path: str | None = None
+    layer_fallback: str | None = None
     checkpoint: str | None = None
     checkpoint_epoch: int = 0
     # Set on a replacement's seed that continues the replaced trial's checkpoint.
@@ -301,6 +312,8 @@ class OptunaSearcher(Searcher):
         run.last_epoch = max(run.last_epoch, epoch)
         run.converged = run.converged or bool(result.get(CONVERGED_KEY))
         run.node = result.get("node") or run.node
+        run.layer_path = result.get(LAYER_PATH_KEY) or run.layer_path
+        run.layer_fallback = result.get(LAYER_FALLBACK_KEY) or run.layer_fallback
         self._report_common_epochs(configuration)
 
     def on_trial_complete(
@@ -541,6 +554,8 @@ class OptunaSearcher(Searcher):
         ostudy.set_trial_attr(trial, keys.EPOCHS, [run.last_epoch for run in runs])
         ostudy.set_trial_attr(trial, keys.NODES, configuration.nodes)
         ostudy.set_trial_attr(trial, keys.CHECKPOINTS, [run.checkpoint for run in runs])
+        if any(run.layer_path for run in runs):
+            ostudy.set_trial_attr(trial, keys.LAYER_PATHS, [_layer_path(run) for run in runs])
         ostudy.set_trial_attr(trial, keys.SEED_VALUES, [seed_best(run.curve) for run in runs])
         ends = [self._run_end(configuration, run) for run in runs]
         ostudy.set_trial_attr(trial, keys.RUN_ENDS, [ended.value for ended in ends])
@@ -598,7 +613,16 @@ class OptunaSearcher(Searcher):
             end=end,
             value=value if value is not None else configuration.score,
             final_value=configuration.final_mean(),
-            runs=[run_record(r.seed, r.curve, e) for r, e in zip(runs, ends, strict=True)],
+            runs=[
+                run_record(
+                    r.seed,
+                    r.curve,
+                    e,
+                    layer_path=r.layer_path,
+                    layer_fallback=r.layer_fallback if r.layer_path else None,
+                )
+                for r, e in zip(runs, ends, strict=True)
+            ],
             error=error,
             epochs=configuration.max_epoch,
             nodes=configuration.nodes,
@@ -681,6 +705,13 @@ def _start_run(
     if run.converged or point.epoch >= max_epochs:  # this seed had ended before the cut
         run.finished_state = TrialState.COMPLETE
     return run
+
+
+def _layer_path(run: _SeedRun) -> dict[str, str | None] | None:
+    """A seed's ``keys.LAYER_PATHS`` entry: its layer path and fallback reason, or None."""
+    if not run.layer_path:
+        return None
+    return {"path": run.layer_path, "fallback": run.layer_fallback}
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:

@@ -180,6 +180,16 @@ class TrialConfig(BaseModel):
     recurrent_batch_norm: bool = Field(
         default=False, description="recurrent batch normalization (Cooijmans et al.), LSTM only"
     )
+    implementation: Literal["auto", "nn_lstm", "cpu_extension", "fused", "triton", "reference"] = (
+        Field(
+            default="auto",
+            description="the LSTM's layer path (trials.zoneout.LayerPath): 'auto' takes the "
+            "fastest that runs here (the CPU extension if it loads, else the PyTorch fused node; "
+            "on CUDA the Triton layer once its self-check passed on the device), with the reason "
+            "of any fallback recorded; a named path runs that path or fails with the reason (a "
+            "pass no rate perturbs still runs nn.LSTM's own kernel). Recorded per run either way",
+        )
+    )
     init_range: float | None = Field(
         default=None,
         gt=0.0,
@@ -317,6 +327,7 @@ class TrialConfig(BaseModel):
             )
         if self.zoneout_shared_mask and self.cell != "lstm":
             raise ValueError("zoneout_shared_mask applies to LSTMs only (c and h share a mask)")
+        self._check_implementation()
         if self.init_range is not None and self.recurrent_batch_norm:
             # U(-r, r) would overwrite the batch-norm gain of 0.1 that Cooijmans et al. prescribe.
             raise ValueError("init_range and recurrent_batch_norm cannot be combined")
@@ -329,13 +340,47 @@ class TrialConfig(BaseModel):
             raise ValueError("min_delta applies to early stopping only; set patience too")
         return self
 
+    def _check_implementation(self) -> None:
+        """An explicit layer path that cannot run this config is refused here, not replaced."""
+        chosen = self.implementation
+        if chosen in ("auto", "reference"):
+            return
+        if self.cell != "lstm":
+            raise ValueError(
+                f"implementation {chosen!r} is an LSTM layer path; a {self.cell.upper()} runs "
+                "the reference loop (use 'auto' or 'reference')"
+            )
+        if self.recurrent_batch_norm:
+            raise ValueError(
+                f"implementation {chosen!r} cannot run recurrent_batch_norm, which only the "
+                "'reference' loop computes (use 'auto' or 'reference')"
+            )
+        if chosen == "nn_lstm" and (
+            self.zoneout_cell > 0 or self.zoneout_hidden > 0 or self.recurrent_dropout > 0
+        ):
+            raise ValueError(
+                "implementation 'nn_lstm' is nn.LSTM's own kernel, which applies no zoneout or "
+                "recurrent dropout: it needs zoneout_cell, zoneout_hidden and recurrent_dropout "
+                "0 (use 'auto' to run nn.LSTM's kernel wherever no rate applies)"
+            )
+        if chosen == "triton" and self.device == "cpu":
+            raise ValueError("implementation 'triton' runs on CUDA only; device is 'cpu'")
+        if chosen == "cpu_extension" and self.device == "cuda":
+            raise ValueError("implementation 'cpu_extension' runs on CPU only; device is 'cuda'")
+
     @property
     def is_language_task(self) -> bool:
         return self.task in LANGUAGE_TASKS
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-safe dict (paths as strings) that validates back to the same config."""
-        return self.model_dump(mode="json")
+        """Plain JSON/YAML-safe dict (paths as strings) that validates back to the same config.
+
+        ``implementation`` is left out while it is the default 'auto' (the machine's choice,
+        recorded per run): configs written before the field existed stay as they were."""
+        data = self.model_dump(mode="json")
+        if data.get("implementation") == "auto":
+            del data["implementation"]
+        return data
 
 
 def did_you_mean(word: str, choices: Any) -> str:

@@ -13,9 +13,10 @@ from torch import nn
 
 from trials.config import TrialConfig
 from trials.reproducibility import RandomStream, seeded
-from trials.zoneout import ZoneoutGRU, ZoneoutLSTM, ZoneoutRNN
+from trials.zoneout import LayerPath, ZoneoutGRU, ZoneoutLSTM, ZoneoutRNN
 
 __all__ = [
+    "LAYER_IMPLEMENTATIONS",
     "LanguageModel",
     "PrivateStreamDropout",
     "RecurrentState",
@@ -27,6 +28,19 @@ __all__ = [
 ]
 
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+
+# TrialConfig.implementation -> the ZoneoutLSTM's own ``implementation`` and the path it must
+# run (None: "auto" takes the best path the device runs and records any fallback's reason).
+# The layer's "fused" means "the fastest available"; the config's "fused" is the path of that
+# name, the pure-PyTorch node ("fused-pytorch").
+LAYER_IMPLEMENTATIONS: dict[str, tuple[str, LayerPath | None]] = {
+    "auto": ("auto", None),
+    "nn_lstm": ("fused-pytorch", LayerPath.NN_LSTM),
+    "cpu_extension": ("fused", LayerPath.CPU_EXTENSION),
+    "fused": ("fused-pytorch", LayerPath.FUSED),
+    "triton": ("triton", LayerPath.TRITON),
+    "reference": ("reference", LayerPath.REFERENCE),
+}
 
 
 def detach_state(state: RecurrentState) -> RecurrentState:
@@ -72,12 +86,13 @@ def build_recurrent(config: TrialConfig, input_size: int, max_steps: int) -> nn.
     norm, and their combinations) runs in the one `ZoneoutLSTM`: the same parameters, the same
     initialisation and the same use of random numbers for every choice of rates, so a comparison
     of regularizers compares nothing else. ``max_steps`` sizes recurrent batch norm's per-step
-    statistics (later steps reuse the last set).
+    statistics (later steps reuse the last set). ``config.implementation`` picks the LSTM's
+    layer path (`LAYER_IMPLEMENTATIONS`); GRU and RNN always run the reference loop.
     """
     # nn.LSTM's convention: dropout applies between layers, so a single layer takes none.
     between_layers = config.dropout if config.num_layers > 1 else 0.0
     if config.cell == "lstm":
-        return ZoneoutLSTM(
+        layer = ZoneoutLSTM(
             input_size,
             config.hidden_size,
             config.num_layers,
@@ -89,6 +104,10 @@ def build_recurrent(config: TrialConfig, input_size: int, max_steps: int) -> nn.
             recurrent_batch_norm=config.recurrent_batch_norm,
             batch_norm_steps=max_steps,
         )
+        # Explicit choices that cannot run the config were refused by TrialConfig; one that
+        # cannot run on the device (no extension, no Triton) raises at the first pass.
+        layer.implementation, layer.required_path = LAYER_IMPLEMENTATIONS[config.implementation]
+        return layer
     layer_class = ZoneoutGRU if config.cell == "gru" else ZoneoutRNN
     return layer_class(
         input_size,

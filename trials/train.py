@@ -69,6 +69,11 @@ class EpochResult:
     # True only on the epoch whose counter reached ``patience``: the last one the run trains.
     # Defaulted so that the history of a checkpoint written before the field existed loads.
     converged: bool = False
+    # The recurrent layer's path in this process (trials.zoneout.LayerPath values): the training
+    # pass's, then " (eval <path>)" when evaluation ran another; and why it fell back from the
+    # preferred path, if it did. None in a checkpoint's history written before the fields.
+    layer_path: str | None = None
+    layer_fallback: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +171,43 @@ class _Run:
     device: torch.device
     start_epoch: int = 1
     best_in_memory: dict[str, torch.Tensor] | None = None
+    # Read from the layer in the first epoch this process trains (`_LayerPaths`).
+    layer_paths: _LayerPaths | None = None
+
+
+@dataclass
+class _LayerPaths:
+    """Which path the recurrent layer's passes ran: training, then evaluation."""
+
+    training: str | None = None
+    evaluation: str | None = None
+    fallbacks: list[str] = field(default_factory=list)
+
+    def read(self, model: nn.Module, training: bool) -> None:
+        layer = getattr(model, "recurrent", None)
+        path = getattr(layer, "last_path", None)
+        if path is None:
+            return
+        if training:
+            self.training = str(path)  # a LayerPath prints as its value
+        else:
+            self.evaluation = str(path)
+        fallback = getattr(layer, "last_fallback", None)
+        if fallback and fallback not in self.fallbacks:
+            self.fallbacks.append(str(fallback))
+
+    @property
+    def path(self) -> str | None:
+        """'cpu_extension', or 'cpu_extension (eval nn_lstm)' when evaluation ran another."""
+        if self.training is None:
+            return self.evaluation
+        if self.evaluation is None or self.evaluation == self.training:
+            return self.training
+        return f"{self.training} (eval {self.evaluation})"
+
+    @property
+    def fallback(self) -> str | None:
+        return "; ".join(self.fallbacks) or None
 
 
 def _prepare(config: TrialConfig, checkpoint_dir: Path | str | None, data: TaskData | None) -> _Run:
@@ -233,11 +275,17 @@ def _train_and_validate(run: _Run, epoch: int) -> tuple[EpochResult, bool] | Non
             group["lr"] = rate
     learning_rate = run.optimizer.param_groups[0]["lr"]
     started = time.perf_counter()
+    first = run.layer_paths is None
+    paths = run.layer_paths = run.layer_paths or _LayerPaths()
     try:
         train_loss, tokens = loop.train_epoch(run.optimizer, config, epoch)
         train_seconds = time.perf_counter() - started
+        if first:
+            paths.read(loop.model, training=True)
         _check_loss(train_loss, loop.classes, "training")
         valid_loss, valid_metric = loop.evaluate("valid")
+        if first:
+            paths.read(loop.model, training=False)
         _check_loss(valid_loss, loop.classes, "validation")
     except Diverged as diverged:
         result.status = "diverged"
@@ -266,6 +314,8 @@ def _train_and_validate(run: _Run, epoch: int) -> tuple[EpochResult, bool] | Non
         tokens_per_second=tokens / train_seconds if train_seconds > 0 else math.nan,
         seconds=time.perf_counter() - started,
         converged=converged,
+        layer_path=paths.path,
+        layer_fallback=paths.fallback,
     )
     result.epochs.append(epoch_result)
     return epoch_result, improved

@@ -5,7 +5,9 @@ the driver through ``ray.tune.report``; the driver's callbacks write the store.
 
 Ray reuses worker processes between trials: a trial starts by dropping what the previous one
 left in the process (`trials.zoneout.clear_caches`: captured CUDA graphs keyed by its rates,
-cached GPU memory). Each report names the node and the float32 matmul precision it ran at.
+cached GPU memory). Each report names the node and the float32 matmul precision it ran at, and
+the recurrent layer's path (``layer_path``, with ``layer_fallback``: why it is not the preferred
+one, if it is not), as `trials.train.EpochResult` carries them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from trials.zoneout import clear_caches
 __all__ = [
     "CONVERGED_KEY",
     "DIVERGED_KEY",
+    "LAYER_FALLBACK_KEY",
+    "LAYER_PATH_KEY",
     "MATMUL_PRECISION_KEY",
     "RESUME_FROM_KEY",
     "TRIAL_CONFIG_KEY",
@@ -44,6 +48,11 @@ DIVERGED_KEY = "diverged"
 CONVERGED_KEY = "converged"
 # The trial's float32 matmul precision (TrialConfig.matmul_precision), in every report.
 MATMUL_PRECISION_KEY = "matmul_precision"
+# The recurrent layer's path in the trial's process (EpochResult.layer_path: a
+# trials.zoneout.LayerPath value, then " (eval <path>)" when evaluation ran another) and why it
+# fell back from the preferred path (None when it did not), in every report.
+LAYER_PATH_KEY = "layer_path"
+LAYER_FALLBACK_KEY = "layer_fallback"
 
 
 def report_keys() -> tuple[str, ...]:
@@ -60,6 +69,8 @@ def report_keys() -> tuple[str, ...]:
         CONVERGED_KEY,
         "node",
         MATMUL_PRECISION_KEY,
+        LAYER_PATH_KEY,
+        LAYER_FALLBACK_KEY,
     )
 
 

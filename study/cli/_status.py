@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dashboards import PARAM_PREFIX, Col, TrialState
+from dashboards import PARAM_PREFIX, Col, TrialState, layer_path_lines, layer_paths
 from study.cli._base import app, console, fail
 from study.cli._paths import check_output_file, written_or_removed
 from study.cli._storage import open_store, require_study, storage_option
 from study.cli._words import FailureWords, cell, is_missing, plain_table
+
+if TYPE_CHECKING:
+    pass
 
 
 @app.command()
@@ -80,6 +83,8 @@ def status(
     console.print(table)
     if len(nodes) == 1:
         console.print(f"every trial ran on {nodes.pop()}", highlight=False, markup=False)
+    for line in layer_path_lines(layer_paths(store.runs_frame(study_name))):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     # Reasons are sentences: one line each below the table, where they are not cut to fit.
     for index, row in ordered.iterrows():
         error = row.get(Col.ERROR)

@@ -158,3 +158,8 @@ class RunRow(Base):
     epochs: Mapped[int | None] = mapped_column(sa.Integer)  # the last epoch it ran
     best_epoch: Mapped[int | None] = mapped_column(sa.Integer)
     best_value: Mapped[float | None] = mapped_column(sa.Float)  # its score (study.score)
+    # The recurrent layer's path the run took (a trials.zoneout.LayerPath value, then
+    # " (eval <path>)" when evaluation took another) and why it fell back from the preferred
+    # path; NULL when it ran it, and for runs written before migration 0005.
+    layer_path: Mapped[str | None] = mapped_column(sa.String(64))
+    layer_fallback: Mapped[str | None] = mapped_column(sa.Text)

@@ -73,6 +73,9 @@ _TRIAL_COLUMNS = [
 ]
 _EPOCH_COLUMNS = [Col.STUDY, Col.NUMBER, Col.SEED, Col.EPOCH, *_EPOCH_METRICS, "recorded_at"]
 _RUN_FIELDS = (Col.ENDED, Col.EPOCHS, Col.BEST_EPOCH, Col.BEST_VALUE)
+# Columns of migration 0005: in the frame only where the database has them (a read-only
+# command does not migrate, and a table written before them prints as it did).
+_RUN_PATH_FIELDS = (Col.LAYER_PATH, Col.LAYER_FALLBACK)
 _RUN_COLUMNS = [Col.STUDY, Col.NUMBER, Col.SEED, *_RUN_FIELDS]
 # The unique keys the upserts conflict on: SQL column names (study.store._models).
 _TRIAL_KEY = ("study_id", "number")  # frame-contract: not a column (SQL columns)
@@ -90,6 +93,10 @@ class RunRecord:
     epochs: int | None
     best_epoch: int | None
     best_value: float | None
+    # The recurrent layer's path (trials.trainable's ``layer_path`` report) and why it fell back
+    # from the preferred one; None where the run reported none (a rescore keeps what is stored).
+    layer_path: str | None = None
+    layer_fallback: str | None = None
 
 
 _STUDY_COLUMNS = [
@@ -508,13 +515,20 @@ class Store:
                     best_epoch=None if run.best_epoch is None else int(run.best_epoch),
                     best_value=_float(run.best_value),
                 )
-                ins = self._insert(RunRow).values(trial_id=trial_id, seed=int(run.seed), **values)
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=_RUN_KEY,
-                        set_={key: ins.excluded[key] for key in values},
-                    )
+                paths = dict(  # zs_runs' SQL columns (migration 0005)
+                    layer_path=None if run.layer_path is None else str(run.layer_path),
+                    layer_fallback=None if run.layer_fallback is None else str(run.layer_fallback),
                 )
+                ins = self._insert(RunRow).values(
+                    trial_id=trial_id, seed=int(run.seed), **values, **paths
+                )
+                table = RunRow.__table__
+                update = {key: ins.excluded[key] for key in values}
+                # A record without a path (a rescore from the epochs table) keeps the stored one.
+                update.update(
+                    {key: sa.func.coalesce(ins.excluded[key], table.c[key]) for key in paths}
+                )
+                conn.execute(ins.on_conflict_do_update(index_elements=_RUN_KEY, set_=update))
 
         self._write(_run)
 
@@ -630,15 +644,19 @@ class Store:
 
     def runs_frame(self, study: str) -> pd.DataFrame:
         """One row per (trial number, seed) run of ``study``: ``ended``, ``epochs``,
-        ``best_epoch``, ``best_value``. Empty on a database from before the table (read-only
+        ``best_epoch``, ``best_value``, and ``layer_path``, ``layer_fallback`` where the database
+        has them (migration 0005). Empty on a database from before the table (read-only
         commands do not migrate)."""
 
         def _run(conn: sa.Connection) -> pd.DataFrame:
             study_id = self._study_id(conn, study)
-            if not sa.inspect(conn).has_table(RunRow.__tablename__):
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(RunRow.__tablename__):
                 return _typed_frame([], _RUN_COLUMNS, ints=(Col.NUMBER, Col.SEED))
+            present = {c["name"] for c in inspector.get_columns(RunRow.__tablename__)}
+            fields = (*_RUN_FIELDS, *(f for f in _RUN_PATH_FIELDS if f in present))
             result = conn.execute(
-                sa.select(TrialRow.number, RunRow.seed, *(getattr(RunRow, f) for f in _RUN_FIELDS))
+                sa.select(TrialRow.number, RunRow.seed, *(getattr(RunRow, f) for f in fields))
                 .join(TrialRow, TrialRow.id == RunRow.trial_id)
                 .where(TrialRow.study_id == study_id)
                 .order_by(TrialRow.number, RunRow.seed)
@@ -646,7 +664,7 @@ class Store:
             rows = [{Col.STUDY: study, **r._asdict()} for r in result]
             return _typed_frame(
                 rows,
-                _RUN_COLUMNS,
+                [Col.STUDY, Col.NUMBER, Col.SEED, *fields],
                 ints=(Col.NUMBER, Col.SEED, Col.EPOCHS, Col.BEST_EPOCH),
                 floats=(Col.BEST_VALUE,),
             )

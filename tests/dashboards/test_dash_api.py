@@ -13,6 +13,8 @@ PUBLIC = {
     "analyze", "report_figures", "build_report", "save_figures_to_study", "save_note_section",
     "serve_dashboard", "seed_interval", "paired_difference", "select_configuration",
     "compare_methods", "write_comparison", "headline",
+    # which recurrent layer path the runs took (status and the summary say it)
+    "layer_paths", "layer_path_lines", "LayerPaths",
     # a promoted study's two scales (the ladder): the section, and the statistics alone
     "promotion_section", "scale_agreement", "ScaleFrames", "ScaleAgreement",
     # the frame contract with study/: which trials the service retired (the `retired` column)

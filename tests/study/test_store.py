@@ -21,11 +21,12 @@ from alembic.runtime.migration import MigrationContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dashboards import retired_kinds
+from dashboards import RUNS_FRAME, retired_kinds
 from study.plan import Retired, TrialEnd
 from study.store import (
     TRIAL_FIELDS,
     VERSION_TABLE,
+    RunRecord,
     Store,
     StoreError,
     alembic_config,
@@ -981,3 +982,41 @@ def test_carry_epochs_copies_a_seeds_rows_up_to_the_checkpoint_once(store_url: s
             assert copied.loc[epoch, "recorded_at"] == source.loc[epoch, "recorded_at"]
             assert copied.loc[epoch, "valid_metric"] == source.loc[epoch, "valid_metric"]
         assert store.trials_frame("s")["number"].tolist() == [0, 1]
+
+
+# ---------------------------------------------------------------- layer paths (migration 0005)
+def test_migration_0005_adds_the_runs_layer_path_and_keeps_its_rows(store_url: str) -> None:
+    _store_at_0003(store_url)
+    upgrade(store_url, "0004")
+    with Store(store_url) as old:  # a read-only command does not migrate: no such columns
+        frame = old.runs_frame("s")
+        assert "layer_path" not in frame.columns and "layer_fallback" not in frame.columns
+        before = frame
+    with Store.open(store_url) as store:
+        frame = store.runs_frame("s")
+        assert frame[["layer_path", "layer_fallback"]].isna().all().all()
+        pd.testing.assert_frame_equal(frame.drop(columns=["layer_path", "layer_fallback"]), before)
+
+
+def test_runs_keep_their_layer_path_and_a_rescore_does_not_erase_it(store_url: str) -> None:
+    with _open(store_url) as store:
+        store.upsert_trial("s", 0, state="RUNNING")
+        reason = "the CPU extension is turned off (ZONEOUT_CPU_EXTENSION=0)"
+        store.record_runs(
+            "s",
+            0,
+            [
+                RunRecord(0, "budget", 2, 2, 1.5, layer_path="cpu_extension"),
+                RunRecord(1, "budget", 2, 1, 1.4, layer_path="fused", layer_fallback=reason),
+            ],
+        )
+        frame = store.runs_frame("s")
+        assert list(frame["layer_path"]) == ["cpu_extension", "fused"]
+        assert list(frame["layer_fallback"].isna()) == [True, False]
+        assert frame["layer_fallback"].iloc[1] == reason
+        # A rescore rewrites the runs from the epochs table, which holds no path.
+        store.record_runs("s", 0, [RunRecord(0, "converged", 2, 2, 1.3)])
+        frame = store.runs_frame("s")
+        assert list(frame["ended"]) == ["converged", "budget"]
+        assert list(frame["layer_path"]) == ["cpu_extension", "fused"]
+        RUNS_FRAME.check(frame)

@@ -26,7 +26,7 @@ from trials.zoneout._loops import StepBatchNorm, gru_layer, lstm_layer_reference
 from trials.zoneout._lstm_cpu import cpu_extension_layer
 from trials.zoneout._lstm_fused import fused_layer
 from trials.zoneout._masks import MaskKind, bernoulli_mask, draw_seeds
-from trials.zoneout._paths import LayerPath, check_implementation, choose_path
+from trials.zoneout._paths import LayerPath, check_implementation, decide_path
 from trials.zoneout._triton_lstm import make_noise, triton_layer
 
 # The per-path layer functions that take masks drawn here; the Triton path draws its own.
@@ -54,6 +54,7 @@ class _ZoneoutBase(nn.Module):
     _gates: ClassVar[int]
     _has_cell: ClassVar[bool] = False
     _last_path: LayerPath | None = None
+    _last_fallback: str | None = None
 
     def __init__(
         self,
@@ -128,6 +129,13 @@ class _ZoneoutBase(nn.Module):
         """The path the last completed forward pass ran (`trials.zoneout.LayerPath`); None
         before the first. GRU and RNN always run the reference loop."""
         return self._last_path
+
+    @property
+    def last_fallback(self) -> str | None:
+        """Why the last pass did not run the path its implementation preferred (the CPU
+        extension, or Triton under "auto"): e.g. the extension turned off or not built, Triton's
+        self-check failed on the device. None when it ran the preferred path."""
+        return self._last_fallback
 
     def reset_parameters(self) -> None:
         """torch's RNN init: each weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)), in nn.LSTM's order."""
@@ -266,12 +274,18 @@ class ZoneoutLSTM(_ZoneoutBase):
     Triton CUDA layer ("triton"); recurrent batch norm always runs the reference loop, and a pass
     where no rate perturbs the recurrence runs nn.LSTM's own kernel (so with all rates 0 the
     numbers are nn.LSTM's, bit for bit). `trials.zoneout.choose_path` decides, once per pass;
-    ``last_path`` tells which `LayerPath` the last pass ran.
+    ``last_path`` tells which `LayerPath` the last pass ran, ``last_fallback`` why it was not the
+    preferred one. "auto" is "fused" on CPU and, on CUDA, the Triton layer once it passed its
+    self-check there. ``required_path`` set, a pass that cannot run that path raises
+    `trials.zoneout.LayerPathError` instead of falling back.
     """
 
     _gates = 4
     _has_cell = True
     implementation: str = "fused"
+    # The one path a pass may run (a trial config's explicit ``implementation``), besides
+    # nn.LSTM's kernel when no rate perturbs the pass; another raises `LayerPathError`.
+    required_path: LayerPath | None = None
 
     def __init__(
         self,
@@ -485,7 +499,8 @@ class ZoneoutLSTM(_ZoneoutBase):
         h0 = self._prepare_state(h0, x, unbatched, "h_0")
         c0 = self._prepare_state(c0, x, unbatched, "c_0")
         seeds = self._seed_table()  # before choosing: every training pass draws it
-        path = choose_path(self, x)
+        choice = decide_path(self, x)
+        path = choice.path
         if path is LayerPath.NN_LSTM:
             # Nothing perturbs the recurrence in this pass: run nn.LSTM's own kernel (oneDNN on
             # CPU, cuDNN on GPU). Same numbers as nn.LSTM, bit for bit, at vendor speed.
@@ -510,7 +525,7 @@ class ZoneoutLSTM(_ZoneoutBase):
                 h_n.append(h)
                 c_n.append(c)
             h_out, c_out = torch.stack(h_n), torch.stack(c_n)
-        self._last_path = path
+        self._last_path, self._last_fallback = path, choice.fallback
         if unbatched:
             h_out, c_out = h_out.squeeze(1), c_out.squeeze(1)
         return self._finish_output(x, unbatched), (h_out, c_out)
