@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import signal
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -95,6 +96,7 @@ def run_study(
     assert spec.storage is not None
     outcome = StudyOutcome(name=spec.name, storage=mask_url(spec.storage), status="finished")
     _check_disk(spec)
+    _scrub_argv(storage, console)
     study: optuna.Study | None = None
     try:
         # Signals first: SIGTERM while Ray starts stops the run too (study.ray_session keeps
@@ -102,7 +104,7 @@ def run_study(
         # scheduled fails before the store is written.
         with (
             _stop_signals(outcome),
-            _ray(spec, ray_address),
+            _ray(spec, ray_address, console),
             Store.open(spec.storage) as store,
         ):
             try:
@@ -152,14 +154,47 @@ def _effective_spec(spec: StudySpec, storage: str | None, n_trials: int | None) 
 
 
 @contextmanager
-def _ray(spec: StudySpec, address: str | None) -> Iterator[None]:
+def _ray(spec: StudySpec, address: str | None, console: Console) -> Iterator[None]:
+    """Ray for the run (study.ray_session): on a cluster that can grow, waits for a node that
+    fits a trial (resources.wait_for_nodes_s), saying so on the console."""
     try:
         with ray_session(
-            address or spec.ray_address, cpu=spec.resources.cpu, gpu=spec.resources.gpu
+            address or spec.ray_address,
+            cpu=spec.resources.cpu,
+            gpu=spec.resources.gpu,
+            wait_s=spec.resources.wait_for_nodes_s,
+            say=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+            mask=_mask_argument,
         ):
             yield
     except RaySessionError as error:
         raise StudyRunError(str(error)) from None
+
+
+def _mask_argument(argument: str) -> str:
+    """``argument`` with a URL's password masked (``--storage URL``, ``--storage=URL``)."""
+    if "://" not in argument:
+        return argument
+    masked = mask_url(argument)
+    return masked if "***" in masked and "***" not in argument else argument
+
+
+def _scrub_argv(storage: str | None, console: Console) -> None:
+    """A password given in ``--storage`` leaves ``sys.argv`` (the URL in use is kept in the
+    spec); Ray records the masked command line, which also becomes the process title
+    (study.ray_session). Says once how to keep it off the command line altogether: the process
+    list shows it until then."""
+    sys.argv[:] = [_mask_argument(argument) for argument in sys.argv]
+    if storage and "***" in mask_url(storage) and "***" not in storage:
+        console.print(
+            "the --storage URL holds a password: it is masked in what this run and Ray record, "
+            "but others on this machine could read it in the process list until Ray started; "
+            "pass it as "
+            f"ZONEOUT_STUDY_STORAGE='{mask_url(storage)}' (with the real password) instead",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @contextmanager

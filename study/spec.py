@@ -13,7 +13,9 @@ Resources and device agree: ``resources.gpu > 0`` needs ``base.device`` 'cuda' o
 becomes 'cuda' when trials reserve a GPU and 'cpu' when they do not, in the validated spec, so
 every trial config (and every export) names the device it ran on. (Left to torch, 'auto' would
 see every GPU of the node: Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for a trial that reserved
-none, so such a trial would compute on a GPU that others have reserved.)
+none, so such a trial would compute on a GPU that others have reserved.) A trial computes on one
+device, so ``resources.gpu`` is at most 1. ``resources.wait_for_nodes_s`` bounds how long a run
+on a Ray cluster waits for a node that fits one trial (study.ray_session).
 
 Paths are resolved once, here: ``base.data_dir``, ``base.text_path`` and a local
 ``checkpoint_path`` (not a URI such as ``s3://...``) are made absolute against the spec file's
@@ -93,6 +95,8 @@ MAX_CHOICES = 1_000  # choices of one categorical parameter
 MAX_TRIALS = 100_000
 MAX_REPEATS = 100
 MAX_CONCURRENT_TRIALS = 1_024
+# How long a run on a Ray cluster waits for a node that fits one trial (resources).
+DEFAULT_WAIT_FOR_NODES_S = 600.0
 
 # Optuna's samplers draw from numpy.random.RandomState(seed) (optuna/samplers/
 # _lazy_random_state.py), which takes seeds 0 .. 2**32 - 1.
@@ -256,7 +260,20 @@ class SchedulerSpec(_Strict):
 
 class ResourcesSpec(_Strict):
     cpu: float = Field(default=1.0, gt=0)
-    gpu: float = Field(default=0.0, ge=0)
+    gpu: float = Field(
+        default=0.0,
+        ge=0,
+        description="GPUs per trial: at most 1 (a trial computes on one device, cuda:0); a "
+        "fraction shares a GPU between trials",
+    )
+    wait_for_nodes_s: float | None = Field(
+        default=DEFAULT_WAIT_FOR_NODES_S,
+        ge=0,
+        description="seconds a run on a Ray cluster waits for a node that fits one trial "
+        "(cpu and gpu above) to join, e.g. while an autoscaler (KubeRay, `ray up`) adds GPU "
+        "nodes; null or 'forever' waits without a limit, 0 refuses at once. A Ray the run "
+        "starts itself cannot grow: a trial that does not fit it is refused at once",
+    )
 
     @field_validator("cpu", "gpu")
     @classmethod
@@ -279,9 +296,35 @@ class ResourcesSpec(_Strict):
 
     @field_validator("gpu")
     @classmethod
-    def _whole_or_fraction(cls, value: float) -> float:
-        if value > 1 and value != int(value):
-            raise ValueError("more than one GPU per trial must be a whole number")
+    def _one_device(cls, value: float) -> float:
+        # trials.train computes on one device (torch.device("cuda"): the first GPU Ray made
+        # visible); a second reserved GPU would sit idle while other trials wait for it.
+        if value > 1:
+            raise ValueError(
+                f"{value:g} GPUs per trial, but a trial computes on one device (cuda:0): use "
+                "at most 1 (or a fraction to share a GPU), and max_concurrent_trials to use "
+                "more GPUs at once"
+            )
+        return value
+
+    @field_validator("wait_for_nodes_s", mode="before")
+    @classmethod
+    def _forever(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "forever":
+            return None
+        if isinstance(value, bool):  # YAML's yes/no would read as 1 / 0 seconds
+            raise ValueError(
+                f"must be a number of seconds, or null / 'forever' for no limit, got {value}"
+            )
+        return value
+
+    @field_validator("wait_for_nodes_s")
+    @classmethod
+    def _finite_wait(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(
+                f"must be a number of seconds, or null / 'forever' for no limit, got {value}"
+            )
         return value
 
 

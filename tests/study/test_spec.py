@@ -71,7 +71,7 @@ def test_a_good_spec_validates_with_defaults() -> None:
         ({"sampler": {"name": "grid"}}, "sampler 'grid' needs a finite grid"),
         ({"sampler": {"name": "bayes"}}, "sampler.name"),
         ({"resources": {"cpu": 0}}, "resources.cpu"),
-        ({"resources": {"gpu": 1.5}}, "more than one GPU per trial must be a whole number"),
+        ({"resources": {"gpu": 1.5}}, "a trial computes on one device (cuda:0)"),
         ({"base": {"task": "imagenet"}}, "base.task"),
         ({"base": {"task": "digits", "zoneout_cell": 2.0}}, "base.zoneout_cell"),
         ({"base": {"task": "digits", "hiden_size": 8}}, "did you mean 'hidden_size'?"),
@@ -395,3 +395,59 @@ def test_a_grid_or_point_that_optuna_would_reshape_is_refused(
     with pytest.raises(SpecError) as refused:
         validate_spec(data)
     assert message in str(refused.value)
+
+
+# ------------------------------------------------------------------ resources for a cluster
+@pytest.mark.parametrize("gpu", [2, 1.5, 8])
+def test_more_than_one_gpu_per_trial_is_refused(gpu: float) -> None:
+    # trials.train computes on one device: a second GPU per trial would sit idle.
+    with pytest.raises(SpecError) as raised:
+        validate_spec(_spec(base={"task": "digits", "device": "cuda"}, resources={"gpu": gpu}))
+    message = str(raised.value)
+    assert message.startswith("spec: resources.gpu: ") and "\n" not in message, message
+    assert "one device (cuda:0)" in message and "max_concurrent_trials" in message, message
+
+
+@pytest.mark.parametrize("gpu", [1, 0.5])
+def test_one_gpu_or_a_share_of_one_is_accepted(gpu: float) -> None:
+    spec = validate_spec(_spec(base={"task": "digits", "device": "cuda"}, resources={"gpu": gpu}))
+    assert spec.resources.gpu == gpu
+
+
+@pytest.mark.parametrize(
+    ("given", "accepted"),
+    [
+        ("absent", 600.0),  # the default: ten minutes
+        (0, 0.0),  # refuse at once
+        (30, 30.0),
+        (None, None),  # no limit (an autoscaling cluster)
+        ("forever", None),
+        ("Forever", None),
+        (-1, "greater than or equal to 0"),
+        ("inf", "a number of seconds, or null / 'forever'"),
+        ("soon", "resources.wait_for_nodes_s"),
+        (True, "resources.wait_for_nodes_s"),
+    ],
+)
+def test_wait_for_nodes_s(given: Any, accepted: Any) -> None:
+    resources = {} if given == "absent" else {"wait_for_nodes_s": given}
+    if accepted is None or isinstance(accepted, float):
+        spec = validate_spec(_spec(resources=resources))
+        assert spec.resources.wait_for_nodes_s == accepted
+        # The stored snapshot reads back the same (a null stays no limit).
+        again = validate_spec(spec.model_dump(mode="json"))
+        assert again.resources.wait_for_nodes_s == accepted
+        return
+    with pytest.raises(SpecError) as raised:
+        validate_spec(_spec(resources=resources))
+    message = str(raised.value)
+    assert "resources.wait_for_nodes_s" in message and accepted in message, message
+    assert "\n" not in message
+
+
+def test_wait_for_nodes_s_is_described_for_users() -> None:
+    from study.spec import ResourcesSpec
+
+    description = ResourcesSpec.model_fields["wait_for_nodes_s"].description or ""
+    for words in ("null or 'forever'", "0 refuses at once", "autoscaler", "cannot grow"):
+        assert words in description, words
