@@ -3,7 +3,8 @@
     python benchmarks/gpu_triton_check.py [--rounds N] [--skip-timing]
 
 Needs only torch (CUDA build) and triton; run from the repository root (or anywhere: it finds
-the checkout from its own path). Under ~3 minutes on one H100. Without triton it says so and
+the checkout from its own path). Meant to take a few minutes on one GPU (not yet run on
+one). Without triton it says so and
 exits 2 (nothing imports triton before that check).
 
 1. Correctness, small sizes (T=20, B=8, I=32, H=64), fp32 and bf16, forward and all seven
