@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -297,7 +298,13 @@ def test_db_upgrade_rescores_a_database_from_before_the_score(tmp_path: Path) ->
 def test_the_committed_midscale_database_holds_the_score(tmp_path: Path) -> None:
     """docs/results' database has been brought to the score (what its README quotes)."""
     copy = tmp_path / "midscale.db"  # Optuna's storage may write (WAL files): not the original
-    shutil.copy(MIDSCALE_DB, copy)
+    # SQLite's backup API: a consistent copy even while a study writes the file.
+    source, target = sqlite3.connect(f"file:{MIDSCALE_DB}?mode=ro", uri=True), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
     url = f"sqlite:///{copy}"
     with Store(url) as store:
         names = list(store.studies_frame()["name"])
