@@ -106,8 +106,7 @@ def test_the_frames_the_store_writes_satisfy_the_contract(tmp_path: Path) -> Non
 def test_the_committed_ladder_study_read_through_the_store_satisfies_it(tmp_path: Path) -> None:
     from study.store import Store
 
-    if not LADDER_DB.is_file():
-        pytest.skip(f"{LADDER_DB} is not in this checkout")
+    assert LADDER_DB.is_file(), f"{LADDER_DB} is committed; it must be in the checkout"
     copy = tmp_path / "ladder.db"
     with (
         sqlite3.connect(f"file:{LADDER_DB}?mode=ro", uri=True) as src,
