@@ -57,17 +57,16 @@ class SpecSnapshot:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SpecSnapshot:
-        return cls(identity=dict(data["identity"]), settings=dict(data["settings"]))
+        identity = dict(data["identity"])
+        # Stored by an older program: a base field added since then has the default it had.
+        identity["base"] = _jsonable(_identity_base(identity.get("base") or {}))
+        return cls(identity=identity, settings=dict(data["settings"]))
 
 
 def snapshot_of(spec: Mapping[str, Any]) -> SpecSnapshot:
     """The identity and plan settings of a spec given as its JSON dump (``model_dump(mode=
     'json')``): the same function reads a live spec and a snapshot stored by an older run."""
-    base = {
-        key: value
-        for key, value in _full_base(spec.get("base") or {}).items()
-        if key not in _RUN_ONLY_BASE_FIELDS
-    }
+    base = _identity_base(spec.get("base") or {})
     sampler = spec.get("sampler") or {}
     identity = {
         "base": base,
@@ -122,6 +121,11 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
+
+
+def _identity_base(base: Mapping[str, Any]) -> dict[str, Any]:
+    """The base fields that say what a trial computes, every TrialConfig field present."""
+    return {k: v for k, v in _full_base(base).items() if k not in _RUN_ONLY_BASE_FIELDS}
 
 
 def _full_base(base: Mapping[str, Any]) -> dict[str, Any]:

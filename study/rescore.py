@@ -23,6 +23,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from dashboards import Col
 from study import keys
 from study import optuna_study as ostudy
 from study.score import RunEnd, failure_end, run_record, score, score_at, score_curve, seed_best
@@ -71,6 +72,7 @@ def rescore_study(url: str, name: str, store: Store) -> RescoreResult:
     study = ostudy.load_study(url, name)
     epochs = store.epochs_frame(name)
     curves = _curves(epochs)
+    recorded = _recorded_ends(store.runs_frame(name))
     max_epochs = int(ostudy.study_attrs(study).get(keys.MAX_EPOCHS) or 0)
     rewrites: dict[int, ostudy.FinishedValues] = {}
     changed: list[tuple[int, float | None, float | None]] = []
@@ -81,7 +83,10 @@ def rescore_study(url: str, name: str, store: Store) -> RescoreResult:
         seed_curves = [curves.get(trial.number, {}).get(seed, {}) for seed in seeds]
         if not seed_curves:
             continue
-        done = [False] * len(seed_curves)  # no run stopped on its own before patience existed
+        # A run converged only where the store says so (a study run with ``patience``): before
+        # patience existed no run stopped on its own, and a database that old has no run records.
+        stored_ends = [recorded.get((trial.number, seed)) for seed in seeds]
+        done = [end == RunEnd.CONVERGED for end in stored_ends]
         new_value = _value(trial, seed_curves, done)
         intermediate = score_curve(seed_curves, done)
         attrs: dict[str, Any] = {}
@@ -94,7 +99,10 @@ def rescore_study(url: str, name: str, store: Store) -> RescoreResult:
         )
         if trial.state != TrialState.FAIL:
             changed.append((trial.number, trial.value, new_value))
-        ends = [_run_end(trial, curve, max_epochs) for curve in seed_curves]
+        ends = [
+            RunEnd.CONVERGED if finished else _run_end(trial, curve, max_epochs)
+            for curve, finished in zip(seed_curves, done, strict=True)
+        ]
         store.upsert_trial(name, trial.number, best_value=_finite(_score_so_far(seed_curves)))
         store.record_runs(
             name,
@@ -113,6 +121,17 @@ def _curves(epochs: pd.DataFrame) -> dict[int, dict[int, dict[int, float]]]:
         value = row.valid_metric
         metric = float(value) if value is not None and not pd.isna(value) else math.nan
         out.setdefault(int(row.number), {}).setdefault(int(row.seed), {})[int(row.epoch)] = metric
+    return out
+
+
+def _recorded_ends(runs: pd.DataFrame) -> dict[tuple[int, int], RunEnd]:
+    """(number, seed) -> why the run ended, as the store recorded it (empty on old databases)."""
+    out: dict[tuple[int, int], RunEnd] = {}
+    for number, seed, ended in zip(runs[Col.NUMBER], runs[Col.SEED], runs[Col.ENDED], strict=True):
+        try:
+            out[(int(number), int(seed))] = RunEnd(ended)
+        except ValueError:  # a word this version does not know: treat the run as not converged
+            continue
     return out
 
 

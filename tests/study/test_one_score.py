@@ -271,6 +271,9 @@ def test_db_upgrade_rescores_a_database_from_before_the_score(tmp_path: Path) ->
     url = f"sqlite:///{copy}"
     with Store(url) as store:
         names = list(store.studies_frame()["name"])
+        ends_before = {name: store.runs_frame(name)[["number", "seed", "ended"]] for name in names}
+    # The converged studies ran with patience: some of their runs stopped on their own.
+    assert any((e["ended"] == "converged").any() for e in ends_before.values())
     for name in names:
         _as_written_before_the_score(url, name)
     figure3 = "ptb-char-midscale-figure3"
@@ -286,6 +289,12 @@ def test_db_upgrade_rescores_a_database_from_before_the_score(tmp_path: Path) ->
         study = ostudy.load_study(url, name)
         assert not needs_rescore(study)
         assert_one_score(url, name)
+        with Store(url) as store:
+            ends = store.runs_frame(name)[["number", "seed", "ended"]]
+        # A run that converged stays converged (its score keeps its best after it stopped).
+        converged = ends_before[name][ends_before[name]["ended"] == "converged"]
+        kept = converged.merge(ends, on=["number", "seed"], suffixes=("", "_after"))
+        assert len(kept) == len(converged) and (kept["ended_after"] == "converged").all()
     new = {t.number: t.value for t in ostudy.trials(ostudy.load_study(url, figure3))}
     assert new[7] == pytest.approx(1.9965, abs=5e-5)
     # Idempotent: a second upgrade has nothing to rescore.

@@ -8,6 +8,7 @@ the next run holds every grid point exactly once.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pty
 import select
@@ -25,6 +26,7 @@ from optuna.trial import TrialState
 from study import keys
 from study import optuna_study as ostudy
 from study.export import ExportError, export_best
+from study.identity import SpecSnapshot, differences, snapshot_of
 from study.plan import StudyPlan
 from study.runner import StudyRunError, run_study
 from study.spec import validate_spec
@@ -431,3 +433,22 @@ def test_sigterm_while_ray_starts_stops_cleanly(tmp_path: Path, own_ray_tmpdir: 
         f"exit 143 each time, no Ray stack dump, no traceback ({'; '.join(seen)}); a driver "
         "stopped before the study was opened says nothing was run or written",
     )
+
+
+def test_a_snapshot_from_before_a_base_field_existed_is_no_change(tmp_path: Path) -> None:
+    """A study stored by an older program (its snapshot lacks base fields added since, such as
+    ``implementation`` and ``matmul_precision``) reruns under the new program as the same study:
+    each missing field reads as its default, which is what the older program computed with."""
+    spec = validate_spec(_tiny_digits("older", tmp_path))
+    given = snapshot_of(spec.model_dump(mode="json"))
+    older = given.to_json()
+    older["identity"] = {**older["identity"], "base": dict(older["identity"]["base"])}
+    for added in ("implementation", "matmul_precision"):
+        assert added in older["identity"]["base"]
+        del older["identity"]["base"][added]
+    stored = SpecSnapshot.from_json(json.loads(json.dumps(older)))
+    assert differences(stored.identity, given.identity) == []
+    # A field that was stored with another value is still a change.
+    older["identity"]["base"]["learning_rate"] = 123.0
+    changed = differences(SpecSnapshot.from_json(older).identity, given.identity)
+    assert [c.field for c in changed] == ["base.learning_rate"]
