@@ -15,7 +15,7 @@ from typing import Any
 from optuna.trial import TrialState
 from ray.tune import Callback
 
-from study.resume import checkpoint_location
+from study.resume import CheckpointRetention, checkpoint_location
 from study.searcher import STUDY_KEY, OptunaSearcher
 from study.store import Store, mask_url
 
@@ -53,6 +53,9 @@ class StoreCallback(Callback):
         self._study = study_name
         self._started: dict[int, float] = {}
         self._carried: set[int] = set()
+        # The newest two checkpoints of each seed's run: the one a replacement continues from is
+        # never deleted before the next one has been recorded (study.resume).
+        self._retention = CheckpointRetention(keep=2)
         self.epochs_written = 0
         self.write_seconds = 0.0
 
@@ -155,6 +158,7 @@ class StoreCallback(Callback):
             checkpoint_location(checkpoint),
             result if isinstance(result, dict) else None,
         )
+        self._retention.keep(trial.trial_id, checkpoint)
 
     def _finish(self, trial: Any) -> None:
         slot = self._slot(trial)
@@ -184,8 +188,10 @@ class StoreCallback(Callback):
         self._timed(self._store.record_runs, self._study, number, outcome.runs)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._retention.forget(trial.trial_id)
         self._finish(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._searcher.set_error_reason(trial.trial_id, error_reason(trial))
+        self._retention.forget(trial.trial_id)
         self._finish(trial)

@@ -168,6 +168,8 @@ class StudyPlan:
 
     def remaining(self, trials: Sequence[FrozenTrial]) -> list[Mapping[str, Any]]:
         """The fixed points that no trial holds (queued, running or finished), in order."""
+        if not self.fixed:  # a sampler's own suggestions: no scan of every trial per ask
+            return []
         held = {
             self.key(trial.params) for trial in trials if not is_retired(trial) and trial.params
         }

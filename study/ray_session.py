@@ -285,9 +285,6 @@ def ray_session(
     ends."""
     # The legacy reporter honours verbose=0: the study draws its own progress display.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Every epoch reports a checkpoint by design; Tune's warning about frequent experiment
-    # snapshots would repeat all study long.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = _connect(address, mask)
     try:
         _wait_for_a_node(

@@ -11,6 +11,7 @@ or unreadable is dropped with the reason and that seed starts fresh.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import zipfile
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from typing import Any
 
 from trials.train import CHECKPOINT_FILE
 
-__all__ = ["ResumePoint", "SeedStart", "checkpoint_location", "plan_starts"]
+__all__ = [
+    "CheckpointRetention",
+    "ResumePoint",
+    "SeedStart",
+    "checkpoint_location",
+    "plan_starts",
+]
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,48 @@ def checkpoint_location(checkpoint: Any) -> str | None:
         return str(path)
     scheme = {"gcs": "gs"}.get(kind, kind)
     return f"{scheme}://{str(path).lstrip('/')}"
+
+
+class CheckpointRetention:
+    """Keeps each Ray trial's newest ``keep`` checkpoints and deletes older ones.
+
+    The service keeps its checkpoints itself rather than through Ray Tune's
+    ``CheckpointConfig(num_to_keep)``: with that set, Tune forces a snapshot of its whole
+    experiment state (every trial of the run, as JSON) each time a trial has checkpointed
+    ``num_to_keep`` times, i.e. every other epoch of every trial, so a driver's cost per trial
+    grows with the number of trials in its run. A study resumes from its own store, never from
+    Tune's snapshot, so Tune's periodic snapshot (about 5% of the driver's time) is enough.
+
+    Call :meth:`keep` after the newest checkpoint's resume point has been recorded: the one a
+    replacement would continue from is never deleted before its successor is on record.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self._keep = keep
+        self._held: dict[str, list[Any]] = {}
+
+    def keep(self, ray_trial_id: str, checkpoint: Any) -> list[str]:
+        """Hold ``checkpoint`` (a ``ray.tune.Checkpoint``) as the trial's newest; delete what
+        falls out of the newest ``keep``. Returns the locations deleted."""
+        held = self._held.setdefault(ray_trial_id, [])
+        if any(c.path == checkpoint.path for c in held):
+            return []
+        held.append(checkpoint)
+        deleted = []
+        while len(held) > self._keep:
+            old = held.pop(0)
+            location = checkpoint_location(old) or str(old.path)
+            # Ray's Checkpoint names its pyarrow filesystem: local disk or a bucket alike.
+            with contextlib.suppress(FileNotFoundError):
+                old.filesystem.delete_dir(old.path)
+            deleted.append(location)
+        return deleted
+
+    def forget(self, ray_trial_id: str) -> None:
+        """The trial has ended: its newest checkpoints stay on storage; stop tracking them."""
+        self._held.pop(ray_trial_id, None)
 
 
 def unreadable_reason(location: str) -> str | None:

@@ -546,9 +546,11 @@ def _tuner(
             # running trial; they are retired and continued by the next run.
             stop=_SearcherStop(searcher),
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
-            # The newest two: the one a replacement continues from is never deleted before the
-            # next one has been recorded (see study.resume).
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # Every checkpoint stays with Tune; the store callback deletes all but each run's
+            # newest two (study.resume.CheckpointRetention). Tune's own num_to_keep would force
+            # a snapshot of the whole run's state every other epoch of every trial: a cost per
+            # trial that grows with the trials in the run (benchmarks/study_scale.py).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             verbose=0,
         ),
     )

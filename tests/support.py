@@ -136,13 +136,12 @@ def driver_ray_tmpdir(prefix: str = "zs-drv-") -> Iterator[str]:
 
 
 def driver_env(ray_tmpdir: str, **extra: str) -> dict[str, str]:
-    """Environment of a driver subprocess: its own Ray temp dir, no usage stats, no Tune
-    checkpoint-sync warning; ``extra`` on top."""
+    """Environment of a driver subprocess: its own Ray temp dir, no usage stats; ``extra`` on
+    top."""
     return {
         **os.environ,
         "RAY_TMPDIR": ray_tmpdir,
         "RAY_USAGE_STATS_ENABLED": "0",
-        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
         **extra,
     }
 

@@ -72,6 +72,18 @@ def _spec(tmp_path: Path, name: str, repeats: int) -> Path:
     return write_spec(data, tmp_path)
 
 
+def _assert_newest_two_checkpoints_kept(runs: Path, *, killed: bool) -> None:
+    """Each seed's Ray run keeps its newest two checkpoints (study.resume.CheckpointRetention),
+    older ones deleted; a killed driver may leave one more in the runs it had open."""
+    kept = {d: sorted(d.glob("checkpoint_*")) for d in runs.glob("*/*") if d.is_dir()}
+    kept = {d: c for d, c in kept.items() if c}
+    assert kept, f"no checkpoints under {runs}"
+    allowed = 3 if killed else 2
+    assert all(len(c) <= allowed for c in kept.values()), {d.name: len(c) for d, c in kept.items()}
+    # The check bites: some run checkpointed more often than it keeps (4 epochs, one each).
+    assert any(c[-1].name > "checkpoint_000001" for c in kept.values())
+
+
 def _trials(url: str, name: str) -> list[FrozenTrial]:
     try:
         return ostudy.trials(ostudy.load_study(url, name))
@@ -221,6 +233,7 @@ def test_cut_off_trial_continues_from_its_checkpoint(
 
     # Each trial's value is the one score, continued trials too (their carried epochs count).
     assert_one_score(url, name)
+    _assert_newest_two_checkpoints_kept(tmp_path / "runs", killed=how == signal.SIGKILL)
     # n_trials respected: the retired trial does not count, every counted trial COMPLETE.
     counted = [t for t in trials.values() if not t.user_attrs.get(keys.REQUEUED)]
     assert len(counted) == N_TRIALS
