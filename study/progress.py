@@ -24,6 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 __all__ = ["ProgressCallback", "ProgressDisplay", "ProgressSnapshot", "format_eta"]
 
+# Seconds between display refreshes driven by Tune's step loop (a trial's end refreshes at once).
+_STEP_REFRESH_S = 0.25
+
 
 @dataclass(frozen=True)
 class ProgressSnapshot:
@@ -177,6 +180,7 @@ class ProgressCallback(Callback):
         self._display = ProgressDisplay(planned=planned, metric=metric, console=console)
         self._heartbeat = heartbeat
         self._last_beat = 0.0
+        self._last_step_refresh = 0.0
 
     # Tune pickles its callbacks into the experiment directory: no console, no live display.
     def __getstate__(self) -> dict[str, Any]:
@@ -203,7 +207,12 @@ class ProgressCallback(Callback):
             self._display.update(self._snapshot())
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._refresh()
+        # Tune steps many times a second and a snapshot counts every configuration of the run:
+        # refreshed at the display's own pace, its cost does not grow with the run's length.
+        now = time.monotonic()
+        if now - self._last_step_refresh >= _STEP_REFRESH_S:
+            self._last_step_refresh = now
+            self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._refresh()

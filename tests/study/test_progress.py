@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from study.progress import ProgressDisplay, ProgressSnapshot, format_eta
 
@@ -114,3 +115,21 @@ def test_eta_is_mean_time_per_finished_trial_times_trials_left() -> None:
     assert display.eta_seconds(ProgressSnapshot(complete=3, pruned=1)) == 120.0 / 4 * 6
     assert format_eta(None) == "-"
     assert [format_eta(s) for s in (0.4, 59, 61, 3725)] == ["0s", "59s", "1m01s", "1h02m"]
+
+
+def test_tune_steps_refresh_the_display_at_its_own_pace(monkeypatch: Any) -> None:
+    """Tune's step loop runs many times a second and each refresh counts every configuration
+    of the run: steps refresh at most every 0.25 s, a trial's end at once."""
+    from study import progress
+
+    now = [100.0]
+    refreshes = []
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    callback = progress.ProgressCallback(object(), metric="bpc", console=None)
+    monkeypatch.setattr(callback, "_refresh", lambda: refreshes.append(now[0]))
+    for _ in range(1000):  # 1,000 steps in 1 s
+        now[0] += 0.001
+        callback.on_step_end(0, [])
+    assert 4 <= len(refreshes) <= 5
+    callback.on_trial_complete(0, [], None)
+    assert refreshes[-1] == now[0]
