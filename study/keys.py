@@ -60,14 +60,15 @@ HEARTBEAT_PREFIX = "driver_heartbeat:"  # + driver id -> POSIX time of its last 
 # --- trial user attributes -------------------------------------------------------------------
 DRIVER = "driver"  # host:pid:start of the driver that asked the trial
 SEEDS = "seeds"  # one seed per repeat of the configuration
+# Written by versions before 2026-12-05 only (the store's zs_trials / zs_runs keep them now):
 RAY_TRIAL_IDS = "ray_trial_ids"
 EPOCHS = "epochs"  # last epoch reached, per seed; frame-contract: not a column (an Optuna key)
 NODES = "nodes"
 CHECKPOINTS = "checkpoints"  # last checkpoint location, per seed
 SEED_VALUES = "seed_values"  # each seed's score: its best validation value (study.score)
-RUN_ENDS = "run_ends"  # why each seed's run ended: a study.score.RunEnd value, per seed
-# Per seed: the recurrent layer's path its run took and why it fell back, if it did ({path,
-# fallback} or null); zs_runs.layer_path / layer_fallback keep the same.
+# Written by versions before 2026-12-05 only: why each seed's run ended (a study.score.RunEnd
+# value), and the recurrent layer's path per seed ({path, fallback}); zs_runs keeps both now.
+RUN_ENDS = "run_ends"
 LAYER_PATHS = "layer_paths"
 SOURCE_TRIAL = "source_trial"  # a promoted configuration's trial number in the source study
 PRUNED_AT = "pruned_at"  # the rung epoch at which the scheduler stopped the configuration

@@ -288,7 +288,6 @@ class OptunaSearcher(Searcher):
             **configuration.params,
             "seed": run.seed,  # frame-contract: not a column (a TrialConfig key)
         }
-        ostudy.set_trial_attr(configuration.trial, keys.RAY_TRIAL_IDS, configuration.ray_trial_ids)
         ray_config: dict[str, Any] = {
             TRIAL_CONFIG_KEY: trial_config,
             STUDY_KEY: {
@@ -550,15 +549,14 @@ class OptunaSearcher(Searcher):
         configuration.told = True
         trial = configuration.trial
         runs = configuration.runs
-        ostudy.set_trial_attr(trial, keys.RAY_TRIAL_IDS, [run.ray_trial_id for run in runs])
-        ostudy.set_trial_attr(trial, keys.EPOCHS, [run.last_epoch for run in runs])
-        ostudy.set_trial_attr(trial, keys.NODES, configuration.nodes)
+        # Optuna keeps what optuna-dashboard shows beside the value (the seeds, each seed's best
+        # and its checkpoint, which `compare --test auto` opens); the rest of a trial's record
+        # (Ray trial ids, nodes, epochs, the layer's path, why each run ended) is the store's
+        # (zs_trials, zs_runs): every attribute is a row that each driver's start-up and every
+        # Optuna load reads again.
         ostudy.set_trial_attr(trial, keys.CHECKPOINTS, [run.checkpoint for run in runs])
-        if any(run.layer_path for run in runs):
-            ostudy.set_trial_attr(trial, keys.LAYER_PATHS, [_layer_path(run) for run in runs])
         ostudy.set_trial_attr(trial, keys.SEED_VALUES, [seed_best(run.curve) for run in runs])
         ends = [self._run_end(configuration, run) for run in runs]
-        ostudy.set_trial_attr(trial, keys.RUN_ENDS, [ended.value for ended in ends])
         failed = [run for run in runs if run.finished_state == TrialState.FAIL and run.cut is None]
         cut = [run for run in runs if run.cut is not None]
         value: float | None = None
@@ -705,13 +703,6 @@ def _start_run(
     if run.converged or point.epoch >= max_epochs:  # this seed had ended before the cut
         run.finished_state = TrialState.COMPLETE
     return run
-
-
-def _layer_path(run: _SeedRun) -> dict[str, str | None] | None:
-    """A seed's ``keys.LAYER_PATHS`` entry: its layer path and fallback reason, or None."""
-    if not run.layer_path:
-        return None
-    return {"path": run.layer_path, "fallback": run.layer_fallback}
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:

@@ -69,13 +69,16 @@ def test_study_end_to_end(store_url: str, ray_local: None, tmp_path: Path) -> No
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert pruned, "ASHA (reduction factor 3, grace 1) should stop some of 6 trials"
     assert complete
+    with Store(store_url) as store:
+        runs = store.runs_frame(spec.name).set_index("number")
+        trial_rows = store.trials_frame(spec.name).set_index("number")
     for trial in pruned:
         assert max(trial.intermediate_values) < MAX_EPOCHS
-        assert trial.user_attrs["epochs"][0] < MAX_EPOCHS
+        assert runs.loc[trial.number, "epochs"].max() < MAX_EPOCHS
     for trial in complete:
         assert sorted(trial.intermediate_values) == list(range(1, MAX_EPOCHS + 1))
         assert trial.value == pytest.approx(trial.intermediate_values[MAX_EPOCHS])
-        assert trial.user_attrs["ray_trial_ids"] and trial.user_attrs["nodes"]
+        assert trial_rows.loc[trial.number, "ray_trial_id"] and trial_rows.loc[trial.number, "node"]
         assert trial.user_attrs["checkpoints"][0]
 
     # The store has every trial and every epoch, in the same states as Optuna.

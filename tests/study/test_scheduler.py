@@ -143,11 +143,11 @@ def _simulate(tmp_path: Path, seed: int) -> None:
             assert trial.state == TrialState.PRUNED, (number, trial.state)
             rung = trial.user_attrs[keys.PRUNED_AT]
             # Every seed reached the rung it was judged at (none was cut before its siblings).
-            assert all(epochs_run >= rung for epochs_run in trial.user_attrs[keys.EPOCHS])
+            assert all(epochs_run >= rung for epochs_run in _epochs_run(searcher, number))
             assert searcher.is_pruned(number)
         else:
             assert trial.state == TrialState.COMPLETE, (number, trial.state)
-            assert trial.user_attrs[keys.EPOCHS] == [epochs] * repeats
+            assert _epochs_run(searcher, number) == [epochs] * repeats
     _SEEN["cases"] += 1
     _SEEN["configurations"] += len(trials)
     _SEEN["pruned"] += len(expected_stop)
@@ -214,3 +214,10 @@ def test_rungs_are_filled_from_the_stored_study(tmp_path: Path) -> None:
     second.suggest("b")
     decision = scheduler.on_trial_result(None, _RayTrial("b"), {"epoch": 1, "valid_metric": 0.9})
     assert decision == TrialScheduler.STOP  # worse than the stored configuration at epoch 1
+
+
+def _epochs_run(searcher: Any, number: int) -> list[int | None]:
+    """Each seed's last epoch, as the searcher hands it to the store (zs_runs.epochs)."""
+    outcome = searcher.outcome(number)
+    assert outcome is not None
+    return [run.epochs for run in outcome.runs]
