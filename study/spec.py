@@ -60,7 +60,6 @@ from trials.config import (
     did_you_mean,
     read_yaml,
 )
-from trials.tasks import metric_for_task
 
 __all__ = [
     "CategoricalParam",
@@ -532,6 +531,9 @@ class StudySpec(_Strict):
 
     @property
     def metric(self) -> str:
+        # trials.tasks imports torch: read commands that only load a spec do not pay for it.
+        from trials.tasks import metric_for_task
+
         return metric_for_task(self.base.task)
 
     @property

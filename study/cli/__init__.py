@@ -11,6 +11,11 @@ The package: ``_base`` (the app and the exit-code contract every command runs un
 ``_paths`` (input and output paths checked up front), ``_storage`` (the ``--storage`` option;
 what a database holds is asked of :mod:`study.store`), ``_words`` (the words and tables for
 trials), and one module per command group.
+
+Importing this package registers every command, so a command module imports at its top only what
+registering needs (typer, rich, dashboards' frame names); what a command runs is imported inside
+it. ``list``, ``status`` and ``export`` thus start without torch, Ray, scipy, scikit-learn or
+plotly (``tests/study/test_read_sql_imports.py``).
 """
 
 from __future__ import annotations

@@ -4,14 +4,19 @@ trial by its stored state, and a cell's text."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from dashboards import Col
-from study.plan import Retired
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from study.plan import Retired
 
 
 def plain_table(title: str) -> Table:
@@ -22,12 +27,17 @@ def plain_table(title: str) -> Table:
     )
 
 
-# Why the service retired a trial, as the terminal says it.
-RETIRED_WORDS = {
-    Retired.INTERRUPTED: "interrupted",
-    Retired.DRIVER_LOST: "driver lost",
-    Retired.INFRASTRUCTURE: "cut off",
-}
+@functools.cache
+def retired_words() -> dict[Retired, str]:
+    """Why the service retired a trial, as the terminal says it. (study.plan, which defines
+    :class:`Retired`, loads Optuna: only once a command names trials.)"""
+    from study.plan import Retired
+
+    return {
+        Retired.INTERRUPTED: "interrupted",
+        Retired.DRIVER_LOST: "driver lost",
+        Retired.INFRASTRUCTURE: "cut off",
+    }
 
 
 class FailureWords:
@@ -40,6 +50,7 @@ class FailureWords:
     def __init__(self, trials: Any) -> None:
         """``trials``: a trials frame; rows are then named by its index labels."""
         from study.failures import retired_reasons
+        from study.plan import Retired
 
         self._trials = trials
         reasons = retired_reasons(trials)
@@ -57,9 +68,11 @@ class FailureWords:
         retired = self._retired[index]
         if retired is None:
             return str(state)
-        return RETIRED_WORDS[retired]
+        return retired_words()[retired]
 
     def sentence(self, index: Any, state: Any, error: str) -> str:
+        from study.plan import Retired
+
         retired = self._retired[index]
         if retired is Retired.INFRASTRUCTURE:
             return (
@@ -79,6 +92,25 @@ class FailureWords:
         if retired is not None:
             return f"{error}; it does not count, and a replacement continues it"
         return f"{state}: {error}"
+
+
+def kind_counts(counts: pd.DataFrame) -> dict[str, int] | None:
+    """Trials per :meth:`FailureWords.kind`, from a frame of groups and their sizes (the store's
+    ``trial_counts``: a row per state and end, its count in ``trials``). None where the groups
+    cannot tell a retired trial from a failed one: a database no run has upgraded since before
+    the ``retired`` column, whose error texts say it (read them through ``trials_frame``)."""
+    if Col.RETIRED not in counts.columns:
+        return None
+    out: dict[str, int] = {}
+    if counts.empty:
+        return out
+    # One row stands for its group: FailureWords reads a trial by its state and end, never by
+    # its number (the frame contract asks for a number column: the group's position).
+    groups = counts.reset_index(drop=True)
+    groups[Col.NUMBER] = range(len(groups))
+    for kind, n in zip(FailureWords(groups).kinds(), groups["trials"], strict=True):
+        out[kind] = out.get(kind, 0) + int(n)
+    return out
 
 
 def is_missing(value: Any) -> bool:

@@ -17,14 +17,32 @@ A new migration, from code (no alembic.ini)::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._engine import create_engine_for, normalize_url, retry_connect
 from ._errors import StoreError
-from ._migrate import alembic_config, current_revision, head_revision, upgrade
 from ._models import VERSION_TABLE
 from ._probe import check_writable_storage, open_read_only
 from ._retry import retry_call
 from ._secrets import default_storage_url, mask_url, resolve_storage_url, scrub_secrets
 from ._store import TRIAL_FIELDS, RunRecord, Store
+
+if TYPE_CHECKING:
+    from ._migrate import alembic_config, current_revision, head_revision, upgrade
+
+# Alembic loads only where the schema is looked at or changed (`run`, `db upgrade`): the read
+# commands never migrate, and importing it costs them a good part of their start (PEP 562).
+_MIGRATE = ("alembic_config", "current_revision", "head_revision", "upgrade")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MIGRATE:
+        raise AttributeError(f"module 'study.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module("._migrate", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
 
 __all__ = [
     "TRIAL_FIELDS",

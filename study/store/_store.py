@@ -5,20 +5,19 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
-from optuna.trial import TrialState
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dashboards import Col, param_column
+from dashboards import Col, TrialState, param_column
 
+from . import _queries
 from ._engine import create_engine_for, normalize_url, run_with_retry
 from ._errors import StoreError
-from ._migrate import upgrade_engine
 from ._models import EpochRow, RunRow, StudyRow, TrialRow, UTCDateTime, utcnow
 from ._secrets import mask_url, scrub_secrets, to_json_safe
 
@@ -30,6 +29,7 @@ DIRECTIONS = ("minimize", "maximize")
 STUDY_STATUSES = ("running", "finished", "interrupted", "failed")
 FINAL_STUDY_STATUSES = ("finished", "interrupted", "failed")
 # The states a trial row can hold: Optuna's, but WAITING (the store sees a trial once it runs).
+# dashboards' TrialState spells Optuna's names without importing Optuna (read commands don't).
 TRIAL_STATES = tuple(
     state.name
     for state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -207,6 +207,11 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def _numbers(numbers: Iterable[int] | None) -> list[int]:
+    """Trial numbers to select by, as ints (a numpy integer does not bind on every driver)."""
+    return [] if numbers is None else sorted({int(number) for number in numbers})
+
+
 def _typed_frame(
     rows: list[dict[str, Any]],
     columns: list[str],
@@ -256,6 +261,8 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         """Connect, create or upgrade the schema to head, and return the store."""
+        from ._migrate import upgrade_engine  # Alembic: only where the schema may change
+
         store = cls(url)
         try:
             upgrade_engine(store.engine)
@@ -600,9 +607,10 @@ class Store:
 
         return self._read(_run)
 
-    def trials_frame(self, study: str) -> pd.DataFrame:
+    def trials_frame(self, study: str, *, numbers: Iterable[int] | None = None) -> pd.DataFrame:
         """One row per trial of ``study`` (ordered by number): every trial field, plus
         ``params`` expanded into ``param_<name>`` columns (nested keys joined with ``.``).
+        ``numbers``: only those trials (e.g. :meth:`ranked_complete`'s), read by the database.
 
         ``end_reason`` is why the trial ended (a ``study.plan.TrialEnd`` value; None while it
         runs); ``retired`` is why the service retired the trial (a ``study.plan.Retired``
@@ -610,16 +618,18 @@ class Store:
         the newer of these columns: so does its frame (readers then derive the end from what
         the frame has, as for the CSV tables of older versions; see
         ``study.failures.trial_ends`` and ``dashboards.retired_kinds``)."""
+        wanted = _numbers(numbers)
 
         def _run(conn: sa.Connection) -> pd.DataFrame:
             study_id = self._study_id(conn, study)
             table = TrialRow.__table__
             present = self._trial_table_columns(conn)
-            result = conn.execute(
-                sa.select(*(table.c[name] for name in present))
-                .where(table.c.study_id == study_id)
-                .order_by(table.c.number)
-            ).mappings()
+            query = sa.select(*(table.c[name] for name in present)).where(
+                table.c.study_id == study_id
+            )
+            if numbers is not None:
+                query = query.where(table.c.number.in_(wanted))
+            result = conn.execute(query.order_by(table.c.number)).mappings()
             frame_columns = [c for c in _TRIAL_COLUMNS if c == Col.STUDY or c in present]
             rows: list[dict[str, Any]] = []
             param_columns: dict[str, None] = {}
@@ -642,11 +652,12 @@ class Store:
 
         return self._read(_run)
 
-    def runs_frame(self, study: str) -> pd.DataFrame:
+    def runs_frame(self, study: str, *, numbers: Iterable[int] | None = None) -> pd.DataFrame:
         """One row per (trial number, seed) run of ``study``: ``ended``, ``epochs``,
         ``best_epoch``, ``best_value``, and ``layer_path``, ``layer_fallback`` where the database
         has them (migration 0005). Empty on a database from before the table (read-only
-        commands do not migrate)."""
+        commands do not migrate). ``numbers``: only those trials' runs."""
+        wanted = _numbers(numbers)
 
         def _run(conn: sa.Connection) -> pd.DataFrame:
             study_id = self._study_id(conn, study)
@@ -655,12 +666,14 @@ class Store:
                 return _typed_frame([], _RUN_COLUMNS, ints=(Col.NUMBER, Col.SEED))
             present = {c["name"] for c in inspector.get_columns(RunRow.__tablename__)}
             fields = (*_RUN_FIELDS, *(f for f in _RUN_PATH_FIELDS if f in present))
-            result = conn.execute(
+            query = (
                 sa.select(TrialRow.number, RunRow.seed, *(getattr(RunRow, f) for f in fields))
                 .join(TrialRow, TrialRow.id == RunRow.trial_id)
                 .where(TrialRow.study_id == study_id)
-                .order_by(TrialRow.number, RunRow.seed)
-            ).all()
+            )
+            if numbers is not None:
+                query = query.where(TrialRow.number.in_(wanted))
+            result = conn.execute(query.order_by(TrialRow.number, RunRow.seed)).all()
             rows = [{Col.STUDY: study, **r._asdict()} for r in result]
             return _typed_frame(
                 rows,
@@ -695,6 +708,66 @@ class Store:
                 ints=(Col.NUMBER, Col.SEED, Col.EPOCH),
                 floats=_EPOCH_METRICS,
                 times=("recorded_at",),
+            )
+
+        return self._read(_run)
+
+    # ------------------------------------------------------------ reads that stay flat
+    # What the read commands ask of a study of any size: answered by the database (ORDER BY ...
+    # LIMIT, GROUP BY; study.store._queries), not by a frame of every trial.
+    def ranked_complete(self, study: str, top: int) -> list[int]:
+        """The numbers of ``study``'s ``top`` best COMPLETE trials: a finite score
+        (``best_value``), lowest first, ties by number. The one ranking ``export`` and
+        ``status`` show, as ``study.optuna_study.best_complete`` ranks Optuna's trials."""
+        return self._read(
+            lambda conn: _queries.ranked_complete(conn, self._study_id(conn, study), top)
+        )
+
+    def latest_numbers(self, study: str, count: int) -> list[int]:
+        """The numbers of ``study``'s ``count`` latest trials (the highest), newest first."""
+        return self._read(
+            lambda conn: _queries.latest_numbers(conn, self._study_id(conn, study), count)
+        )
+
+    def trial_nodes(self, study: str, most: int = 2) -> list[str]:
+        """Up to ``most`` of the distinct nodes ``study``'s trials ran on (sorted)."""
+        return self._read(
+            lambda conn: _queries.trial_nodes(conn, self._study_id(conn, study), most)
+        )
+
+    def trial_counts(self, study: str | None = None) -> pd.DataFrame:
+        """How many trials each study (or only ``study``) holds per state and end: one row per
+        (study, state, ``end_reason``, ``retired``) with its count in ``trials``. A database no
+        run has upgraded yet may lack ``end_reason`` or ``retired``: so does the frame (as
+        :meth:`trials_frame`'s). A study without trials has no row."""
+
+        def _run(conn: sa.Connection) -> pd.DataFrame:
+            query = sa.select(StudyRow.id, StudyRow.name)
+            if study is not None:
+                query = query.where(StudyRow.id == self._study_id(conn, study))
+            ids = {int(row.id): str(row.name) for row in conn.execute(query)}
+            present = self._trial_table_columns(conn)
+            ends = [c for c in _queries.END_COLUMNS if c in present]
+            columns = [Col.STUDY, Col.STATE, *ends, "trials"]
+            rows = _queries.trial_counts(conn, ids, present) if ids else []
+            return _typed_frame(rows, columns, ints=("trials",))
+
+        return self._read(_run)
+
+    def run_layer_paths(self, study: str) -> pd.DataFrame:
+        """The runs frame's ``layer_path`` and ``layer_fallback`` alone (one row per run, in its
+        order), for a study of any size: what ``dashboards.layer_paths`` reads. Without those
+        columns (a database from before migration 0005) the frame has none."""
+
+        def _run(conn: sa.Connection) -> pd.DataFrame:
+            study_id = self._study_id(conn, study)
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(RunRow.__tablename__):
+                return pd.DataFrame()
+            present = [c["name"] for c in inspector.get_columns(RunRow.__tablename__)]
+            columns = _queries.run_layer_paths(conn, study_id, present)
+            return pd.DataFrame(
+                {name: pd.Series(values, dtype=object) for name, values in columns.items()}
             )
 
         return self._read(_run)

@@ -115,9 +115,10 @@ def test_bad_trial_config_for_train_exits_2(tmp_path: Path) -> None:
 INTERRUPTED_ERROR = "interrupted: the driver stopped before the trial finished"
 
 
-def make_store(directory: Path, *, with_optuna: bool = False) -> Path:
-    """A SQLite store holding study 'known' (plan 3): trials 0 and 1 COMPLETE, trial 2 cut short
-    by Ctrl-C before it started (no parameters, no epochs). Returns the database file."""
+def make_store(directory: Path, *, with_optuna: bool = False, finished: str = "COMPLETE") -> Path:
+    """A SQLite store holding study 'known' (plan 3): trials 0 and 1 ``finished`` (COMPLETE),
+    trial 2 cut short by Ctrl-C before it started (no parameters, no epochs). Returns the
+    database file."""
     import optuna
 
     from study.runner import INTERRUPTED
@@ -144,7 +145,7 @@ def make_store(directory: Path, *, with_optuna: bool = False) -> Path:
             store.upsert_trial(
                 "known",
                 number,
-                state="COMPLETE",
+                state=finished,
                 params={"zoneout_cell": 0.1 * number},
                 best_value=value,
                 final_value=value,
@@ -179,7 +180,7 @@ def test_export_of_an_unknown_study_names_the_studies_there(tmp_path: Path) -> N
 
 
 def test_export_with_nothing_to_export_leaves_no_directory(tmp_path: Path) -> None:
-    database = make_store(tmp_path, with_optuna=True)  # Optuna holds no COMPLETE trial
+    database = make_store(tmp_path, with_optuna=True, finished="PRUNED")  # none COMPLETE
     before = _snapshot(tmp_path)
     out = tmp_path / "a" / "b"
     result = _run(
