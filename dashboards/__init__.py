@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ._figures import report_figures
     from ._importance import ParamImportance
     from ._ladder import ScaleAgreement, scale_agreement
+    from ._layer_paths import LayerPaths, layer_path_lines, layer_paths
     from ._optuna_bridge import (
         DashboardServer,
         save_figures_to_study,
@@ -68,13 +69,13 @@ if TYPE_CHECKING:
     from ._report import ReportResult, build_report
     from ._runs import EpochChoice
     from ._stats import Interval, IntervalKind, paired_difference, seed_interval
-    from ._summary import LayerPaths, headline, layer_path_lines, layer_paths
+    from ._summary import headline
 
 # Public name -> the private module that defines it (loaded on first access, PEP 562).
 _LAZY = {
-    "LayerPaths": "_summary",
-    "layer_path_lines": "_summary",
-    "layer_paths": "_summary",
+    "LayerPaths": "_layer_paths",
+    "layer_path_lines": "_layer_paths",
+    "layer_paths": "_layer_paths",
     "headline": "_summary",
     "Comparison": "_compare",
     "ConfigTable": "_configs",

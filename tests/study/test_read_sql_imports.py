@@ -123,12 +123,6 @@ def test_a_read_command_imports_no_heavy_library(tmp_path: Path, args: list[str]
     assert _imports(tmp_path, url, *args) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the layer-path lines status prints come from dashboards._summary, which imports "
-    "scipy and scikit-learn at its top (through _configs, _marginal): dashboards' owner is asked "
-    "to move LayerPaths / layer_paths / layer_path_lines into a module of their own",
-)
 def test_status_of_runs_that_recorded_a_layer_path(tmp_path: Path) -> None:
     url = _database(tmp_path / "paths.db", layer_path="cpu_extension")
     assert _imports(tmp_path, url, "status", "s") == []
