@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import optuna
 import pandas as pd
+from optuna.trial import FrozenTrial
 
 from ._common import UNNAMED_STUDY, Direction, MetricInfo, metric_info, numeric_params
 from ._configs import ConfigTable, config_table, find_baseline
@@ -154,14 +155,17 @@ def analyze(
     study_name: str = UNNAMED_STUDY,
     grace_period: int | None = None,
     reduction_factor: float | None = None,
-    study: optuna.Study | None = None,
+    study: optuna.Study | list[FrozenTrial] | None = None,
     baseline_trial: int | None = None,
     seed: int = 0,
     ends: pd.DataFrame | None = None,
+    importance: ParamImportance | None = None,
 ) -> StudyAnalysis:
     """Analyse a study's frames (the store's ``trials_frame`` and ``epochs_frame``).
 
-    ``study``: the real Optuna study (or None): importance is read from it and nothing else.
+    ``study``: the real Optuna study, or its complete trials (or None): importance is read
+    from it and nothing else. ``importance``: an importance computed before from the same
+    trials (kept by :func:`build_report`'s cache); used as it is, ``study`` is not read.
     ``baseline_trial``: the trial whose configuration the others are compared with, seed by
     seed; by default the unregularized configuration when the study ran it.
     ``ends``: the store's runs frame (why each run ended); converged runs keep their best.
@@ -215,7 +219,8 @@ def analyze(
         reduction_factor=reduction_factor,
         ends=ends,
     )
-    importance = parameter_importance(study)
+    if importance is None:
+        importance = parameter_importance(study)
     ranges = {}
     for p in nums:
         col = pd.to_numeric(trials[PARAM_PREFIX + p], errors="coerce").dropna()

@@ -96,8 +96,7 @@ def config_table(
     df = first[pcols].copy()
     stats_ = _grouped_intervals(per_seed)
     df = df.join(stats_[["n", "mean", "low", "high", "kind"]])
-    numbers = runs_at.groupby("config", sort=False)[Col.NUMBER].unique()
-    df["numbers"] = numbers.map(lambda a: tuple(sorted(int(n) for n in a)))
+    df["numbers"] = _numbers(runs_at).reindex(df.index)
     df["ends"] = _run_ends(runs_at).reindex(df.index)
     intervals = dict(zip(stats_.index, stats_["interval"], strict=True))
     diffs: dict[str, Interval] = {}
@@ -122,17 +121,31 @@ def config_table(
     return ConfigTable(df.reset_index(drop=True), intervals, diffs, base_key, reason, epoch, params)
 
 
+def _per_config(keys: pd.Series, items: list[object]) -> pd.Series:
+    """``items`` (one per row) gathered into a tuple per configuration key, in row order: one
+    pass over the rows (a groupby-apply calls Python once per configuration)."""
+    grouped: dict[object, list[object]] = {}
+    for key, item in zip(keys.tolist(), items, strict=True):
+        grouped.setdefault(key, []).append(item)
+    out = pd.Series([tuple(v) for v in grouped.values()], index=list(grouped), dtype=object)
+    return out.rename_axis("config")
+
+
+def _numbers(runs_at: pd.DataFrame) -> pd.Series:
+    """Per configuration, its trial numbers, ascending and each once."""
+    grouped = _per_config(runs_at["config"], [int(n) for n in runs_at[Col.NUMBER]])
+    return grouped.map(lambda a: tuple(sorted(set(a))))
+
+
 def _run_ends(runs_at: pd.DataFrame) -> pd.Series:
     """Per configuration, each run's (why it ended, last epoch), in seed order."""
     ended = runs_at[Col.ENDED] if Col.ENDED in runs_at else pd.Series(None, runs_at.index)
     frame = runs_at.assign(_ended=ended).sort_values(["config", Col.SEED], kind="stable")
-    return frame.groupby("config", sort=False).apply(
-        lambda g: tuple(
-            (None if e is None or e != e else str(e), int(r))
-            for e, r in zip(g["_ended"], g["reached"], strict=True)
-        ),
-        include_groups=False,
-    )
+    items = [
+        (None if e is None or e != e else str(e), int(r))
+        for e, r in zip(frame["_ended"], frame["reached"], strict=True)
+    ]
+    return _per_config(frame["config"], items)
 
 
 def _grouped_intervals(per_seed: pd.Series, level: float = LEVEL) -> pd.DataFrame:

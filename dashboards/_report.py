@@ -1,22 +1,35 @@
-"""One self-contained HTML report (plotly.js inlined, opens offline) plus a PNG per figure."""
+"""One self-contained HTML report (plotly.js inlined, opens offline) plus a PNG per figure.
+
+The PNGs come from kaleido and a Chromium found on the machine, one browser session for all
+figures. :func:`build_report` opens that session in a thread of its own before the analysis
+(``_Renderer``), so the browser starts while the analysis runs on another core; it renders the
+figures while the HTML is written.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
+import queue
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
 import plotly.graph_objects as go
+from optuna.trial import FrozenTrial
 
 from ._analysis import StudyAnalysis, analyze
 from ._common import Direction, sanitize_name
 from ._figures import report_figures
-from ._frame import check_frames
+from ._frame import Col, TrialState, check_frames
+from ._importance import cached_importance, importance_key, keep_importance
 
 __all__ = ["ReportResult", "build_report", "find_browser", "markdown_to_html", "write_pngs"]
 
@@ -101,6 +114,124 @@ def render_html(title: str, summary_markdown: str, figures: dict[str, go.Figure]
     return "\n".join(parts)
 
 
+class _Renderer:
+    """A kaleido session (Chromium) opened in a thread of its own ahead of the figures: the
+    browser starts while the caller works, then renders the jobs :meth:`submit` hands it (what
+    ``kaleido.write_fig_from_object_sync`` does, which starts the browser only when called)
+    while the caller goes on; :meth:`result` waits for them. :meth:`close` ends the session,
+    used or not."""
+
+    def __init__(self, browser: str) -> None:
+        self._jobs: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=1)
+        self._done: queue.Queue[BaseException | None] = queue.Queue(maxsize=1)
+        self._submitted = False
+        self._thread = threading.Thread(
+            target=self._run, args=(browser,), name="kaleido-session", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, browser: str) -> None:
+        try:
+            asyncio.run(self._session(browser))
+        except BaseException as exc:  # handed to result(); kaleido raises many kinds
+            self._done.put(exc)
+
+    async def _session(self, browser: str) -> None:
+        import kaleido
+
+        async with kaleido.Kaleido(path=browser, mathjax=False) as k:
+            jobs = await asyncio.to_thread(self._jobs.get)
+            if jobs is None:
+                return
+            await k.write_fig_from_object(jobs)
+        self._done.put(None)
+
+    def submit(self, jobs: list[dict[str, Any]]) -> None:
+        """Render ``jobs`` (kaleido's ``fig``/``path``/``opts`` dicts; figures as plain dicts, as
+        the caller's thread goes on with the figure objects)."""
+        self._submitted = True
+        self._jobs.put(jobs)
+
+    def result(self) -> None:
+        """Wait for the submitted jobs; raise what the session raised."""
+        error = self._done.get()
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        if not self._submitted:
+            self._submitted = True
+            self._jobs.put(None)
+        self._thread.join(timeout=60)
+
+
+def _start_renderer(browser: str | None) -> _Renderer | None:
+    """A kaleido session started now, or None where the export will say why there is none."""
+    browser = browser or find_browser()
+    if browser is None:
+        return None
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return None
+    return _Renderer(browser)
+
+
+_PngExport = tuple[dict[str, Path], list[str]]
+
+
+def _export_pngs(
+    figures: dict[str, go.Figure],
+    out_dir: Path,
+    prefix: str,
+    *,
+    browser: str | None,
+    renderer: _Renderer | None,
+) -> Callable[[], _PngExport]:
+    """Start the PNG export of ``figures`` (on ``renderer``'s session when given, which renders
+    while the caller goes on) and return the function that waits for it: paths, messages."""
+    browser = browser or find_browser()
+    if browser is None:
+        msg = f"PNG export skipped: no Chrome/Chromium found; {_INSTALL_HINT}."
+        return lambda: ({}, [msg])
+    try:
+        import kaleido
+    except ImportError:
+        msg = "PNG export skipped: kaleido is not installed (`pip install 'kaleido>=1'`)."
+        return lambda: ({}, [msg])
+    paths = {name: out_dir / f"{prefix}-{sanitize_name(name)}.png" for name in figures}
+    jobs = []
+    for name, fig in figures.items():
+        w, h = _SIZES.get(name.split("-")[0], _DEFAULT_SIZE)
+        w, h = int(fig.layout.width or w), int(fig.layout.height or h)
+        jobs.append(
+            {
+                # kaleido makes the same dict of a figure itself; made here, the session's
+                # thread never touches a figure object this thread still uses.
+                "fig": fig.to_dict() if renderer is not None else fig,
+                "path": str(paths[name]),
+                "opts": {"format": "png", "width": w, "height": h},
+            }
+        )
+    if renderer is not None:
+        renderer.submit(jobs)
+
+    def finish() -> _PngExport:
+        try:
+            if renderer is not None:
+                renderer.result()
+            else:
+                kaleido.write_fig_from_object_sync(jobs, kopts={"path": browser, "mathjax": False})
+        except Exception as exc:  # kaleido/choreographer raise many kinds; report, don't crash
+            _log.warning("PNG export failed: %s", exc)
+            return {}, [f"PNG export failed with {browser}: {type(exc).__name__}: {exc}"]
+        missing = [n for n, p in paths.items() if not p.is_file()]
+        msgs = [f"PNG export produced no file for: {', '.join(missing)}"] if missing else []
+        return {n: p for n, p in paths.items() if p.is_file()}, msgs
+
+    return finish
+
+
 def write_pngs(
     figures: dict[str, go.Figure],
     out_dir: Path,
@@ -109,33 +240,14 @@ def write_pngs(
     browser: str | None = None,
 ) -> tuple[dict[str, Path], list[str]]:
     """PNG per figure through kaleido (one browser session for all). Returns paths, messages."""
-    browser = browser or find_browser()
-    if browser is None:
-        return {}, [f"PNG export skipped: no Chrome/Chromium found; {_INSTALL_HINT}."]
-    try:
-        import kaleido
-    except ImportError:
-        return {}, ["PNG export skipped: kaleido is not installed (`pip install 'kaleido>=1'`)."]
-    paths = {name: out_dir / f"{prefix}-{sanitize_name(name)}.png" for name in figures}
-    jobs = []
-    for name, fig in figures.items():
-        w, h = _SIZES.get(name.split("-")[0], _DEFAULT_SIZE)
-        w, h = int(fig.layout.width or w), int(fig.layout.height or h)
-        jobs.append(
-            {
-                "fig": fig,
-                "path": str(paths[name]),
-                "opts": {"format": "png", "width": w, "height": h},
-            }
-        )
-    try:
-        kaleido.write_fig_from_object_sync(jobs, kopts={"path": browser, "mathjax": False})
-    except Exception as exc:  # kaleido/choreographer raise many kinds; report, don't crash
-        _log.warning("PNG export failed: %s", exc)
-        return {}, [f"PNG export failed with {browser}: {type(exc).__name__}: {exc}"]
-    missing = [n for n, p in paths.items() if not p.is_file()]
-    msgs = [f"PNG export produced no file for: {', '.join(missing)}"] if missing else []
-    return {n: p for n, p in paths.items() if p.is_file()}, msgs
+    return _export_pngs(figures, out_dir, prefix, browser=browser, renderer=None)()
+
+
+def _draws_something(trials: pd.DataFrame) -> bool:
+    """Whether the report will likely have a figure to export (a trial that completed or was
+    stopped early): only then is a browser started ahead of the analysis."""
+    states = trials[Col.STATE].astype(str) if Col.STATE in trials else pd.Series([], dtype=str)
+    return bool(states.isin([TrialState.COMPLETE, TrialState.PRUNED]).any())
 
 
 def build_report(
@@ -151,11 +263,12 @@ def build_report(
     reduction_factor: float | None = None,
     png: bool = True,
     browser: str | None = None,
-    study: optuna.Study | None = None,
+    study: optuna.Study | list[FrozenTrial] | None = None,
     baseline_trial: int | None = None,
     ends: pd.DataFrame | None = None,
     extra_markdown: str = "",
     extra_figures: dict[str, go.Figure] | None = None,
+    importance_cache: str | os.PathLike[str] | None = None,
 ) -> ReportResult:
     """Analyse the frames and write ``<study>-report.html``, ``<study>-summary.md`` and
     (``png=True``) ``<study>-<figure>.png`` into ``out_dir``.
@@ -171,7 +284,59 @@ def build_report(
     check_frames("dashboards.build_report", trials=trials, epochs=epochs, runs=ends)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    renderer = _start_renderer(browser) if png and _draws_something(trials) else None
+    try:
+        return _build_report(
+            trials,
+            epochs,
+            study_name=study_name,
+            metric=metric,
+            direction=direction,
+            max_epochs=max_epochs,
+            out=out,
+            grace_period=grace_period,
+            reduction_factor=reduction_factor,
+            png=png,
+            browser=browser,
+            renderer=renderer,
+            study=study,
+            baseline_trial=baseline_trial,
+            ends=ends,
+            extra_markdown=extra_markdown,
+            extra_figures=extra_figures,
+            importance_cache=importance_cache,
+        )
+    finally:
+        if renderer is not None:
+            renderer.close()
+
+
+def _build_report(
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame,
+    *,
+    study_name: str,
+    metric: str,
+    direction: Direction,
+    max_epochs: int,
+    out: Path,
+    grace_period: int | None,
+    reduction_factor: float | None,
+    png: bool,
+    browser: str | None,
+    renderer: _Renderer | None,
+    study: optuna.Study | list[FrozenTrial] | None,
+    baseline_trial: int | None,
+    ends: pd.DataFrame | None,
+    extra_markdown: str,
+    extra_figures: dict[str, go.Figure] | None,
+    importance_cache: str | os.PathLike[str] | None,
+) -> ReportResult:
     prefix = sanitize_name(study_name)
+    key = importance_key(study) if importance_cache is not None else None
+    kept = None
+    if importance_cache is not None and key is not None:
+        kept = cached_importance(importance_cache, key)
     analysis = analyze(
         trials,
         epochs,
@@ -181,15 +346,22 @@ def build_report(
         study_name=study_name,
         grace_period=grace_period,
         reduction_factor=reduction_factor,
-        study=study,
+        study=None if kept is not None else study,
         baseline_trial=baseline_trial,
         ends=ends,
+        importance=kept,
     )
+    if importance_cache is not None and key is not None and kept is None:
+        keep_importance(importance_cache, key, analysis.importance)
     figures = {**report_figures(analysis), **(extra_figures or {})}
     if extra_markdown:  # a section the caller computed (a promoted study's two scales)
         analysis = replace(
             analysis, summary_markdown=analysis.summary_markdown + "\n" + extra_markdown
         )
+    # The PNGs render in the browser while this thread writes the HTML.
+    export = None
+    if png and figures:
+        export = _export_pngs(figures, out, prefix, browser=browser, renderer=renderer)
     title = f"Zoneout sensitivity report: {study_name}"
     html_path = out / f"{prefix}-report.html"
     html_path.write_text(render_html(title, analysis.summary_markdown, figures), encoding="utf-8")
@@ -200,7 +372,7 @@ def build_report(
         note = analysis.figure_note
         messages.append(note[:1].upper() + note[1:] + ".")
     pngs: dict[str, Path] = {}
-    if png and figures:
-        pngs, png_messages = write_pngs(figures, out, prefix, browser=browser)
+    if export is not None:
+        pngs, png_messages = export()
         messages += png_messages
     return ReportResult(html_path, pngs, messages, summary_path, analysis, figures)

@@ -1,7 +1,16 @@
-"""The report of a study: read the store's frames and the real Optuna study, hand them to
-:mod:`dashboards`, and save the figures and the summary note into the Optuna study so
-optuna-dashboard shows them. Also the same report from the CSV tables `status --csv` writes
-(how the committed results under docs/results/ are regenerated).
+"""The report of a study: read the store's frames, hand them to :mod:`dashboards`, and (on
+request: `run` does, `report --save-to-study` does) save the figures and the summary note into
+the Optuna study so optuna-dashboard shows them. Also the same report from the CSV tables
+`status --csv` writes (how the committed results under docs/results/ are regenerated).
+
+The store holds every fact the report reads, importance's input included: each complete
+trial's searched parameters (``zs_trials.params``, which the searcher asked Optuna for on the
+spec's distributions) and its score (``zs_trials.best_value``, the value the searcher told
+Optuna). So a report reads no Optuna trial; the Optuna study is opened only to save into it, or
+for importance where the store's rows cannot stand in for it (a spec snapshot the current
+schema refuses, a complete trial without its score). A computed importance is kept in a cache
+directory (:func:`default_cache_dir`), keyed by those trials, so the next report of the same
+trials reads it back.
 
 A study with no complete trial (every trial failed, say) gets the report all the same: the
 table of its trials with their reasons, and why there is no figure (the result's messages say
@@ -11,6 +20,7 @@ it too). Trials the service retired itself (Ctrl-C, a lost driver, the infrastru
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +29,8 @@ from typing import Any, Literal
 import optuna
 import pandas as pd
 import plotly.graph_objects as go
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.trial import FrozenTrial
 
 from dashboards import (
     Col,
@@ -41,6 +53,8 @@ __all__ = [
     "BEST",
     "Baseline",
     "StudyFrames",
+    "complete_trials",
+    "default_cache_dir",
     "load_study_frames",
     "load_table_frames",
     "optuna_study_from_tables",
@@ -128,8 +142,9 @@ def optuna_study_from_tables(frames: StudyFrames) -> optuna.Study | None:
     """An in-memory Optuna study with the trials of committed tables, on the spec's own
     distributions and the searcher's objective (the score: study.score).
 
-    The one Optuna call of study/ outside study/optuna_study.py: it builds a study in memory
-    from tables, which that module (the owner of the store's studies) has no call for."""
+    With :func:`complete_trials`, the Optuna calls of study/ outside study/optuna_study.py:
+    both build trials in memory from tables, which that module (the owner of the store's
+    studies) has no call for."""
     if frames.spec is None or frames.epochs.empty:
         return None
     dists = distributions(frames.spec)
@@ -153,6 +168,62 @@ def optuna_study_from_tables(frames: StudyFrames) -> optuna.Study | None:
     return study
 
 
+_CACHE_ENV = "ZONEOUT_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """Where reports keep what they computed (importance): ``$ZONEOUT_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/zoneout-study``, else ``~/.cache/zoneout-study``."""
+    given = os.environ.get(_CACHE_ENV)
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "zoneout-study"
+
+
+def _external(dist: BaseDistribution, value: Any) -> Any:
+    """A parameter value as Optuna gives it back (``FrozenTrial.params``) on ``dist``; None
+    when the stored value cannot be one."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[dist.choices.index(value)] if value in dist.choices else None
+    if isinstance(dist, IntDistribution):
+        return int(value) if float(value).is_integer() else None
+    return float(value)
+
+
+def complete_trials(frames: StudyFrames) -> list[FrozenTrial] | None:
+    """The study's COMPLETE trials as its Optuna study holds them (in trial order: parameters
+    on the spec's distributions, the ones the searcher asks with, and the value the searcher
+    told: the store's ``best_value``), read from the store's trials frame; None where the frame
+    cannot stand in for them (no spec, a complete trial without its score or a parameter, a
+    value outside its distribution)."""
+    if frames.spec is None or Col.BEST_VALUE not in frames.trials:
+        return None
+    dists = distributions(frames.spec)
+    trials = frames.trials
+    complete = trials[trials[Col.STATE].astype(str) == TrialState.COMPLETE]
+    if complete.empty:
+        return []
+    columns = [param_column(name) for name in dists]
+    if any(column not in complete for column in columns):
+        return None
+    made = []
+    values = complete[Col.BEST_VALUE].tolist()
+    for value, *stored in zip(values, *(complete[c].tolist() for c in columns), strict=True):
+        params = {n: _external(d, v) for (n, d), v in zip(dists.items(), stored, strict=True)}
+        if value is None or not math.isfinite(value) or None in params.values():
+            return None
+        try:
+            made.append(
+                optuna.trial.create_trial(params=params, distributions=dists, value=float(value))
+            )
+        except ValueError:  # outside its distribution: Optuna's own rows tell
+            return None
+    return made
+
+
 BEST = "best"
 """A baseline: the configuration with the best validation mean at the full budget, so the
 report's paired differences say which other configurations can be told apart from it."""
@@ -165,10 +236,11 @@ def _report(
     frames: StudyFrames,
     out_dir: str | os.PathLike[str],
     *,
-    study: optuna.Study | None,
+    study: optuna.Study | list[FrozenTrial] | None,
     png: bool,
     baseline_trial: Baseline,
     source: StudyFrames | None = None,
+    importance_cache: str | os.PathLike[str] | None = None,
 ) -> ReportResult:
     states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
     trials = frames.trials[frames.trials[Col.STATE].astype(str).isin(states)]
@@ -201,6 +273,7 @@ def _report(
         study=study,
         baseline_trial=baseline_trial,
         ends=frames.runs,
+        importance_cache=importance_cache,
         **_promotion(frames, source),
     )
 
@@ -246,20 +319,35 @@ def write_study_report(
     png: bool = True,
     save_to_optuna: bool = True,
     baseline_trial: Baseline = None,
+    importance_cache: str | os.PathLike[str] | None = None,
 ) -> ReportResult:
-    """Write ``<study>-report.html`` (+ PNGs, summary) for a stored study into ``out_dir`` and
-    save the figures and summary into the Optuna study (optuna-dashboard).
+    """Write ``<study>-report.html`` (+ PNGs, summary) for a stored study into ``out_dir`` and,
+    with ``save_to_optuna``, save the figures and summary into the Optuna study
+    (optuna-dashboard); without it nothing is written into the database.
 
     A study with nothing to draw still gets its HTML (the table of its trials and why there is
-    no figure) and its summary in the Optuna study; ``messages`` says why there is no figure."""
+    no figure) and its summary; ``messages`` says why there is no figure. ``importance_cache``:
+    a directory where the computed importance is kept (see :func:`default_cache_dir`)."""
     frames = load_study_frames(storage_url, study_name)
-    study = optuna_study.load_study(storage_url, study_name)  # the real study: its search space
+    study = optuna_study.load_study(storage_url, study_name) if save_to_optuna else None
+    trials = complete_trials(frames)  # importance's input, from the store
+    if trials is None and study is None:
+        try:  # the store cannot stand in: the real study's trials, as before
+            study = optuna_study.load_study(storage_url, study_name)
+        except KeyError:
+            study = None
     promote = frames.spec.promote if frames.spec is not None else None
     source = load_study_frames(storage_url, promote.study) if promote is not None else None
     result = _report(
-        frames, out_dir, study=study, png=png, baseline_trial=baseline_trial, source=source
+        frames,
+        out_dir,
+        study=trials if trials is not None else study,
+        png=png,
+        baseline_trial=baseline_trial,
+        source=source,
+        importance_cache=importance_cache,
     )
-    if save_to_optuna and result.analysis is not None:
+    if save_to_optuna and study is not None and result.analysis is not None:
         save_figures_to_study(study, result.figures, result.analysis.summary_markdown)
         saved = "figures and summary" if result.figures else "summary (no figure)"
         result.messages.append(

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    # The metric names below are read by commands that train nothing (a report, a spec's
+    # check): torch and the data loaders are imported where data is loaded.
+    import torch
 
-from trials.config import TrialConfig
-from trials.data import (
-    SequenceDataset,
-    TokenCorpus,
-    load_digits,
-    load_mnist,
-    load_ptb_chars,
-    load_ptb_words,
-    load_text_chars,
-    permute_pixels,
-)
+    from trials.config import TrialConfig
+    from trials.data import SequenceDataset, TokenCorpus
 
 __all__ = [
     "METRIC_LABELS",
@@ -104,6 +98,17 @@ def _limit(tokens: torch.Tensor, count: int | None) -> torch.Tensor:
 
 def load_task(config: TrialConfig) -> TaskData:
     """Load the config's real data (raises trials.data.DataNotFoundError when it is missing)."""
+    from trials.data import (
+        SequenceDataset,
+        TokenCorpus,
+        load_digits,
+        load_mnist,
+        load_ptb_chars,
+        load_ptb_words,
+        load_text_chars,
+        permute_pixels,
+    )
+
     metric = metric_for_task(config.task)
     if config.is_language_task:
         if config.task == "ptb-char":

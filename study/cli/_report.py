@@ -33,10 +33,19 @@ def report(
             "unregularized configuration, when the study ran it)",
         ),
     ] = None,
+    save_to_study: Annotated[
+        bool,
+        typer.Option(
+            "--save-to-study",
+            help="also save the figures and the summary into the Optuna study, for "
+            "optuna-dashboard (writes into the database; `run` always does)",
+        ),
+    ] = False,
 ) -> None:
-    """Sensitivity report: one offline HTML file, a PNG per figure, figures saved for
-    optuna-dashboard. STUDY may also be a *-trials.csv table that `status --csv` wrote (its
-    spec, <study>.yaml beside it, gives the search space)."""
+    """Sensitivity report: one offline HTML file and a PNG per figure; reads the database and
+    writes nothing into it (--save-to-study: the figures for optuna-dashboard too). STUDY may
+    also be a *-trials.csv table that `status --csv` wrote (its spec, <study>.yaml beside it,
+    gives the search space)."""
     from study.report import BEST
 
     baseline: Baseline = None
@@ -63,20 +72,40 @@ def report(
     store = open_store(storage)
     require_study(store, study_name)
     write_report(
-        store.url, study_name, out or Path("reports") / study_name, png=png, baseline=baseline
+        store.url,
+        study_name,
+        out or Path("reports") / study_name,
+        png=png,
+        baseline=baseline,
+        save_to_study=save_to_study,
     )
 
 
 def write_report(
-    url: str, study_name: str, out_dir: Path, *, png: bool = True, baseline: Baseline = None
+    url: str,
+    study_name: str,
+    out_dir: Path,
+    *,
+    png: bool = True,
+    baseline: Baseline = None,
+    save_to_study: bool = True,
 ) -> StudyAnalysis | None:
-    """The report of the stored study ``study_name`` written into ``out_dir``; its analysis
-    (None when there was nothing to analyse)."""
-    from study.report import write_study_report
+    """The report of the stored study ``study_name`` written into ``out_dir``, its figures and
+    summary saved into the Optuna study with ``save_to_study`` (what `run` does at its end);
+    its analysis (None when there was nothing to analyse)."""
+    from study.report import default_cache_dir, write_study_report
 
     check_output_dir(out_dir, "--out")
     with written_or_removed(out_dir):
-        result = write_study_report(url, study_name, out_dir, png=png, baseline_trial=baseline)
+        result = write_study_report(
+            url,
+            study_name,
+            out_dir,
+            png=png,
+            save_to_optuna=save_to_study,
+            baseline_trial=baseline,
+            importance_cache=default_cache_dir(),
+        )
     console.print(f"report: {result.html_path}")
     for message in result.messages:
         console.print(message, markup=False)
