@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 import plotly.graph_objects as go
@@ -28,10 +30,52 @@ _STORAGE_ENV = "ZONEOUT_DASHBOARD_STORAGE"
 # The storage URL travels through the environment, not argv, so a password never shows in `ps`.
 _CHILD = (
     "import os, sys\n"
-    "from optuna_dashboard import run_server\n"
+    "from dashboards import serve_dashboard\n"
     f"url = os.environ.pop({_STORAGE_ENV!r})\n"
-    "run_server(url, host=sys.argv[1], port=int(sys.argv[2]))\n"
+    "serve_dashboard(url, host=sys.argv[1], port=int(sys.argv[2]), background=False,\n"
+    "                allow_writes=sys.argv[3] == 'writes')\n"
 )
+# What a browser needs to look: every other method changes a study (optuna-dashboard deletes,
+# renames and creates studies, tells trials, writes notes, attributes and artifacts).
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY_REASON = (
+    "this optuna-dashboard is read-only: `zoneout-study dashboard --allow-writes` serves one "
+    "that may change studies"
+)
+
+
+def _serve_forever(app: Any, host: str, port: int, *, quiet: bool) -> None:
+    """The standard library's WSGI server, as optuna-dashboard's own ``run_server`` uses."""
+    import socket
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Server(WSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class Handler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            if not quiet:
+                super().log_message(format, *args)
+
+    with make_server(host, port, app, server_class=Server, handler_class=Handler) as server:
+        server.serve_forever()
+
+
+def read_only(app: Any) -> Any:
+    """A WSGI application that answers every request that would write with 403 and passes the
+    rest to ``app``."""
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("REQUEST_METHOD", "GET")).upper() in _READ_METHODS:
+            return app(environ, start_response)
+        body = json.dumps({"reason": READ_ONLY_REASON}).encode()
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return guarded
 
 
 def graph_object_id(name: str) -> str:
@@ -134,26 +178,31 @@ def serve_dashboard(
     wait: bool = True,
     timeout: float = 30.0,
     quiet: bool = True,
+    allow_writes: bool = False,
 ) -> DashboardServer | None:
     """Start optuna-dashboard on ``storage_url`` bound to ``host`` (loopback by default: the
     dashboard has no authentication, so bind elsewhere only on a trusted network).
 
-    ``background=True``: a subprocess (``optuna_dashboard.run_server``) is started and a
-    :class:`DashboardServer` returned, ready when ``wait``. ``background=False``: serve in this
-    process until interrupted, return None.
+    ``background=True``: a subprocess is started and a :class:`DashboardServer` returned, ready
+    when ``wait``. ``background=False``: serve in this process until interrupted, return None.
+    Read-only unless ``allow_writes``: requests that would change a study get 403.
     """
     if host not in ("127.0.0.1", "localhost", "::1"):
         _log.warning("optuna-dashboard bound to %s: it has no authentication", host)
     if not background:
-        from optuna_dashboard import run_server
+        from optuna_dashboard import wsgi
 
-        run_server(storage_url, host=host, port=port)
+        app = wsgi(storage_url)
+        _serve_forever(app if allow_writes else read_only(app), host, port, quiet=quiet)
         return None
     env = dict(os.environ)
     env[_STORAGE_ENV] = storage_url
     out = subprocess.DEVNULL if quiet else None
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, host, str(port)], env=env, stdout=out, stderr=out
+        [sys.executable, "-c", _CHILD, host, str(port), "writes" if allow_writes else "read"],
+        env=env,
+        stdout=out,
+        stderr=out,
     )
     server = DashboardServer(proc, host, port)
     if wait:

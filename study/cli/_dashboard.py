@@ -18,17 +18,31 @@ def dashboard(
     storage: Annotated[str | None, storage_option()] = None,
     host: Annotated[str, typer.Option("--host", help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    allow_writes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-writes",
+            help="let the dashboard change studies (delete, rename, notes, tell); read-only "
+            "without it",
+        ),
+    ] = False,
 ) -> None:
-    """Serve optuna-dashboard on the study database (bound to 127.0.0.1 unless told otherwise)."""
+    """Serve optuna-dashboard on the study database (bound to 127.0.0.1 unless told otherwise;
+    read-only unless --allow-writes)."""
     from dashboards import serve_dashboard
     from study.store import mask_url
 
     store = open_store(storage)
     _check_port_free(host, port)
+    mode = "may change studies" if allow_writes else "read-only"
     console.print(
-        f"optuna-dashboard on http://{host}:{port} for {mask_url(store.url)} (Ctrl-C stops)"
+        f"optuna-dashboard on http://{host}:{port} for {mask_url(store.url)}, {mode} "
+        "(Ctrl-C stops)",
+        markup=False,
     )
-    serve_dashboard(store.url, host=host, port=port, background=False)
+    serve_dashboard(
+        store.url, host=host, port=port, background=False, quiet=False, allow_writes=allow_writes
+    )
 
 
 def _check_port_free(host: str, port: int) -> None:
