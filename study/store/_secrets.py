@@ -66,16 +66,30 @@ def mask_url(url: str) -> str:
         text = url if isinstance(url, str) else str(url)
     except Exception:
         return "<unprintable url>"
-    masked: str | None = None
-    try:
-        from sqlalchemy.engine import make_url
+    masked: str | None = _mask_ambiguous_userinfo(text)
+    if masked is None:
+        try:
+            from sqlalchemy.engine import make_url
 
-        masked = make_url(text).render_as_string(hide_password=True)
-    except Exception:
-        masked = None
+            masked = make_url(text).render_as_string(hide_password=True)
+        except Exception:
+            masked = None
     if masked is None:
         masked = _CREDENTIALS_RE.sub(lambda m: m["head"] + MASK + m["at"], text)
     return _QUERY_SECRET_RE.sub(lambda m: m["key"] + "=" + MASK, masked)
+
+
+def _mask_ambiguous_userinfo(text: str) -> str | None:
+    """A URL whose authority holds more than one ``@`` (a password with an unencoded ``@``):
+    the password runs from the first ``:`` of the user info to the last ``@``, all of it masked.
+    SQLAlchemy would end it at the first ``@`` and print the rest as the host. None otherwise."""
+    match = re.match(r"(?P<scheme>[^:/?#]+://)(?P<authority>[^/?#]*)(?P<rest>.*)\Z", text, re.S)
+    if match is None or match["authority"].count("@") < 2:
+        return None
+    userinfo, _, host = match["authority"].rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    masked_userinfo = f"{user}:{MASK}" if colon else MASK
+    return f"{match['scheme']}{masked_userinfo}@{host}{match['rest']}"
 
 
 def _key_words(key: str) -> list[str]:

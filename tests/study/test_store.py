@@ -1020,3 +1020,26 @@ def test_runs_keep_their_layer_path_and_a_rescore_does_not_erase_it(store_url: s
         assert list(frame["ended"]) == ["converged", "budget"]
         assert list(frame["layer_path"]) == ["cpu_extension", "fused"]
         RUNS_FRAME.check(frame)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://root:Pw@x@127.0.0.1:5432/db",
+        "postgresql://root:a@b@c@db.example/studies?sslmode=require",
+        "postgresql://root:@@@h/db",
+    ],
+)
+def test_mask_url_hides_a_password_with_an_unencoded_at(url: str) -> None:
+    masked = mask_url(url)
+    password = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0].partition(":")[2]
+    assert masked.startswith(url.split("://", 1)[0] + "://root:***@"), masked
+    assert password not in masked.replace("root:***@", "", 1), masked
+    assert masked.endswith(url.split("/", 3)[3]), masked  # the host and database are kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(r"[A-Za-z0-9@]{1,8}@[A-Za-z0-9@]{1,8}", fullmatch=True))
+def test_mask_url_property_at_in_password(password: str) -> None:
+    masked = mask_url(f"postgresql+psycopg://bob:{password}@db.example:5432/studies")
+    assert masked == "postgresql+psycopg://bob:***@db.example:5432/studies"
