@@ -86,7 +86,7 @@ class ProgressDisplay:
     ) -> None:
         self.planned = max(0, planned)
         self.metric = metric
-        self.console = console or Console()
+        self.console = console or Console(markup=False)
         self._clock = clock
         self._started = clock()
         self._progress: Progress | None = None

@@ -90,7 +90,7 @@ def run_study(
 
     ``accept_changes``: a rerun may change the stored spec's plan settings (study.identity)."""
     started = time.perf_counter()
-    console = console or Console()
+    console = console or Console(markup=False)
     file_spec = spec
     spec = _effective_spec(spec, storage, n_trials)
     assert spec.storage is not None

@@ -103,7 +103,10 @@ app = _Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Standard output prints names, paths, reasons and values that come from files and databases:
+# rich markup in them (a `[bold]` in a directory name, a `d[` in a path) is text, never style.
+# Error lines keep markup for their own prefix and escape what they quote.
+console = Console(markup=False)
 error_console = Console(stderr=True)
 
 

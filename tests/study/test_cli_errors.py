@@ -506,3 +506,16 @@ def test_rays_notices_are_silenced_where_ray_logs_them() -> None:
         assert ["Token authentication" in r.getMessage() for r in records] == [True]
     finally:
         auth.logger.removeHandler(handler)
+
+
+def test_markup_in_a_path_is_printed_as_text(tmp_path: Path) -> None:
+    """Names and paths come from the user's files and databases: a `[bold red]` in a directory
+    name is text (rich would swallow it as a style tag)."""
+    database = make_store(tmp_path, with_optuna=True)
+    out = tmp_path / "[bold red]reports d["
+    result = _run(
+        tmp_path, "report", "known", "--storage", f"sqlite:///{database}", "--out", str(out),
+        "--no-png",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"report: {out}" in result.output.replace("\n", ""), result.output
