@@ -392,7 +392,11 @@ def _tune(
             quiet_logger("ray.tune.tune"),
             quiet_logger("ray.tune.execution.tune_controller"),
             # Its snapshot sync fails on a full disk with a traceback; the run says why it stops.
+            # The periodic snapshot's copy runs in the background and the next one reports the
+            # failure through Ray's syncer: the same fact, the same traceback. (A study resumes
+            # from its own store, never from Tune's snapshot.)
             quiet_logger("ray.tune.execution.experiment_state"),
+            quiet_logger("ray.train._internal.syncer"),
             # After an interrupted run it warns that a trial without a result has no metrics.
             quiet_logger("ray.tune.analysis.experiment_analysis"),
         ):
