@@ -1,12 +1,16 @@
-"""Driver-side Ray Tune callback: the store writer (the live display is study/progress.py).
+"""Driver-side Ray Tune callbacks: the store writer (the live display is study/progress.py)
+and the one line a trial's fault gets on the terminal.
 
 `StoreCallback` is the only writer of the service's own tables (zs_*). It runs in the driver,
-so workers never need database credentials.
+so workers never need database credentials. `FaultLineCallback` says a trial Ray retries, or
+whose worker died, in one line naming the file with the details (Ray's own report of it goes to
+the run's Ray output file: study.ray_session).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,16 +18,53 @@ from typing import Any
 
 from optuna.trial import TrialState
 from ray.tune import Callback
+from rich.console import Console
 
 from study.resume import CheckpointRetention, checkpoint_location
 from study.searcher import STUDY_KEY, OptunaSearcher
 from study.store import Store, mask_url
 
-__all__ = ["StoreCallback"]
+__all__ = ["FaultLineCallback", "StoreCallback"]
+
+# Where Ray's report of a dead worker says which process it was and how it ended.
+_PID = re.compile(r"\bpid: (\d+)")
+_EXIT_TYPE = re.compile(r"Worker exit type: (\w+)")
+# A reason longer than this is cut on the terminal's fault line (the store keeps 500).
+_LINE_REASON_CHARS = 160
+
+
+def _pickled_error(trial: Any) -> BaseException | None:
+    """The exception of the trial's last failure, as Tune pickled it (its error.pkl); None
+    when there is none or it cannot be read back."""
+    path = getattr(trial, "pickled_error_file", None)
+    if not path or not Path(path).exists():
+        return None
+    try:
+        from ray import cloudpickle
+
+        with open(path, "rb") as file:
+            error = cloudpickle.load(file)
+    except Exception:  # a file Tune was still writing, a class this process cannot load
+        return None
+    return error if isinstance(error, BaseException) else None
+
+
+def _ray_system_error(error: BaseException | None) -> bool:
+    """Ray's own error for a trial its worker, node or memory failed (ActorDiedError,
+    OutOfMemoryError, ...), as opposed to the trial's code raising (RayTaskError, which
+    carries the code's exception and traceback)."""
+    from ray.exceptions import RayError, RayTaskError
+
+    return isinstance(error, RayError) and not isinstance(error, RayTaskError)
 
 
 def error_reason(trial: Any) -> str:
-    """The last exception line of a Ray trial's error file (e.g. 'TrialDiverged: ...')."""
+    """The last exception line of a Ray trial's error file (e.g. 'TrialDiverged: ...').
+
+    Ray writes its own errors (a worker that died: ActorDiedError) into the file as their
+    message only, without the exception's name; the name is put in front, as a raised
+    exception's line has it, so that study.faults tells the infrastructure's failure from the
+    configuration's."""
     path = getattr(trial, "error_file", None)
     text = ""
     if path and Path(path).exists():
@@ -32,6 +73,10 @@ def error_reason(trial: Any) -> str:
     for line in reversed(lines):
         if ":" in line and not line.startswith(("File ", "Failure #", "^", "~")):
             # Ray prefixes the worker's exception with its own wrapper lines; keep the cause.
+            error = _pickled_error(trial)
+            if error is not None and _ray_system_error(error):
+                name = f"{type(error).__module__}.{type(error).__qualname__}"
+                line = line if line.startswith(name) else f"{name}: {line}"
             return line[:500]
     return "the trial raised an error (no error file)"
 
@@ -195,3 +240,67 @@ class StoreCallback(Callback):
         self._searcher.set_error_reason(trial.trial_id, error_reason(trial))
         self._retention.forget(trial.trial_id)
         self._finish(trial)
+
+
+class FaultLineCallback(Callback):
+    """One line on ``console`` when Ray retries a failed trial, and when a trial's worker died
+    (or Ray's memory monitor, a lost node...) with no retry left: which trial and seed, what
+    happened, and ``details``, the run's Ray output file (study.ray_session), which holds
+    Tune's traceback of the failure and the raylet's report of a dead worker. A trial's own
+    error with no retry left gets no line: the progress display counts it, the store and the
+    end of the run say why."""
+
+    def __init__(self, searcher: OptunaSearcher, console: Console, details: Path) -> None:
+        self._searcher = searcher
+        self._console: Console | None = console
+        self._details = details
+
+    # Tune pickles its callbacks into the experiment directory: no console there.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_console": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        retry = f"retry {trial.num_failures} of {trial.max_failures}"
+        start = "its last checkpoint" if getattr(trial, "checkpoint", None) else "the start"
+        then = f"Ray restarts it from {start} ({retry})"
+        self._say(trial, _pickled_error(trial), then)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = _pickled_error(trial)
+        if _ray_system_error(error):
+            self._say(trial, error, f"no retry left (failure.max_retries: {trial.max_failures})")
+
+    def _say(self, trial: Any, error: BaseException | None, then: str) -> None:
+        if self._console is None:
+            return
+        line = f"{self._who(trial)}: {_what(trial, error)}; {then}; details in {self._details}"
+        self._console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def _who(self, trial: Any) -> str:
+        slot = self._searcher.slot_of(trial.trial_id)
+        if slot is None:
+            return f"Ray trial {trial.trial_id}"
+        number, seed_index = slot
+        return f"trial {number} seed {self._searcher.configuration(number).seeds[seed_index]}"
+
+
+def _what(trial: Any, error: BaseException | None) -> str:
+    """What failed the trial, in a few words: its worker died (with its pid and Ray's exit
+    type), another of Ray's errors by name, or the trial's own error line."""
+    from ray.exceptions import RayActorError
+
+    text = str(error) if error is not None else ""
+    if isinstance(error, RayActorError):
+        pid, exit_type = _PID.search(text), _EXIT_TYPE.search(text)
+        facts = [f"pid {pid.group(1)}" if pid else "", exit_type.group(1) if exit_type else ""]
+        known = ", ".join(fact for fact in facts if fact)
+        return "its Ray worker died" + (f" ({known})" if known else "")
+    if _ray_system_error(error):
+        return f"Ray ended it ({type(error).__name__})"
+    reason = " ".join(error_reason(trial).split())
+    if len(reason) > _LINE_REASON_CHARS:
+        reason = reason[: _LINE_REASON_CHARS - 3].rstrip() + "..."
+    return f"it failed ({reason})"

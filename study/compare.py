@@ -88,6 +88,9 @@ def _is_table(source: str) -> bool:
 def _load(source: str, storage_url: str | None) -> _Source:
     if _is_table(source):
         frames = load_table_frames(source)
+        if frames.trials.empty:
+            # A study with no trial yet: as a source of Table 1 it can only be a wrong file.
+            raise CompareError(f"{source}: the table holds no trial (only its header line)")
         return _Source(frames, None, frames.name)
     if storage_url is None:
         raise CompareError("a stored study needs a storage URL")
@@ -202,8 +205,10 @@ def _with_test(
 def _test_from_checkpoint(config: TrialConfig, checkpoint: str) -> float:
     """The test metric of the best model saved in a finished run's checkpoint, which is copied
     first: resuming must not write into the study's checkpoints."""
+    from trials.checkpoints import check_resumable
     from trials.train import train
 
+    check_resumable(Path(checkpoint), config)  # a refusal names the study's file, not the copy
     with tempfile.TemporaryDirectory(prefix="zoneout-test-") as work:
         shutil.copytree(checkpoint, work, dirs_exist_ok=True)
         return train(config, checkpoint_dir=work, resume=True).test_metric

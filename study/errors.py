@@ -10,7 +10,9 @@ error                        raised by                   also a
 ``DataNotFoundError``        trials.data                 ``FileNotFoundError``
 ``CorruptDataError``         trials.data (IDX files)     ``ValueError``
 ``SpecError``                study.spec                  ``ValueError``
+``CheckpointError``          trials.checkpoints          ``ValueError``
 ``StoreError``               study.store                 ``RuntimeError``
+``TableError``               study.tables                ``ValueError``
 ``StudyRunError``            study.runner                ``RuntimeError``
 ``RaySessionError``          study.ray_session           ``RuntimeError``
 ``ExportError``              study.export                ``ValueError``

@@ -14,7 +14,7 @@ Ctrl-C, left running by a driver that died, cut off by the infrastructure:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -170,14 +170,20 @@ def retired_reasons(trials: pd.DataFrame) -> pd.Series:
     return pd.Series(kinds, index=trials.index, dtype=object)
 
 
-def summarize_failures(trials: pd.DataFrame) -> FailureSummary:
+def summarize_failures(trials: pd.DataFrame, *, continued: Collection[int] = ()) -> FailureSummary:
     """Summarize ``trials`` (``Store.trials_frame(study)``; one row per trial number).
 
     A trial the service retired (:func:`trial_ends`: Ctrl-C, a lost driver, the
-    infrastructure) is interrupted, not failed.
+    infrastructure) is interrupted, not failed. ``continued``: the numbers of retired trials
+    a replacement has already continued (``study.reaper.continued_trials``; only the Optuna
+    study records which trial replaces which): they are left out, their rest is their
+    replacement's row, and "interrupted" counts only what the next run still continues.
     """
     if Col.NUMBER in trials:
         trials = trials.drop_duplicates(Col.NUMBER, keep="last").sort_values(Col.NUMBER)
+        if continued:
+            retired = retired_reasons(trials).notna()
+            trials = trials[~(retired & trials[Col.NUMBER].isin(list(continued)))]
     n = len(trials)
     numbers = (
         trials[Col.NUMBER] if Col.NUMBER in trials else pd.Series(range(n), index=trials.index)

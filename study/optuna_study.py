@@ -130,6 +130,15 @@ def open_study(
     )
 
 
+def existing_study_id(url: str, name: str) -> int | None:
+    """The id of Optuna's study ``name`` at ``url``, None where there is none (never created,
+    or deleted through another client); creates nothing."""
+    try:
+        return int(_rdb_storage(url).get_study_id_from_name(name))
+    except KeyError:
+        return None
+
+
 def load_study(url: str, name: str) -> optuna.Study:
     """An existing study (``KeyError`` if there is none), for reading."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)

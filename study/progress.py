@@ -192,7 +192,12 @@ class ProgressCallback(Callback):
         self.__dict__.update(state)
 
     def _snapshot(self) -> ProgressSnapshot:
-        return ProgressSnapshot.from_counts(self._searcher.counts(), self._searcher.best_value())
+        counts = dict(self._searcher.counts())
+        # A configuration the run retired (its worker died, the driver stopped) is FAIL in
+        # Optuna but neither failed nor done: its replacement continues it and is counted.
+        failed = TrialState.FAIL.name
+        counts[failed] = max(0, counts.get(failed, 0) - len(self._searcher.retired()))
+        return ProgressSnapshot.from_counts(counts, self._searcher.best_value())
 
     def setup(self, **info: Any) -> None:
         if self._display is not None:

@@ -11,6 +11,15 @@ address anyone else knows and cannot grow: a trial that does not fit it is refus
 What Ray records of the driver carries no secret: Ray keeps the driver's command line (its
 ``/proc`` command line, not ``sys.argv``) as the job's entrypoint, shown by ``ray list jobs``
 and the dashboard; the caller's ``mask`` is applied to every argument first.
+
+What Ray prints on the driver's terminal goes to a file for the session (``output``): the
+records of its loggers (``ray`` and below, Tune's included) and the error messages its raylets
+publish to the driver (a worker that died: the ``(raylet)`` lines). The study says each such
+event in one line of its own (study.callbacks).
+
+A local Ray writes its session under ``$RAY_TMPDIR`` (else ``$TMPDIR``, else /tmp) and, when
+no authentication token exists yet, creates one under ``$HOME/.ray``: both are checked before
+anything is written (:func:`check_ray_directories`), one line instead of Ray's traceback.
 """
 
 from __future__ import annotations
@@ -19,14 +28,24 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any
+from contextlib import contextmanager, nullcontext, suppress
+from pathlib import Path
+from typing import Any, TextIO
 
 from study.errors import UserError
 
-__all__ = ["RAY_AUTH_LOGGER", "RaySessionError", "quiet_logger", "ray_session"]
+__all__ = [
+    "RAY_AUTH_LOGGER",
+    "RaySessionError",
+    "check_ray_directories",
+    "quiet_logger",
+    "ray_output_to",
+    "ray_session",
+]
 
 RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 # How often the nodes are read while a run waits for one that fits a trial.
@@ -50,6 +69,178 @@ def quiet_logger(name: str, level: int = logging.CRITICAL) -> Iterator[None]:
         logger.setLevel(previous)
 
 
+def _starts_local(address: str | None) -> bool:
+    """Whether connecting with ``address`` starts a new local Ray (no cluster named)."""
+    return not address and not os.environ.get("RAY_ADDRESS")
+
+
+def _unwritable(path: Path, named: Path) -> str | None:
+    """Why directory ``path`` (made with its parents if missing) cannot be written; None when
+    it can. ``named``: the directory the caller names, which the reason does not repeat. The
+    probe is a write (an unnamed temporary file in ``path`` or its nearest existing ancestor,
+    gone when closed), not the permission bits: root writes through those, not through a
+    read-only mount."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    where = "" if existing == named else f"{existing}: "
+    if not existing.is_dir():
+        return f"{where}not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return where + (error.strerror or str(error))
+    return None
+
+
+def _needs_new_token() -> bool:
+    """Whether a local Ray started now creates an authentication token (~/.ray/auth_token):
+    token authentication is on (Ray >= 2.59 turns it on for a local Ray unless RAY_AUTH_MODE
+    says otherwise) and no token is found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, the file).
+    Private: Ray's token loader is the one that knows where Ray looks for one."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token":
+        return False
+    from ray._raylet import AuthenticationTokenLoader
+    from ray.exceptions import AuthenticationError
+
+    try:
+        return not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
+    except AuthenticationError:
+        return False  # a token Ray cannot read: Ray's own error says which
+
+
+def check_ray_directories(address: str | None) -> None:
+    """Before a local Ray starts (no ``address``, no RAY_ADDRESS, none running in this
+    process): its temporary directory can be written, and so can HOME when Ray must create its
+    authentication token there. Raises RaySessionError naming the variable, the directory and
+    what to do. Writes nothing."""
+    import ray
+    from ray._common.utils import get_default_system_temp_dir
+
+    if not _starts_local(address) or ray.is_initialized():
+        return
+    # Private: Ray's own rule for its temporary directory (RAY_TMPDIR, else TMPDIR, else /tmp).
+    temp = Path(get_default_system_temp_dir())
+    why = _unwritable(temp / "ray", temp)
+    if why is not None:
+        variable = next((name for name in ("RAY_TMPDIR", "TMPDIR") if name in os.environ), None)
+        named = f"{variable}={temp}" if variable else f"the temporary directory {temp}"
+        # RAY_TMPDIR wins over TMPDIR: where it is set, only it helps.
+        fix = "RAY_TMPDIR" if variable == "RAY_TMPDIR" else "TMPDIR (or RAY_TMPDIR, for Ray only)"
+        raise RaySessionError(
+            f"{named} cannot be written ({why}): the local Ray this run starts keeps its "
+            f"session (sockets, logs) under {temp / 'ray'}; set {fix} to a writable directory"
+        )
+    if _needs_new_token():
+        home = Path.home()
+        why = _unwritable(home / ".ray", home)
+        if why is not None:
+            raise RaySessionError(
+                f"HOME={home} cannot be written ({why}): the local Ray this run starts creates "
+                f"its authentication token as {home / '.ray' / 'auth_token'}; set HOME to a "
+                "writable directory, or RAY_AUTH_TOKEN_PATH to a file holding a token"
+            )
+
+
+class _OutputFile:
+    """Lines appended to ``path``, made (with its directory) on the first line: a run Ray says
+    nothing in leaves no file. A failed write (a full disk, a removed directory) drops the rest:
+    the terminal is no fallback."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: TextIO | None = None
+        self._broken = False
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            if self._broken:
+                return
+            try:
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+                self._file.write(text.rstrip("\n") + "\n")
+                self._file.flush()
+            except OSError:
+                self._broken = True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                with suppress(OSError):
+                    self._file.close()
+            self._file = None
+
+
+class _OutputHandler(logging.Handler):
+    """A logging handler that appends formatted records to an :class:`_OutputFile`. Its format
+    is its own: ray.init sets Ray's on every handler of the ``ray`` logger, which lacks the
+    logger's name."""
+
+    _FORMAT = logging.Formatter(
+        "%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)s -- %(message)s"
+    )
+
+    def __init__(self, output: _OutputFile) -> None:
+        super().__init__()
+        self._output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._output.write(self._FORMAT.format(record))
+        except Exception:  # a record that cannot be formatted: as logging.Handler does
+            self.handleError(record)
+
+
+@contextmanager
+def ray_output_to(path: Path) -> Iterator[None]:
+    """For the block, what Ray would print on this driver's terminal is appended to ``path``:
+
+    * the records of the ``ray`` logger and its children (Ray core, Tune, Train). Ray gives
+      ``ray`` its own stderr handler and stops it propagating (ray/_private/log.py); that
+      handler is swapped for the file's. Measured on runs of `zoneout-study run`: a trial
+      worker SIGKILLed, Tune's "Trial task failed" traceback and "Remote file not found:
+      .../result.json" on each restore; a 40 s PostgreSQL stop, 4 of Tune's "may be a
+      performance bottleneck" warnings (its driver loop waited on the database).
+    * the error messages raylets publish to the driver: ray.init starts a thread
+      (``listen_error_messages``) that prints each as a yellow ``(raylet)`` line on stdout,
+      whatever ``log_to_driver`` says, e.g. "A worker died or was killed while executing a
+      task ..." with its lease, worker and node ids. Private: the thread prints through
+      ``ray._private.worker.print_to_stdstream``, which is replaced for the block (Ray has
+      no switch for it).
+    """
+    from ray._private import worker
+
+    output = _OutputFile(path)
+    handler = _OutputHandler(output)
+    ray_logger = logging.getLogger("ray")
+    kept_handlers = list(ray_logger.handlers)
+    kept_print = worker.print_to_stdstream
+
+    def to_file(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        source = data.get("pid", "?")
+        for line in data.get("lines", []):
+            output.write(f"{stamp}\t({source}) {line}")
+
+    for kept in kept_handlers:
+        ray_logger.removeHandler(kept)
+    ray_logger.addHandler(handler)
+    worker.print_to_stdstream = to_file
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = kept_print
+        ray_logger.removeHandler(handler)
+        for kept in kept_handlers:
+            ray_logger.addHandler(kept)
+        output.close()
+
+
 def _connect(address: str | None, mask: Callable[[str], str] | None = None) -> bool:
     """Connect to (or start) Ray; returns whether this call started it. ``mask`` is applied
     to each argument of the command line Ray records for this driver."""
@@ -68,7 +259,7 @@ def _connect(address: str | None, mask: Callable[[str], str] | None = None) -> b
     # protection stays; the warning about a cluster of our own making goes. (Setting
     # RAY_AUTH_MODE=token here instead does not work: Ray has already read its configuration,
     # so this driver would not send the token its own new cluster asks for.)
-    starts_local = not address and not os.environ.get("RAY_ADDRESS")
+    starts_local = _starts_local(address)
     quiet = quiet_logger(RAY_AUTH_LOGGER, logging.ERROR) if starts_local else nullcontext()
     try:
         with quiet, _driver_keeps_its_signal_handlers(), _masked_entrypoint(mask):
@@ -277,26 +468,29 @@ def ray_session(
     wait_s: float | None = 0.0,
     say: Callable[[str], None] | None = None,
     mask: Callable[[str], str] | None = None,
+    output: Path | None = None,
 ) -> Iterator[None]:
     """Ray for the block: reached at ``address`` (or a new local instance), with a node that
     fits one trial of ``cpu``/``gpu``, waited for up to ``wait_s`` seconds (``None``: no
     limit) on a cluster that can grow; ``say`` gets the one line saying so. ``mask`` hides
-    secrets in the command line Ray records. A Ray this block started is shut down when it
-    ends."""
+    secrets in the command line Ray records. What Ray prints on the driver goes to ``output``
+    (:func:`ray_output_to`), from its start to its shutdown, when given. A Ray this block
+    started is shut down when it ends."""
     # The legacy reporter honours verbose=0: the study draws its own progress display.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    started = _connect(address, mask)
-    try:
-        _wait_for_a_node(
-            cpu,
-            gpu,
-            wait_s=wait_s,
-            grows=_cluster_can_grow(),
-            say=say or (lambda line: None),
-        )
-        yield
-    finally:
-        if started:
-            import ray
+    with ray_output_to(output) if output is not None else nullcontext():
+        started = _connect(address, mask)
+        try:
+            _wait_for_a_node(
+                cpu,
+                gpu,
+                wait_s=wait_s,
+                grows=_cluster_can_grow(),
+                say=say or (lambda line: None),
+            )
+            yield
+        finally:
+            if started:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()

@@ -18,7 +18,7 @@ from study import optuna_study as ostudy
 from study.heartbeat import STALE_AFTER_SECONDS, driver_alive
 from study.plan import Retired
 
-__all__ = ["DRIVER_LOST", "continue_orphans", "reap_lost_trials"]
+__all__ = ["DRIVER_LOST", "continue_orphans", "continued_trials", "reap_lost_trials"]
 
 # The reason a reaped trial shows: display text only. How it ended is the fact
 # study.plan.TrialEnd.DRIVER_LOST (``keys.RETIRED_BECAUSE`` in Optuna; ``zs_trials.end_reason``
@@ -71,3 +71,21 @@ def continue_orphans(study: optuna.Study) -> list[int]:
             resume_points=trial.user_attrs.get(keys.RESUME_POINTS),
         )
     return [trial.number for trial in orphans]
+
+
+def continued_trials(study: optuna.Study) -> list[int]:
+    """Retired trials whose replacement has run: it ended (finished, or was retired in its turn
+    and is then the one still to be continued). What is left of a retired trial to run is its
+    replacement's (``keys.REQUEUED_FROM`` on the replacement names it), so these are not
+    "to be continued" any more. Ascending numbers."""
+    trials = ostudy.trials(study)
+    ended = {
+        t.user_attrs.get(keys.REQUEUED_FROM)
+        for t in trials
+        if t.state not in (TrialState.WAITING, TrialState.RUNNING)
+    }
+    return sorted(
+        t.number
+        for t in trials
+        if t.state == TrialState.FAIL and t.user_attrs.get(keys.REQUEUED) and t.number in ended
+    )

@@ -47,6 +47,7 @@ from dashboards import (
 from study import optuna_study
 from study.space import distributions
 from study.spec import StudySpec, load_spec
+from study.tables import read_tables
 from trials.tasks import metric_for_task
 
 __all__ = [
@@ -119,22 +120,21 @@ def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
 def load_table_frames(
     trials_csv: str | os.PathLike[str], spec_path: str | os.PathLike[str] | None = None
 ) -> StudyFrames:
-    """Frames from ``<study>-trials.csv`` and its ``.epochs.csv`` sibling (`status --csv`);
-    the spec is ``spec_path``, else ``<study>.yaml`` beside the table when there is one."""
+    """Frames from ``<study>-trials.csv`` and its ``.epochs.csv`` and ``.runs.csv`` siblings
+    (`status --csv`), each checked first (:func:`study.tables.read_tables`: a table that is not
+    what `status --csv` writes is a TableError naming the file); the spec is ``spec_path``, else
+    ``<study>.yaml`` beside the table when there is one."""
     path = Path(trials_csv)
     if spec_path is None:
         beside = path.with_name(path.name.removesuffix("-trials.csv") + ".yaml")
         spec_path = beside if beside.is_file() else None
-    trials = pd.read_csv(path)
-    epochs_path = path.with_suffix(".epochs.csv")
-    epochs = pd.read_csv(epochs_path) if epochs_path.is_file() else pd.DataFrame()
+    tables = read_tables(path)
+    trials, epochs, runs = tables.trials, tables.epochs, tables.runs
     spec = load_spec(spec_path) if spec_path is not None else None
     name = str(trials[Col.STUDY].iloc[0]) if Col.STUDY in trials and len(trials) else path.stem
     metric = spec.metric if spec else "bpc"
     max_epochs = spec.max_epochs if spec else int(epochs[Col.EPOCH].max() if len(epochs) else 1)
     grace, factor = _scheduler(spec)
-    runs_path = path.with_suffix(".runs.csv")
-    runs = pd.read_csv(runs_path) if runs_path.is_file() else pd.DataFrame()
     return StudyFrames(name, trials, epochs, metric, max_epochs, grace, factor, spec, runs)
 
 

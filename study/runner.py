@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 import signal
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from rich.console import Console
 
 from study import keys
 from study import optuna_study as ostudy
-from study.callbacks import StoreCallback
+from study.callbacks import FaultLineCallback, StoreCallback
 from study.disk import disk_line, is_disk_full, require_space
 from study.errors import UserError
 from study.heartbeat import HeartbeatCallback, new_driver_id, other_live_drivers
@@ -33,8 +34,8 @@ from study.identity import SpecSnapshot, change_record, differences, snapshot_of
 from study.ladder import promoted_spec
 from study.plan import StudyPlan, TrialEnd
 from study.progress import ProgressCallback
-from study.ray_session import RaySessionError, quiet_logger, ray_session
-from study.reaper import DRIVER_LOST, continue_orphans, reap_lost_trials
+from study.ray_session import RaySessionError, check_ray_directories, quiet_logger, ray_session
+from study.reaper import DRIVER_LOST, continue_orphans, continued_trials, reap_lost_trials
 from study.rescore import mark_scored, needs_rescore, rescore_study
 from study.scheduler import ConfigurationASHA
 from study.searcher import INTERRUPTED, METRIC, OptunaSearcher
@@ -44,12 +45,17 @@ from study.store import Store, mask_url, normalize_url, resolve_storage_url, scr
 
 __all__ = [
     "INTERRUPTED",
+    "RAY_OUTPUT_NAME",
     "StudyOutcome",
     "StudyRunError",
     "package_versions",
     "resolve_storage",
     "run_study",
 ]
+
+
+# The file in a run's experiment directory that takes what Ray and Tune print on the driver.
+RAY_OUTPUT_NAME = "ray-output.log"
 
 
 class StudyRunError(UserError, RuntimeError):
@@ -71,6 +77,9 @@ class StudyOutcome:
     best_params: dict[str, Any] | None = None
     best_number: int | None = None
     reaped: list[int] = field(default_factory=list)
+    # Retired trials whose replacement has run (study.reaper.continued_trials): nothing of them
+    # is left to continue. None: not read (the study was not opened).
+    continued: list[int] | None = None
     epochs_written: int = 0
     store_write_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -95,20 +104,21 @@ def run_study(
     spec = _effective_spec(spec, storage, n_trials)
     assert spec.storage is not None
     outcome = StudyOutcome(name=spec.name, storage=mask_url(spec.storage), status="finished")
+    _check_ray_directories(spec, ray_address)
     _check_disk(spec)
     _scrub_argv(storage, console)
     study: optuna.Study | None = None
+    driver_id = new_driver_id()
     try:
         # Signals first: SIGTERM while Ray starts stops the run too (study.ray_session keeps
         # Ray from replacing the handlers). Ray next: a spec whose trials can never be
         # scheduled fails before the store is written.
         with (
             _stop_signals(outcome),
-            _ray(spec, ray_address, console),
+            _ray(spec, ray_address, console, _ray_output_file(spec, driver_id)),
             Store.open(spec.storage) as store,
         ):
             try:
-                driver_id = new_driver_id()
                 study = _open_study(spec, store, file_spec, driver_id, accept_changes, console)
                 if spec.promote is not None:
                     spec, promotion = promoted_spec(spec, study, spec.storage)
@@ -153,10 +163,20 @@ def _effective_spec(spec: StudySpec, storage: str | None, n_trials: int | None) 
     return spec.model_copy(update=updates)
 
 
+def _check_ray_directories(spec: StudySpec, address: str | None) -> None:
+    """HOME and the temporary directory a local Ray writes to can be written (study.ray_session),
+    before anything is: one line naming the variable instead of Ray's traceback."""
+    try:
+        check_ray_directories(address or spec.ray_address)
+    except RaySessionError as error:
+        raise StudyRunError(str(error)) from None
+
+
 @contextmanager
-def _ray(spec: StudySpec, address: str | None, console: Console) -> Iterator[None]:
+def _ray(spec: StudySpec, address: str | None, console: Console, output: Path) -> Iterator[None]:
     """Ray for the run (study.ray_session): on a cluster that can grow, waits for a node that
-    fits a trial (resources.wait_for_nodes_s), saying so on the console."""
+    fits a trial (resources.wait_for_nodes_s), saying so on the console. What Ray itself prints
+    on the driver goes to ``output`` instead of the terminal."""
     try:
         with ray_session(
             address or spec.ray_address,
@@ -165,6 +185,7 @@ def _ray(spec: StudySpec, address: str | None, console: Console) -> Iterator[Non
             wait_s=spec.resources.wait_for_nodes_s,
             say=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
             mask=_mask_argument,
+            output=output,
         ):
             yield
     except RaySessionError as error:
@@ -244,6 +265,16 @@ def _open_study(
     snapshot. A study whose values follow an older definition is rescored first (study.score:
     the sampler must learn from the number every report ranks by)."""
     assert spec.storage is not None
+    linked = store.optuna_study_id(spec.name)
+    if linked is not None and ostudy.existing_study_id(spec.storage, spec.name) != linked:
+        # Deleted through another client (optuna-dashboard with writes allowed,
+        # optuna.delete_study): a new Optuna study under the name would start its trial
+        # numbers at 0 beside the store's records of the old ones.
+        raise StudyRunError(
+            f"study {spec.name!r} was deleted from Optuna's tables in {mask_url(spec.storage)} "
+            "by another client; its zoneout-study records remain (list, status, export and "
+            "report still read them): give this spec a new name to run it again"
+        )
     study = ostudy.open_study(spec.storage, spec.name, build_sampler(spec))
     if not ostudy.minimizes(study):
         raise StudyRunError(
@@ -375,22 +406,25 @@ def _tune(
         console=console,
     )
     heartbeat = HeartbeatCallback(study, driver_id)
+    # A worker that died (or a trial Ray retries) is one line on the terminal; what Ray and
+    # Tune log about it (Tune's traceback of the failed trial, the raylet's report of the dead
+    # worker) goes to the run's Ray output file (study.ray_session), the trial's error to its
+    # error file and the store.
+    faults = FaultLineCallback(searcher, console, details=_ray_output_file(spec, driver_id))
     tuner = _tuner(
         spec,
         driver_id,
         searcher,
-        [store_callback, heartbeat, progress],
+        [store_callback, heartbeat, progress, faults],
         trainable,
         _scheduler(spec, searcher, study),
     )
     try:
-        # On Ctrl-C Tune stops the trials, logs "Trials did not complete" and advises
-        # Tuner.restore(); a study resumes by running its spec again, which the CLI says.
-        # A failed trial's traceback is in its error file and its reason in the store and the
-        # progress display: Tune's controller would print ~50 lines of it on the terminal.
         with (
+            # On Ctrl-C Tune logs "Trials did not complete" and advises Tuner.restore(): wrong
+            # advice even in the Ray output file (a study resumes by running its spec again,
+            # which the CLI says).
             quiet_logger("ray.tune.tune"),
-            quiet_logger("ray.tune.execution.tune_controller"),
             # Its snapshot sync fails on a full disk with a traceback; the run says why it stops.
             # The periodic snapshot's copy runs in the background and the next one reports the
             # failure through Ray's syncer: the same fact, the same traceback. (A study resumes
@@ -543,7 +577,7 @@ def _tuner(
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=f"{spec.name}-{driver_id.rsplit(':', 1)[-1]}",
+            name=_experiment_name(spec, driver_id),
             storage_path=_checkpoint_root(spec),
             callbacks=callbacks,
             # The searcher's stop (a full disk, a point cut off again and again) ends every
@@ -582,8 +616,27 @@ def _checkpoint_root(spec: StudySpec) -> str:
     return str(path)
 
 
+def _experiment_name(spec: StudySpec, driver_id: str) -> str:
+    """Tune's experiment directory of this run under the checkpoint path: the study's name and
+    the driver's start time."""
+    return f"{spec.name}-{driver_id.rsplit(':', 1)[-1]}"
+
+
+def _ray_output_file(spec: StudySpec, driver_id: str) -> Path:
+    """Where what Ray and Tune print on the driver goes in this run (study.ray_session): beside
+    the run's trials, in its Tune experiment directory. A checkpoint path that is a URI
+    (s3://...) has no local directory: the file goes under the system's temporary directory."""
+    root = spec.checkpoint_path or str(Path.cwd() / "runs")
+    if "://" in root:
+        base = Path(tempfile.gettempdir()) / "zoneout-study"
+    else:
+        base = Path(root).expanduser().resolve()
+    return base / _experiment_name(spec, driver_id) / RAY_OUTPUT_NAME
+
+
 def _summarize(study: optuna.Study, outcome: StudyOutcome) -> None:
     outcome.counts = {state.name: n for state, n in ostudy.state_counts(study).items()}
+    outcome.continued = continued_trials(study)
     best = ostudy.best_complete(study)
     if best:
         outcome.best_value = best[0].value

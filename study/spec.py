@@ -28,11 +28,19 @@ generator take unchanged (trials.config.SEED_MAX; with ``repeats: k`` the seeds
 ``base.seed .. base.seed + k - 1`` all do), the sampler seed in numpy's RandomState range,
 resources at Ray's precision, and integer search bounds where Optuna's float64 parameter column
 holds them exactly.
+
+Values are of the type declared (trials.config.check_declared), in the base, the search space,
+the points and every other section: a YAML boolean, a text ("0.1") or NaN / infinity where a
+number is declared is refused, and so is a number where a boolean is; a categorical parameter
+lists each value once (0.1 and 0.10 would be two configurations of one), and torch threads fit
+the CPUs a trial reserves (``base.threads <= resources.cpu``). A value echoed in a message is cut
+to its start and its length (trials.config.shown).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -56,9 +64,13 @@ from trials.config import (
     ConfigError,
     TrialConfig,
     absolute_path,
+    check_declared,
     check_seed,
+    cut_text,
+    declared_kind,
     did_you_mean,
     read_yaml,
+    shown,
 )
 
 __all__ = [
@@ -115,11 +127,36 @@ class SpecError(UserError, ValueError):
     """A spec that cannot run; the message names the field and the allowed values."""
 
 
+def _as_declared(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    # Types as declared, before pydantic's lax conversion (trials.config.check_declared): a YAML
+    # true is no count of 1, the text "2" no number, NaN or infinity no bound or step.
+    field = model.model_fields.get(info.field_name or "")
+    return check_declared(value, declared_kind(field.annotation) if field else None)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _declared(cls, value: Any, info: ValidationInfo) -> Any:
+        # A model's own 'before' validators run first (wait_for_nodes_s: 'forever').
+        return _as_declared(cls, value, info)
 
-class FloatParam(_Strict):
+
+class _Param(BaseModel):
+    """A search parameter: its fields are named for the check of their types, since a 'before'
+    validator of every field would cover 'type', the discriminator, which pydantic refuses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("low", "high", "log", "step", mode="before", check_fields=False)
+    @classmethod
+    def _declared(cls, value: Any, info: ValidationInfo) -> Any:
+        return _as_declared(cls, value, info)
+
+
+class FloatParam(_Param):
     type: Literal["float"] = "float"
     low: float
     high: float
@@ -128,8 +165,7 @@ class FloatParam(_Strict):
 
     @model_validator(mode="after")
     def _check_range(self) -> FloatParam:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError("low and high must be finite numbers")
+        # low, high and step are finite: _Param refuses NaN and infinity.
         if self.low >= self.high:
             raise ValueError(f"empty or inverted range: low {self.low} >= high {self.high}")
         if self.log and self.low <= 0:
@@ -166,7 +202,7 @@ class FloatParam(_Strict):
         return [round(self.low + index * self.step, 12) for index in range(count)]
 
 
-class IntParam(_Strict):
+class IntParam(_Param):
     type: Literal["int"] = "int"
     low: int
     high: int
@@ -178,7 +214,7 @@ class IntParam(_Strict):
     def _exact_in_optuna(cls, value: int) -> int:
         if abs(value) > MAX_EXACT_INT:
             raise ValueError(
-                f"{_short(value)} is beyond 2**53 in magnitude: Optuna stores parameter values as "
+                f"{shown(value)} is beyond 2**53 in magnitude: Optuna stores parameter values as "
                 "64-bit floats, which hold integers exactly only up to 2**53"
             )
         return value
@@ -210,12 +246,7 @@ class IntParam(_Strict):
         return list(range(self.low, self.high + 1, self.step))
 
 
-def _short(value: int) -> str:
-    text = str(value)
-    return text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
-
-
-class CategoricalParam(_Strict):
+class CategoricalParam(_Param):
     type: Literal["categorical"] = "categorical"
     choices: list[Any] = Field(min_length=1, max_length=MAX_CHOICES)
 
@@ -279,9 +310,7 @@ class ResourcesSpec(_Strict):
     def _ray_precision(cls, value: float) -> float:
         """A multiple of Ray's resource unit (see RAY_RESOURCE_UNITS), rounded to it exactly; a
         positive quantity is at least one unit."""
-        step = 1 / RAY_RESOURCE_UNITS
-        if not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {value}")
+        step = 1 / RAY_RESOURCE_UNITS  # value is finite: _Strict refuses NaN and infinity
         units = value * RAY_RESOURCE_UNITS
         whole = round(units)
         # Tolerance: 0.3 * 10000 is 2999.9999999999995 in binary floating point.
@@ -309,20 +338,15 @@ class ResourcesSpec(_Strict):
     @field_validator("wait_for_nodes_s", mode="before")
     @classmethod
     def _forever(cls, value: Any) -> Any:
+        # Runs before _Strict's check: 'forever' is the one text, and the refusals of YAML's
+        # yes/no (1 / 0 seconds), other texts and infinity say how to ask for no limit.
         if isinstance(value, str) and value.strip().lower() == "forever":
             return None
-        if isinstance(value, bool):  # YAML's yes/no would read as 1 / 0 seconds
+        if isinstance(value, (bool, str)) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
             raise ValueError(
-                f"must be a number of seconds, or null / 'forever' for no limit, got {value}"
-            )
-        return value
-
-    @field_validator("wait_for_nodes_s")
-    @classmethod
-    def _finite_wait(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError(
-                f"must be a number of seconds, or null / 'forever' for no limit, got {value}"
+                f"must be a number of seconds, or null / 'forever' for no limit, got {shown(value)}"
             )
         return value
 
@@ -394,7 +418,7 @@ class StudySpec(_Strict):
         # The name becomes a directory and file name: nothing that escapes the output directory.
         if not STUDY_NAME.match(value) or ".." in value:
             raise ValueError(
-                f"study name {value!r} must be 1-100 letters, digits, '_', '-' or '.', "
+                f"study name {shown(value)} must be 1-100 letters, digits, '_', '-' or '.', "
                 "start with a letter or digit, and contain no '..'"
             )
         return value
@@ -417,22 +441,14 @@ class StudySpec(_Strict):
         for key, param in self.search.items():
             if key not in SEARCHABLE:
                 hint = did_you_mean(key, sorted(SEARCHABLE))
-                raise ValueError(f"search: {key!r} is not a searchable config field{hint}")
+                raise ValueError(f"search: {shown(key)} is not a searchable config field{hint}")
             if key in ("zoneout_cell", "zoneout_hidden", "recurrent_dropout", "dropout") and not (
                 isinstance(param, CategoricalParam)
             ):
                 upper = 1.0 if key.startswith("zoneout") else 1.0 - 1e-9
                 if param.low < 0 or param.high > upper:
                     raise ValueError(f"search: {key} is a rate; its range must lie in [0, 1]")
-            # Every point of the space must be a valid trial config.
-            for value in _corner_values(param):
-                try:
-                    TrialConfig.model_validate({**self.base.to_dict(), key: value})
-                except ValidationError as error:
-                    message = error.errors()[0]["msg"]
-                    raise ValueError(
-                        f"search: {key}={value!r} is not a valid config ({message})"
-                    ) from None
+            self._check_values(key, param)
         if self.sampler.name == "grid":
             points = 1
             for key, param in self.search.items():
@@ -457,7 +473,8 @@ class StudySpec(_Strict):
         try:
             build_sampler(self)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"sampler.options: {error}") from None
+            # Optuna's sentence names the option: long enough to hold it, cut past that.
+            raise ValueError(f"sampler.options: {cut_text(str(error), 200)}") from None
         if self.resources.gpu == 0 and self.base.device == "cuda":
             raise ValueError(
                 "base.device is 'cuda' but resources.gpu is 0: each trial would compute on a "
@@ -472,6 +489,54 @@ class StudySpec(_Strict):
         if self.base.device == "auto":
             device = "cuda" if self.resources.gpu > 0 else "cpu"
             self.base = self.base.model_copy(update={"device": device})
+        return self
+
+    def _check_values(self, key: str, param: FloatParam | IntParam | CategoricalParam) -> None:
+        """Every point of the space is a valid trial config (its range's ends, each choice), its
+        threads fit a trial's CPUs, and a categorical parameter lists each value once: 0.1 and
+        0.1 (or 1 and 1.0 for a rate) would be two choices, and so two configurations, of one."""
+        seen: dict[Any, int] = {}
+        for index, value in enumerate(_corner_values(param)):
+            where = (
+                f"search.{key}.choices[{index}]"
+                if isinstance(param, CategoricalParam)
+                else f"search.{key}"
+            )
+            try:
+                config = TrialConfig.model_validate({**self.base.to_dict(), key: value})
+            except ValidationError as error:
+                message = _first_message(error)
+                if isinstance(param, CategoricalParam):
+                    raise ValueError(f"{where}: {message}") from None
+                raise ValueError(
+                    f"search: {key}={shown(value)} is not a valid config ({message})"
+                ) from None
+            if key == "threads":  # searched threads; the base's own: _check_base_threads
+                self._check_threads(config.threads, where)
+            if isinstance(param, CategoricalParam):
+                same = seen.setdefault(getattr(config, key), index)
+                if same != index:
+                    raise ValueError(
+                        f"{where}: {shown(value)} is the value of choices[{same}] again; list "
+                        "each value once"
+                    )
+
+    def _check_threads(self, threads: int | None, where: str) -> None:
+        # Torch threads run on the CPUs Ray reserves for a trial (resources.cpu, itself checked
+        # against the largest node when Ray starts): more threads than that oversubscribe the
+        # node, and 1000 of them end in a MemoryError.
+        limit = max(1, math.ceil(self.resources.cpu))
+        if threads is not None and threads > limit:
+            raise ValueError(
+                f"{where}: {shown(threads)} threads, but a trial reserves resources.cpu "
+                f"{self.resources.cpu:g} CPU: use at most {limit} (or leave threads out: a trial "
+                "then uses the CPUs Ray gives it), or raise resources.cpu, up to the CPUs of a "
+                f"node ({os.cpu_count()} on this machine, os.cpu_count())"
+            )
+
+    @model_validator(mode="after")
+    def _check_base_threads(self) -> StudySpec:
+        self._check_threads(self.base.threads, "base.threads")
         return self
 
     @model_validator(mode="after")
@@ -498,18 +563,15 @@ class StudySpec(_Strict):
         return self
 
     def check_points(self, points: list[dict[str, Any]], field: str) -> None:
-        """Each point: distinct, every searched field and nothing else, in range, a valid
-        config on the base. Raises ValueError naming ``field[index]``."""
-        seen: dict[str, int] = {}
+        """Each point: every searched field and nothing else, of the field's type, in range, a
+        valid config on the base that fits a trial's CPUs, and distinct as a configuration (0.1
+        and 0.10 are one point). Raises ValueError naming ``field[index]``."""
+        seen: dict[tuple[tuple[str, Any], ...], int] = {}
         for index, point in enumerate(points):
             where = f"{field}[{index}]"
-            key = repr(sorted(point.items()))
-            if key in seen:
-                raise ValueError(f"{where}: the same point as {field}[{seen[key]}]")
-            seen[key] = index
             if set(point) != set(self.search):
                 missing = sorted(set(self.search) - set(point))
-                extra = sorted(set(point) - set(self.search))
+                extra = sorted(shown(key) for key in set(point) - set(self.search))
                 raise ValueError(
                     f"{where}: a point gives every searched field and nothing else"
                     + (f"; missing {', '.join(missing)}" if missing else "")
@@ -517,17 +579,25 @@ class StudySpec(_Strict):
                 )
             for key, value in point.items():
                 param = self.search[key]
-                if not isinstance(param, CategoricalParam) and (
-                    isinstance(value, bool) or not isinstance(value, (int, float))
-                ):
-                    raise ValueError(f"{where}.{key}: {value!r} is not a number")
+                try:
+                    check_declared(value, declared_kind(TrialConfig.model_fields[key].annotation))
+                except ValueError as error:
+                    raise ValueError(f"{where}.{key}: {error}") from None
+                if not isinstance(param, CategoricalParam) and not isinstance(value, (int, float)):
+                    raise ValueError(f"{where}.{key}: {shown(value)} is not a number")
                 if not _in_range(param, value):
-                    raise ValueError(f"{where}.{key}: {value!r} is outside search.{key}")
+                    raise ValueError(f"{where}.{key}: {shown(value)} is outside search.{key}")
             try:
-                TrialConfig.model_validate({**self.base.to_dict(), **point})
+                config = TrialConfig.model_validate({**self.base.to_dict(), **point})
             except ValidationError as error:
-                message = error.errors()[0]["msg"]
-                raise ValueError(f"{where}: not a valid config ({message})") from None
+                raise ValueError(f"{where}: not a valid config ({_first_message(error)})") from None
+            if "threads" in point:
+                self._check_threads(config.threads, f"{where}.threads")
+            # As validated: 1 and 1.0 for a rate are one configuration.
+            configuration = tuple((name, getattr(config, name)) for name in sorted(point))
+            same = seen.setdefault(configuration, index)
+            if same != index:
+                raise ValueError(f"{where}: the same point as {field}[{same}]")
 
     @property
     def metric(self) -> str:
@@ -550,6 +620,15 @@ class StudySpec(_Strict):
                 return None
             size *= len(values)
         return size
+
+
+def _first_message(error: ValidationError) -> str:
+    """The first problem of a trial config's ValidationError, as its own validator worded it."""
+    item = error.errors()[0]
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        return f"unknown key {shown(item['loc'][-1])}"
+    return message
 
 
 def _in_range(param: FloatParam | IntParam | CategoricalParam, value: Any) -> bool:
@@ -578,12 +657,12 @@ def _format(error: ValidationError, source: str) -> str:
     parts = []
     for item in error.errors():
         loc = _user_location(item["loc"])
-        location = ".".join(str(part) for part in loc)
+        location = ".".join(cut_text(str(part)) for part in loc)
         if item["type"] == "extra_forbidden":
             key = str(loc[-1])
             parent = loc[:-1]
             hint = did_you_mean(key, _known_keys(parent))
-            parts.append(f"unknown key {location!r}{hint}")
+            parts.append(f"unknown key '{location}'{hint}")  # each part cut to its start
         elif item["type"] == "union_tag_invalid" or item["type"] == "union_tag_not_found":
             parts.append(f"{location}: type must be one of 'float', 'int', 'categorical'")
         else:
@@ -681,7 +760,9 @@ def read_spec_file(path: Path | str) -> Any:
     except RecursionError:
         raise SpecError(f"{path}: malformed YAML (nested too deeply)") from None
     except ValueError as error:  # e.g. an integer longer than Python converts
-        raise SpecError(f"{path}: malformed YAML value ({str(error).splitlines()[0]})") from None
+        raise SpecError(
+            f"{path}: malformed YAML value ({cut_text(str(error).splitlines()[0])})"
+        ) from None
     if _count_nodes(data, MAX_SPEC_NODES) > MAX_SPEC_NODES:
         raise SpecError(
             f"{path}: more than {MAX_SPEC_NODES:,} values once aliases are expanded; "

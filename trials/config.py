@@ -21,9 +21,13 @@ the store keeps seeds in signed 64-bit columns (BIGINT on PostgreSQL, INTEGER on
 from __future__ import annotations
 
 import difflib
+import functools
+import math
 import os
-from pathlib import Path
-from typing import Annotated, Any, Literal
+import re
+import types
+from pathlib import Path, PurePath
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -43,19 +47,30 @@ from trials.errors import UserError
 __all__ = [
     "BASE_DIR_CONTEXT",
     "MAX_EPOCHS",
+    "MIN_STREAM_TOKENS",
+    "NAME_MAX",
     "PATH_FIELDS",
+    "PATH_MAX",
     "SEED_MAX",
+    "SHOWN_CHARS",
+    "SHOWN_PATH_CHARS",
     "TASKS",
+    "THIS_MACHINE_CONTEXT",
     "ConfigError",
     "Seed",
     "TrialConfig",
     "absolute_path",
     "apply_overrides",
+    "check_declared",
     "check_seed",
+    "cut_text",
+    "declared_kind",
     "did_you_mean",
     "dump_config",
     "load_config",
+    "number_from_text",
     "resolve_paths",
+    "shown",
 ]
 
 Task = Literal["ptb-char", "ptb-word", "text-char", "seq-mnist", "pmnist", "digits"]
@@ -78,6 +93,137 @@ MAX_EPOCHS = 2**31 - 1
 PATH_FIELDS: tuple[str, ...] = ("data_dir", "text_path")
 # Validation context key: the directory relative paths are taken from (default: the cwd).
 BASE_DIR_CONTEXT = "base_dir"
+# Validation context key: True when the config is about to run on this machine (`train`), so
+# that what it asks of the machine (threads) is bounded by this machine's CPUs. A config read
+# anywhere else (a stored study's snapshot, a Ray worker's copy) is not held to the reader's.
+THIS_MACHINE_CONTEXT = "this_machine"
+# Linux's limits (limits.h NAME_MAX and PATH_MAX, in bytes): a longer name cannot be opened,
+# and os.stat() raises "File name too long" instead of saying the file is not there.
+NAME_MAX = 255
+PATH_MAX = 4096
+# trials.task_loops.batchify cuts a token split into streams of at least two tokens each (an
+# input and its target): a split of N tokens feeds at most N // 2 streams.
+MIN_STREAM_TOKENS = 2
+# Values echoed in an error message are cut to this many characters, with their full length:
+# a 200,000-character value must not become a 200 KB error line. Paths get more room (cut in
+# the middle, so that the file name stays), being often longer than 80 characters.
+SHOWN_CHARS = 80
+SHOWN_PATH_CHARS = 200
+
+
+def cut_text(text: str, limit: int = SHOWN_CHARS, *, middle: bool = False) -> str:
+    """``text`` when it has at most ``limit`` characters, else its start (or, with ``middle``,
+    its start and end) and its length."""
+    if len(text) <= limit:
+        return text
+    if middle:
+        half = limit // 2
+        return f"{text[:half]}...{text[-half:]} ({len(text):,} characters)"
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as an error message echoes it, never longer than about ``limit`` characters:
+    YAML's words for booleans and null, an integer by its digits (a huge one by its first digits
+    and its length), a path in full up to SHOWN_PATH_CHARS, anything else by its repr. The one
+    spelling of an echoed value in the error messages of trials/ and study/."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return _short(value)
+    if isinstance(value, PurePath):
+        return cut_text(str(value), SHOWN_PATH_CHARS, middle=True)
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    return cut_text(repr(value), limit)
+
+
+DeclaredKind = Literal["integer", "number", "boolean"]
+
+
+@functools.cache
+def declared_kind(annotation: Any) -> DeclaredKind | None:
+    """What a field's annotation declares: 'integer' (int), 'number' (float, or int | float),
+    'boolean' (bool), each optionally None; None for anything else (text, paths, choices)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = {arg for arg in get_args(annotation) if arg is not type(None)}
+    else:
+        args = {annotation}
+    if args == {bool}:
+        return "boolean"
+    if args == {int}:
+        return "integer"
+    if float in args and args <= {int, float}:
+        return "number"
+    return None
+
+
+# PyYAML reads YAML 1.1, where a float needs a '.' and a signed exponent: 1e-3 and 1.0e3 are
+# text. A number written so is offered back in the spelling YAML reads as a number.
+_EXPONENT = re.compile(r"([-+]?)([0-9]+)(?:\.([0-9]*))?[eE]([-+]?)([0-9]+)")
+
+
+def _as_yaml_number(text: str) -> str | None:
+    match = _EXPONENT.fullmatch(text.strip())
+    if match is None:
+        return None
+    sign, whole, fraction, exponent_sign, exponent = match.groups()
+    spelled = f"{sign}{whole}.{fraction or '0'}e{exponent_sign or '+'}{exponent}"
+    return spelled if isinstance(yaml.safe_load(spelled), float) else None
+
+
+def check_declared(value: Any, kind: DeclaredKind | None) -> Any:
+    """``value`` when it is what the field declares, else ValueError saying what it is.
+
+    pydantic's lax mode would read YAML's true as 1 (a rate of 1.0), the text "0.1" as 0.1 (a
+    second categorical choice equal to 0.1) and 1 as true: where a number is declared, a
+    boolean or a text is refused, and so is NaN or infinity (no field means anything at
+    either); where a boolean is declared, a number or a text is refused."""
+    if kind is None or value is None:
+        return value
+    if kind == "boolean":
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            raise ValueError(f"must be true or false, got {shown(value)}")
+        return value
+    wanted = "an integer" if kind == "integer" else "a number"
+    if isinstance(value, bool):
+        raise ValueError(f"must be {wanted}, got {shown(value)}: a boolean is not a number")
+    if isinstance(value, str):
+        hint = ""
+        spelled = _as_yaml_number(value)
+        if spelled is not None:
+            hint = (
+                "; YAML reads it as text (a number needs a '.' and a signed exponent): "
+                f"write {spelled}"
+            )
+        else:
+            try:
+                float(value)
+                hint = "; write the number without quotes"
+            except ValueError:
+                pass
+        raise ValueError(f"must be {wanted}, got the text {shown(value)}{hint}")
+    if isinstance(value, float) and not math.isfinite(value):
+        what = " (not a number)" if math.isnan(value) else ""
+        raise ValueError(f"must be a finite number, got {value}{what}")
+    return value
+
+
+def number_from_text(value: Any, kind: DeclaredKind | None) -> Any:
+    """A value typed on a command line (``--set key=value``), read as YAML, as the number it
+    spells where a number is declared: YAML 1.1 reads 1e-3 as text, which nobody typing it on
+    a command line means. Anything else is returned unchanged (validation judges it)."""
+    if kind not in ("integer", "number") or not isinstance(value, str):
+        return value
+    text = value.strip()
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    return value
 
 
 def check_seed(value: int, upper: int = SEED_MAX, why: str = "") -> int:
@@ -94,7 +240,11 @@ def check_seed(value: int, upper: int = SEED_MAX, why: str = "") -> int:
 
 def _short(value: int) -> str:
     """An integer for a message: a huge one by its first digits and its length."""
-    text = str(value)
+    try:
+        text = str(value)
+    except ValueError:  # past Python's int-to-str limit (4300 digits): its length alone
+        digits = math.floor(abs(value).bit_length() * math.log10(2)) + 1
+        return f"{'-' if value < 0 else ''}an integer of about {digits:,} digits"
     return text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
 
 
@@ -287,6 +437,30 @@ class TrialConfig(BaseModel):
     )
     threads: int | None = Field(default=None, gt=0, description="torch threads; None: torch's")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_declared(cls, value: Any, info: ValidationInfo) -> Any:
+        # Before pydantic's lax conversion, which would take true for a rate of 1.0 and the
+        # text "0.1" for 0.1 (see check_declared).
+        field = cls.model_fields.get(info.field_name or "")
+        return check_declared(value, declared_kind(field.annotation) if field else None)
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_here(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Only for a config about to run here (`train`): a study's trials get the CPUs Ray
+        # reserves for them (study.spec bounds threads by resources.cpu), and a config read back
+        # elsewhere is not held to the reader's machine. torch.set_num_threads(1000) on a small
+        # machine ends in a MemoryError.
+        context = info.context if isinstance(info.context, dict) else {}
+        cores = os.cpu_count()
+        if value is not None and context.get(THIS_MACHINE_CONTEXT) and cores and value > cores:
+            raise ValueError(
+                f"{_short(value)} threads, but this machine has {cores} CPUs (os.cpu_count()): "
+                f"use at most {cores}, or leave threads out (null) for torch's default"
+            )
+        return value
+
     @field_validator("epochs")
     @classmethod
     def _storable_epochs(cls, value: int) -> int:
@@ -304,7 +478,21 @@ class TrialConfig(BaseModel):
         if value is None:
             return None
         context = info.context if isinstance(info.context, dict) else {}
-        return absolute_path(value, context.get(BASE_DIR_CONTEXT))
+        path = absolute_path(value, context.get(BASE_DIR_CONTEXT))
+        # A longer name cannot exist: the data loaders' os.stat() would raise "File name too
+        # long" where a missing file is meant to be named.
+        longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+        if longest > NAME_MAX:
+            raise ValueError(
+                f"{shown(path)} has a name of {longest:,} bytes; a file name has at most "
+                f"{NAME_MAX} (NAME_MAX)"
+            )
+        if len(os.fsencode(str(path))) > PATH_MAX:
+            raise ValueError(
+                f"{shown(path)} is {len(os.fsencode(str(path))):,} bytes long; a path has at "
+                f"most {PATH_MAX} (PATH_MAX)"
+            )
+        return path
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TrialConfig:
@@ -338,7 +526,28 @@ class TrialConfig(BaseModel):
         if self.min_delta > 0 and self.patience is None:
             # Without patience nothing reads min_delta: the run would silently train all epochs.
             raise ValueError("min_delta applies to early stopping only; set patience too")
+        if self.is_language_task:
+            self._check_token_limits()
         return self
+
+    def _check_token_limits(self) -> None:
+        """A split cut to N tokens still fills the streams that read it (MIN_STREAM_TOKENS each):
+        the field that cuts it is named, not the batch it is too small for. Whether the data's
+        own splits are long enough is checked where they are loaded (trials.tasks.load_task)."""
+        for field, streams_field in (
+            ("train_tokens", "batch_size"),
+            ("valid_tokens", "eval_streams"),
+            ("test_tokens", "eval_streams"),
+        ):
+            tokens, streams = getattr(self, field), getattr(self, streams_field)
+            need = MIN_STREAM_TOKENS * streams
+            if tokens is not None and tokens < need:
+                raise ValueError(
+                    f"{field} {_short(tokens)} is too few for {streams_field} {_short(streams)}: "
+                    f"each of the {streams_field} streams needs at least {MIN_STREAM_TOKENS} "
+                    f"tokens (an input and its target), so {field} must be at least {need:,}; "
+                    f"raise {field} or lower {streams_field}"
+                )
 
     def _check_implementation(self) -> None:
         """An explicit layer path that cannot run this config is refused here, not replaced."""
@@ -394,10 +603,10 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = []
     known = list(TrialConfig.model_fields)
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "(config)"
+        location = ".".join(cut_text(str(part)) for part in item["loc"]) or "(config)"
         if item["type"] == "extra_forbidden":
             key = str(item["loc"][-1])
-            lines.append(f"unknown key {key!r}{did_you_mean(key, known)}")
+            lines.append(f"unknown key {shown(key)}{did_you_mean(key, known)}")
         else:
             message = item["msg"].removeprefix("Value error, ")
             lines.append(f"{location}: {message}")
@@ -405,14 +614,20 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
 
 
 def validate_config(
-    data: dict[str, Any], source: str = "config", base_dir: Path | str | None = None
+    data: dict[str, Any],
+    source: str = "config",
+    base_dir: Path | str | None = None,
+    *,
+    this_machine: bool = False,
 ) -> TrialConfig:
     """Validate a plain dict, turning pydantic's report into one readable ConfigError; relative
-    paths are taken against ``base_dir`` (default: the working directory)."""
+    paths are taken against ``base_dir`` (default: the working directory). ``this_machine``:
+    the config runs here, so its threads are bounded by this machine's CPUs."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+    context = {BASE_DIR_CONTEXT: base_dir, THIS_MACHINE_CONTEXT: this_machine}
     try:
-        return TrialConfig.model_validate(data, context={BASE_DIR_CONTEXT: base_dir})
+        return TrialConfig.model_validate(data, context=context)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, source)) from None
 
@@ -431,8 +646,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        merged[key.strip()] = _parse_override_value(raw)
+            raise ConfigError(f"--set expects key=value, got {shown(item)}")
+        field = TrialConfig.model_fields.get(key.strip())
+        kind = declared_kind(field.annotation) if field else None
+        merged[key.strip()] = number_from_text(_parse_override_value(raw), kind)
     return merged
 
 
@@ -480,16 +697,16 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except _DuplicateKeyError as error:
         raise ConfigError(
-            f"{path}: line {error.line}: duplicate key {error.key!r} "
+            f"{path}: line {error.line}: duplicate key {shown(error.key)} "
             f"(first given on line {error.first_line})"
         ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: malformed YAML ({problem})") from None
+        raise ConfigError(f"{path}:{where}: malformed YAML ({cut_text(problem)})") from None
     except ValueError as error:  # e.g. an integer past Python's 4300-digit conversion limit
-        raise ConfigError(f"{path}: a value YAML cannot convert ({error})") from None
+        raise ConfigError(f"{path}: a value YAML cannot convert ({cut_text(str(error))})") from None
 
 
 def load_config(path: Path | str, overrides: list[str] | None = None) -> TrialConfig:
@@ -498,7 +715,7 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> TrialCo
 
     Relative paths in the file are taken against the file's directory; relative paths in
     ``overrides`` (``--set text_path=...``, typed on a command line) against the working
-    directory."""
+    directory. The config is loaded to run here: its threads are at most this machine's CPUs."""
     path = Path(path)
     data = read_yaml(path)
     if data is None:
@@ -507,7 +724,9 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> TrialCo
         raise ConfigError(f"{path}: expected a mapping of config keys")
     data = {key: value for key, value in data.items() if key != "_study"}
     data = resolve_paths(data, absolute_path(path).parent)
-    return validate_config(apply_overrides(data, overrides or []), source=str(path))
+    return validate_config(
+        apply_overrides(data, overrides or []), source=str(path), this_machine=True
+    )
 
 
 def dump_config(

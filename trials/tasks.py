@@ -96,6 +96,29 @@ def _limit(tokens: torch.Tensor, count: int | None) -> torch.Tensor:
     return tokens if count is None else tokens[:count]
 
 
+def _check_streams(corpus: TokenCorpus, config: TrialConfig) -> None:
+    """Each split fills the streams that read it (trials.task_loops.batchify: at least
+    MIN_STREAM_TOKENS tokens a stream), else a ConfigError naming the field that asks for too
+    many streams and the most the split allows. A split cut too short by train_tokens /
+    valid_tokens / test_tokens is refused naming that field when the config is validated."""
+    from trials.config import MIN_STREAM_TOKENS, SHOWN_PATH_CHARS, ConfigError, cut_text
+
+    for split, tokens, field in (
+        ("training", corpus.train, "batch_size"),
+        ("validation", corpus.valid, "eval_streams"),
+        ("test", corpus.test, "eval_streams"),
+    ):
+        streams, count = getattr(config, field), tokens.numel()
+        if count < MIN_STREAM_TOKENS * streams:
+            most = count // MIN_STREAM_TOKENS
+            raise ConfigError(
+                f"{field}: {streams:,} streams need at least {MIN_STREAM_TOKENS * streams:,} "
+                f"{split} tokens ({MIN_STREAM_TOKENS} each: an input and its target), but the "
+                f"{split} text of {cut_text(corpus.source, SHOWN_PATH_CHARS, middle=True)} has "
+                f"{count:,}: use {field} " + (f"at most {most:,}" if most else "1 with more data")
+            )
+
+
 def load_task(config: TrialConfig) -> TaskData:
     """Load the config's real data (raises trials.data.DataNotFoundError when it is missing)."""
     from trials.data import (
@@ -126,6 +149,8 @@ def load_task(config: TrialConfig) -> TaskData:
             unit=corpus.unit,
             source=corpus.source,
         )
+        # Before any model is built: the field to change, not "too few for batch size".
+        _check_streams(corpus, config)
         return TaskData(metric=metric, corpus=corpus)
 
     # The splits follow data_seed, not the training seed: repeating a run with other seeds must

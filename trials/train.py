@@ -25,6 +25,16 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from trials.checkpoints import (
+    BEST_MODEL_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_KEY,
+    FINGERPRINT_KEY,
+    config_fingerprint,
+    read_checkpoint,
+    read_weights,
+    restoring,
+)
 from trials.config import TrialConfig
 from trials.reproducibility import (
     deterministic_algorithms,
@@ -45,8 +55,6 @@ __all__ = [
     "train",
 ]
 
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_MODEL_FILE = "best_model.pt"
 # An epoch whose mean loss exceeds this many times the loss of a uniform guess (ln of the number
 # of classes) has diverged even if every number is still finite: with a huge learning rate the
 # LSTM saturates and the loss explodes to ~1e6 nats without ever becoming inf or NaN.
@@ -234,22 +242,30 @@ def _prepare(config: TrialConfig, checkpoint_dir: Path | str | None, data: TaskD
 
 
 def _resume(run: _Run) -> None:
-    """Continue from the directory's checkpoint, if any, exactly where it stopped."""
+    """Continue from the directory's checkpoint, if any, exactly where it stopped; a checkpoint
+    that cannot resume this run (unreadable, made with another config, weights of other
+    shapes) is a CheckpointError naming the file (trials.checkpoints)."""
     path = run.directory / CHECKPOINT_FILE if run.directory is not None else None
-    if path is None or not path.exists():
+    if path is None or not (path.exists() or path.is_symlink()):
         return
-    # Load on the CPU: the RNG states must stay CPU ByteTensors (torch.set_rng_state rejects
-    # a CUDA tensor); the model and optimizer copy their tensors onto the device themselves.
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    run.loop.model.load_state_dict(saved["model"])
-    run.optimizer.load_state_dict(saved["optimizer"])
-    if run.plateau is not None and saved["scheduler"] is not None:
-        run.plateau.load_state_dict(saved["scheduler"])
-    set_rng_state(saved["rng"], run.device)  # only the trial's own device's CUDA state
-    run.result.epochs = [EpochResult(**epoch) for epoch in saved["history"]]
-    run.result.best_epoch = saved["best_epoch"]
-    run.result.best_valid_metric = saved["best_valid_metric"]
-    run.start_epoch = saved["epoch"] + 1
+    saved = read_checkpoint(path, run.config)  # on the CPU: see read_checkpoint
+    with restoring(path):
+        run.loop.model.load_state_dict(saved["model"])
+        run.optimizer.load_state_dict(saved["optimizer"])
+        if run.plateau is not None and saved["scheduler"] is not None:
+            run.plateau.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"], run.device)  # only the trial's own device's CUDA state
+        run.result.epochs = [EpochResult(**epoch) for epoch in saved["history"]]
+        run.result.best_epoch = saved["best_epoch"]
+        run.result.best_valid_metric = saved["best_valid_metric"]
+        run.start_epoch = int(saved["epoch"]) + 1
+    best = path.with_name(BEST_MODEL_FILE)
+    if best.exists() or best.is_symlink():
+        # Tried now rather than after the remaining epochs, which would be trained in vain;
+        # then the checkpoint's own weights again.
+        with restoring(best):
+            run.loop.model.load_state_dict(read_weights(best))
+        run.loop.model.load_state_dict(saved["model"])
     if run.result.epochs and run.result.epochs[-1].converged:
         run.result.status = "converged"  # it stopped on its own: train() trains no more
 
@@ -347,7 +363,9 @@ def _checkpoint(run: _Run, epoch: int, improved: bool) -> None:
             "history": [item.as_dict() for item in run.result.epochs],
             "best_epoch": run.result.best_epoch,
             "best_valid_metric": run.result.best_valid_metric,
-            "config": run.config.to_dict(),
+            CONFIG_KEY: run.config.to_dict(),
+            # What a resume must share with this run's config (trials.checkpoints).
+            FINGERPRINT_KEY: config_fingerprint(run.config),
         },
         run.directory / CHECKPOINT_FILE,
     )
@@ -361,8 +379,8 @@ def _test_best(run: _Run) -> None:
     best_path = run.directory / BEST_MODEL_FILE if run.directory is not None else None
     if best_path is not None and best_path.exists():
         device = next(model.parameters()).device
-        saved = torch.load(best_path, map_location=device, weights_only=True)
-        model.load_state_dict(saved["model"])
+        with restoring(best_path):
+            model.load_state_dict(read_weights(best_path, map_location=device))
     elif run.best_in_memory is not None:
         model.load_state_dict(run.best_in_memory)
     run.result.test_loss, run.result.test_metric = run.loop.evaluate("test")
@@ -381,7 +399,9 @@ def train(
 
     ``checkpoint_dir`` holds ``checkpoint.pt`` (everything needed to continue) and
     ``best_model.pt``; if it already holds a checkpoint and ``resume`` is true, training
-    continues from it and produces the same numbers as an uninterrupted run. A study's trials
+    continues from it and produces the same numbers as an uninterrupted run. A checkpoint that
+    cannot (unreadable, or made with a config whose fingerprint differs from ``config``'s: see
+    trials.checkpoints) is refused with a CheckpointError before any epoch runs. A study's trials
     skip the test split (``evaluate_test=False``): selection must not look at it.
 
     With ``config.patience`` set the run stops after the epoch whose count of epochs without a

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from trials.checkpoints import check_resumable
 from trials.config import TrialConfig
 from trials.task_loops import Diverged
 from trials.train import EpochResult, train
@@ -128,6 +129,10 @@ def run_trial(ray_config: dict[str, Any]) -> None:
             restored = Checkpoint(ray_config[RESUME_FROM_KEY])
         if restored is not None:
             with restored.as_directory() as directory:
+                # A checkpoint this config cannot resume (trials.checkpoints: the replacement of
+                # a cut-off trial has the same config, so only a damaged file) fails the trial
+                # with a CheckpointError naming Ray's copy rather than the work directory's.
+                check_resumable(Path(directory), config)
                 shutil.copytree(directory, work_dir, dirs_exist_ok=True)
 
         def report(result: EpochResult, checkpoint_dir: Path | None) -> None:

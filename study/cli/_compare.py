@@ -56,6 +56,8 @@ def compare(
     if not all(source.endswith("-trials.csv") for source in sources):
         url = open_store(storage).url
     for source in sources:
+        if source.endswith("-trials.csv") and Path(source).is_dir():
+            fail(f"{source}: is a directory; expected the *-trials.csv table `status --csv` wrote")
         if source.endswith("-trials.csv") and not Path(source).is_file():
             fail(f"no such table: {source}")
     out_dir = out or Path("reports") / "compare"

@@ -28,7 +28,7 @@ def export(
         fail(f"--format must be 'yaml' or 'json', got {fmt!r}")
     check_output_dir(out, "--out")
     store = open_store(storage)
-    require_study(store, study_name)
+    require_study(store, study_name, names_files=True)
     with written_or_removed(out):
         paths = export_best(store, study_name, top=top, fmt=fmt, out_dir=out)  # type: ignore[arg-type]
     for path in paths:
@@ -98,13 +98,19 @@ def promote(
 
 
 def _assignments(text: str, option: str) -> dict[str, Any]:
-    """'a=1,b=x' -> {'a': 1, 'b': 'x'} (values read as YAML scalars)."""
+    """'a=1,b=x' -> {'a': 1, 'b': 'x'} (values read as YAML scalars; where the trial config
+    declares a number, 1e-3 is the number YAML 1.1 would read as text)."""
     import yaml
+
+    from trials.config import TrialConfig, declared_kind, number_from_text
 
     out: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
             fail(f"{option}: {part!r} is not NAME=VALUE")
-        out[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else None
+        field = TrialConfig.model_fields.get(key.strip())
+        kind = declared_kind(field.annotation) if field else None
+        parsed = yaml.safe_load(value.strip()) if value.strip() else None
+        out[key.strip()] = number_from_text(parsed, kind)
     return out

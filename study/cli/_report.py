@@ -59,6 +59,8 @@ def report(
         from study.report import write_table_report
 
         table = Path(study_name)
+        if table.is_dir():
+            fail(f"{table}: is a directory; expected the *-trials.csv table")
         if not table.is_file():
             fail(f"no such table: {table}")
         out_dir = out or Path("reports") / table.name.removesuffix("-trials.csv")
@@ -70,7 +72,7 @@ def report(
             console.print(message, markup=False)
         return
     store = open_store(storage)
-    require_study(store, study_name)
+    require_study(store, study_name, names_files=True)
     write_report(
         store.url,
         study_name,

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from dashboards import TrialState
+from dashboards import Col, TrialState
 from study.cli._base import app, console, error_console
 from study.cli._paths import check_input_file, check_output_dir
 from study.cli._storage import storage_option
-from study.cli._words import FailureWords
+from study.cli._words import FailureWords, retired_words
 
 
 @app.command()
@@ -85,7 +86,7 @@ def run(
         # (SIGSEGV in its native destructors); what this process had started is shut down
         # and there is nothing left to write, so it leaves without the teardown.
         os._exit(128 + int(signum) if signum is not None else 130)
-    kinds = _trial_kinds(url, spec.name)
+    kinds = _trial_kinds(url, spec.name, continued=outcome.continued or ())
     cut = kinds.count("interrupted") + kinds.count("driver lost") + kinds.count("cut off")
     console.print(
         f"study {outcome.name!r} {outcome.status}: {kinds.count(TrialState.COMPLETE)} complete, "
@@ -138,30 +139,40 @@ def run(
         if outcome.stopped_by is not None:
             raise typer.Exit(code=128 + int(outcome.stopped_by))
         raise typer.Exit(code=75 if outcome.stop_reason else 130)
-    _exit_if_nothing_finished(url, spec.name)
+    _exit_if_nothing_finished(url, spec.name, continued=outcome.continued or ())
 
 
-def _exit_if_nothing_finished(url: str, study_name: str) -> None:
-    """A study whose plan ran and no trial finished well: what failed and why, exit 3."""
+def _exit_if_nothing_finished(
+    url: str, study_name: str, *, continued: Collection[int] = ()
+) -> None:
+    """A study whose plan ran and no trial finished well: what failed and why, exit 3.
+    ``continued``: retired trials a replacement has continued (not counted as interrupted)."""
     from study.failures import render_lines, summarize_failures
     from study.store import Store
 
     with Store(url) as store:
-        failures = summarize_failures(store.trials_frame(study_name))
+        failures = summarize_failures(store.trials_frame(study_name), continued=continued)
     if failures.complete == 0 and failures.failed:
         for line in render_lines(failures):
             error_console.print(line, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=3)
 
 
-def _trial_kinds(url: str, study_name: str) -> list[str]:
+def _trial_kinds(url: str, study_name: str, *, continued: Collection[int] = ()) -> list[str]:
     """Each stored trial's state, with 'interrupted' / 'driver lost' for the FAIL rows the
-    service retired to be continued: Optuna counts them as FAIL; the summary does not."""
+    service retired to be continued: Optuna counts them as FAIL; the summary does not. A
+    retired trial in ``continued`` (its replacement has run: study.reaper.continued_trials) is
+    left out: nothing of it is left to continue."""
     from study.store import Store
 
     with Store(url) as store:
         trials = store.trials_frame(study_name)
-    return FailureWords(trials).kinds()
+    retired = set(retired_words().values())
+    return [
+        kind
+        for kind, number in zip(FailureWords(trials).kinds(), trials[Col.NUMBER], strict=True)
+        if not (kind in retired and int(number) in continued)
+    ]
 
 
 def _check_data(config: Any) -> None:

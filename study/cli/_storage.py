@@ -39,13 +39,29 @@ def _study_names(store: Any) -> list[str]:
     return [str(name) for name in store.studies_frame()["name"]]
 
 
-def require_study(store: Any, study_name: str) -> None:
-    """A study the store knows, else one line naming the studies it does know."""
+def require_study(store: Any, study_name: str, *, names_files: bool = False) -> None:
+    """A study the store knows, else one line naming the studies it does know. ``names_files``:
+    the command names files and directories after the study, so the name must be one `run`
+    would accept: a database made elsewhere (a shared server, a file from someone else) can
+    hold any name, '../../x' included, and the name must not lead out of the output directory."""
+    from study.spec import STUDY_NAME
     from study.store import StoreError, mask_url
+    from trials.config import shown
+
+    def plain(name: str) -> str:  # a name `run` would accept as it is; any other quoted, cut
+        return name if STUDY_NAME.match(name) and ".." not in name else shown(name)
 
     names = _study_names(store)
     if study_name not in names:
-        there = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "none"
+        there = ", ".join(plain(name) for name in names[:20]) if names else "none"
+        more = f" and {len(names) - 20} more" if len(names) > 20 else ""
         raise StoreError(
-            f"no study named {study_name!r} in {mask_url(store.url)}; studies there: {there}"
+            f"no study named {shown(study_name)} in {mask_url(store.url)}; studies there: "
+            f"{there}{more}"
+        )
+    if names_files and plain(study_name) != study_name:
+        raise StoreError(
+            f"study {shown(study_name)} in {mask_url(store.url)} has a name that is not a safe "
+            "file name (it was stored by another program or client; `run` accepts 1-100 "
+            "letters, digits, '_', '-', '.'): nothing written"
         )

@@ -50,6 +50,12 @@ def train(
 
         if not torch.cuda.is_available():
             fail("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
+    if checkpoint_dir is not None:
+        from trials.checkpoints import check_resumable
+
+        # Before the data loads and the progress bar starts: a checkpoint made with another
+        # config, or not a checkpoint at all, is one line and exit 2 (a CheckpointError).
+        check_resumable(checkpoint_dir, config)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -22,8 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._engine import create_engine_for, normalize_url, retry_connect
 from ._errors import StoreError
-from ._models import VERSION_TABLE
-from ._probe import check_writable_storage, open_read_only
+from ._models import SCHEMA_REVISIONS, VERSION_TABLE
+from ._probe import (
+    OPTUNA_TABLES,
+    Access,
+    DatabaseSchema,
+    SchemaState,
+    check_writable_storage,
+    inspect_database,
+    open_read_only,
+)
 from ._retry import retry_call
 from ._secrets import default_storage_url, mask_url, resolve_storage_url, scrub_secrets
 from ._store import TRIAL_FIELDS, RunRecord, Store
@@ -45,9 +53,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "OPTUNA_TABLES",
+    "SCHEMA_REVISIONS",
     "TRIAL_FIELDS",
     "VERSION_TABLE",
+    "Access",
+    "DatabaseSchema",
     "RunRecord",
+    "SchemaState",
     "Store",
     "StoreError",
     "alembic_config",
@@ -56,6 +69,7 @@ __all__ = [
     "current_revision",
     "default_storage_url",
     "head_revision",
+    "inspect_database",
     "mask_url",
     "normalize_url",
     "open_read_only",

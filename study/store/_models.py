@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "SCHEMA_REVISIONS",
     "VERSION_TABLE",
     "Base",
     "EpochRow",
@@ -22,6 +23,10 @@ __all__ = [
 ]
 
 VERSION_TABLE = "zs_alembic_version"
+# Every schema revision this program ships, oldest first (the migrations' own chain, which a test
+# checks this against): the read commands tell an older or newer database without loading
+# Alembic.
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -1,19 +1,30 @@
 """What a storage URL holds, found out before anything is written to it.
 
-Two uses, both before a command does its work: :func:`open_read_only` opens the store for a
-command that only reads (it never creates a database or its tables and never migrates: a
-mistyped SQLite path is "no such database", not a new empty one), and
-:func:`check_writable_storage` says what `run` and `db upgrade` can tell about a database
-before Ray starts. An SQLite file is looked at read-only (a raw ``sqlite3`` connection, its
-header) before the store connects: the store's connections switch it to WAL.
+Every command learns what the database is before it works on it (:func:`inspect_database`):
+
+* nothing yet (no file, or no tables): only `run` and `db upgrade` create the store;
+* a zoneout-study database of this program's schema, or of an older one (the read commands read
+  what it has; `run` and `db upgrade` upgrade it);
+* anything else, refused in one line before a byte is written: a damaged SQLite file, a schema
+  from a newer zoneout-study, tables with the store's or Optuna's names that neither made (another
+  program's database), a SQLite file of another program, or a file the command cannot read
+  (or, for `run`, write).
+
+:func:`open_read_only` opens the store for a command that only reads: it never creates a
+database or its tables, never migrates, and its SQLite connections refuse writes
+(``query_only``) and leave the journal mode alone. An SQLite file is looked at through a raw
+read-only ``sqlite3`` connection first: the store's own connections switch a file to WAL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import sqlite3
 import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,21 +32,77 @@ from sqlalchemy.engine import make_url
 
 from ._engine import create_engine_for, normalize_url
 from ._errors import StoreError
-from ._models import StudyRow
+from ._models import SCHEMA_REVISIONS, VERSION_TABLE, Base
 from ._secrets import mask_url
 from ._store import Store
 
 __all__ = [
+    "OPTUNA_TABLES",
     "SQLITE_HEADER",
+    "Access",
+    "DatabaseSchema",
+    "SchemaState",
     "check_backend",
     "check_writable_storage",
+    "inspect_database",
     "open_read_only",
-    "require_study_tables",
     "sqlite_file",
-    "sqlite_tables",
 ]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Optuna's tables (RDBStorage, schema v3+) with the columns every version of them has: a table
+# of one of these names without them was made by another program.
+OPTUNA_TABLES: Mapping[str, frozenset[str]] = {
+    "studies": frozenset({"study_id", "study_name"}),
+    "version_info": frozenset({"version_info_id", "schema_version", "library_version"}),
+    "study_directions": frozenset({"study_direction_id", "study_id"}),
+    "study_user_attributes": frozenset({"study_user_attribute_id", "study_id"}),
+    "study_system_attributes": frozenset({"study_system_attribute_id", "study_id"}),
+    "trials": frozenset({"trial_id", "number", "study_id", "state"}),
+    "trial_user_attributes": frozenset({"trial_user_attribute_id", "trial_id"}),
+    "trial_system_attributes": frozenset({"trial_system_attribute_id", "trial_id"}),
+    "trial_params": frozenset({"param_id", "trial_id"}),
+    "trial_values": frozenset({"trial_value_id", "trial_id"}),
+    "trial_intermediate_values": frozenset({"trial_intermediate_value_id", "trial_id"}),
+    "trial_heartbeats": frozenset({"trial_heartbeat_id", "trial_id"}),
+    "alembic_version": frozenset({"version_num"}),
+}
+# The store's tables with their primary keys (present at every revision that has the table).
+STORE_TABLES: Mapping[str, frozenset[str]] = {
+    **{
+        name: frozenset(column.name for column in table.primary_key.columns)
+        for name, table in Base.metadata.tables.items()
+    },
+    VERSION_TABLE: frozenset({"version_num"}),
+}
+
+
+class Access(enum.Enum):
+    """What a command needs of the database."""
+
+    READ = "read"  # list, status, export, report, dashboard
+    WRITE = "write"  # run, db upgrade: may create or upgrade the schema
+
+
+class SchemaState(enum.Enum):
+    NONE = "none"  # no file yet, or a database without the store's tables
+    OLDER = "older"  # the store's tables at an older revision
+    CURRENT = "current"  # the store's tables at this program's revision
+
+
+@dataclass(frozen=True)
+class DatabaseSchema:
+    state: SchemaState
+    revision: str | None
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """A database's tables with their columns, and the store's schema revision there."""
+
+    columns: Mapping[str, frozenset[str]]
+    revision: str | None
 
 
 def check_backend(url: str) -> None:
@@ -70,84 +137,214 @@ def sqlite_file(url: str) -> Path | str | None:
     return path
 
 
-def sqlite_tables(path: Path, shown: str) -> set[str]:
-    """The tables of the SQLite file ``path``, read without writing to it; ``shown`` names the
-    database in an error."""
-    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+def _sqlite_catalog(path: Path, shown: str) -> _Catalog:
+    """The catalog of the SQLite file ``path``, read without writing to it, after SQLite's
+    ``quick_check`` of every page; ``shown`` names the database in an error."""
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot read {shown}: permission denied on {path}")
+    if path.stat().st_size:
+        with path.open("rb") as handle:
+            if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise StoreError(f"{shown}: {path} is not a SQLite database")
+    # Read-write mode (when allowed) with query_only, like the store's own readers: the last
+    # connection to close removes the -wal/-shm files it made, which a mode=ro one leaves behind.
+    mode = "rw" if os.access(path, os.W_OK) else "ro"
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
-            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            return {str(row[0]) for row in rows}
-    except sqlite3.DatabaseError as error:
-        raise StoreError(f"cannot read {shown}: {error}") from None
-
-
-def require_study_tables(tables: set[str], url: str) -> None:
-    """``tables`` (a database's) hold zoneout-study's, else one line saying they do not."""
-    if StudyRow.__tablename__ not in tables:
+            # A damaged page can hold bytes that are not UTF-8: shown, not raised.
+            connection.text_factory = lambda raw: raw.decode("utf-8", "replace")
+            connection.execute("PRAGMA query_only = ON")
+            # quick_check reads every page (tens of ms per 10 MB): a damaged file is refused
+            # here instead of failing half-way through a command, or being written into.
+            verdict = [str(row[0]) for row in connection.execute("PRAGMA quick_check(3)")]
+            if verdict != ["ok"]:
+                raise StoreError(
+                    f"{shown} is damaged (SQLite quick_check: {verdict[0][:120]}): restore it "
+                    f"from a backup (`sqlite3 {path} .recover` may save its rows)"
+                )
+            tables = [
+                str(row[0])
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+            columns = {
+                table: frozenset(
+                    str(row[1])
+                    for row in connection.execute("SELECT * FROM pragma_table_info(?)", (table,))
+                )
+                for table in tables
+            }
+            revision = None
+            if VERSION_TABLE in columns and "version_num" in columns[VERSION_TABLE]:
+                row = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
+                revision = None if row is None else str(row[0])
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+        # A damaged schema page makes SQLite's own error text undecodable: still damage.
+        reason = "unreadable schema" if isinstance(error, UnicodeDecodeError) else str(error)
         raise StoreError(
-            f"{mask_url(url)} holds no zoneout-study tables (a database made by another "
-            "program, or one no study has run in)"
+            f"{shown} is damaged or not a database ({reason[:120]}): restore it from a backup"
+        ) from None
+    return _Catalog(columns, revision)
+
+
+def _server_catalog(engine: sa.Engine, shown: str) -> _Catalog:
+    """The catalog of a server database (PostgreSQL), read through ``engine``."""
+    try:
+        inspector = sa.inspect(engine)
+        names = set(inspector.get_table_names())
+        columns = {
+            table: frozenset(column["name"] for column in inspector.get_columns(table))
+            for table in names & (set(OPTUNA_TABLES) | set(STORE_TABLES))
+        }
+        columns.update({table: frozenset() for table in names - set(columns)})
+        revision = None
+        if "version_num" in columns.get(VERSION_TABLE, frozenset()):
+            with engine.connect() as connection:
+                value = connection.execute(
+                    sa.text(f"SELECT version_num FROM {VERSION_TABLE}")
+                ).scalar()
+            revision = None if value is None else str(value)
+    except sa.exc.DBAPIError as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        raise StoreError(f"cannot read {shown}: {reason[:200]}") from None
+    return _Catalog(columns, revision)
+
+
+def _listed(names: set[str]) -> str:
+    ordered = sorted(names)
+    return ", ".join(ordered[:6]) + (f" and {len(ordered) - 6} more" if len(ordered) > 6 else "")
+
+
+def _classify(catalog: _Catalog, shown: str, *, own_file: bool) -> DatabaseSchema:
+    """What ``catalog`` is; a refusal (StoreError) for anything this program must not touch.
+    ``own_file``: the database is a file of its own (SQLite), where any other program's table
+    means the wrong file; a server database may hold other applications' tables beside ours."""
+    other_program = "give zoneout-study a database of its own (--storage)"
+    tables = set(catalog.columns)
+    for table, needed in {**OPTUNA_TABLES, **STORE_TABLES}.items():
+        if table in tables and not needed <= catalog.columns[table]:
+            raise StoreError(
+                f"{shown} has a table {table!r} that neither zoneout-study nor Optuna made (it "
+                f"lacks {_listed(set(needed - catalog.columns[table]))}): another program's "
+                f"database; {other_program}"
+            )
+    optuna = tables & set(OPTUNA_TABLES)
+    if optuna and "version_info" not in tables:
+        raise StoreError(
+            f"{shown} has tables named like Optuna's ({_listed(optuna)}) without Optuna's "
+            f"version_info: another program's database; {other_program}"
         )
+    ours = tables & set(STORE_TABLES)
+    others = {table for table in tables - optuna - ours if not table.startswith("sqlite_")}
+    if own_file and others and not ours:
+        raise StoreError(
+            f"{shown} holds another program's tables ({_listed(others)}); {other_program}"
+        )
+    if catalog.revision is None:
+        if ours - {VERSION_TABLE}:
+            raise StoreError(
+                f"{shown} has zoneout-study tables but no schema revision in {VERSION_TABLE} "
+                f"(a set-up that was cut off, or another program); {other_program}"
+            )
+        return DatabaseSchema(SchemaState.NONE, None)
+    if catalog.revision not in SCHEMA_REVISIONS:
+        raise StoreError(
+            f"{shown} was written by a newer zoneout-study (schema revision "
+            f"{catalog.revision[:40]!r}; this one knows up to {SCHEMA_REVISIONS[-1]}): upgrade "
+            "zoneout-study to read or run it"
+        )
+    current = catalog.revision == SCHEMA_REVISIONS[-1]
+    return DatabaseSchema(SchemaState.CURRENT if current else SchemaState.OLDER, catalog.revision)
+
+
+def _check_sqlite_writable(file: Path, shown: str) -> None:
+    """`run` needs to write the file, its -wal/-shm companions and (for those) its directory."""
+    parent = file.absolute().parent
+    if not parent.is_dir():
+        raise StoreError(f"--storage {shown}: directory {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"--storage {shown}: directory {parent} is not writable")
+    for path in (file, file.with_name(file.name + "-wal"), file.with_name(file.name + "-shm")):
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise StoreError(
+                f"--storage {shown}: {path} is read-only for this user; make it writable "
+                "(chmod u+w) or copy the database"
+            )
+
+
+def _check_server_writable(engine: sa.Engine, catalog: _Catalog, shown: str) -> None:
+    """`run` needs to create the tables that are missing and to write those that exist."""
+    if engine.dialect.name != "postgresql":
+        return
+    tables = sorted(set(catalog.columns) & ({*OPTUNA_TABLES, *STORE_TABLES}))
+    checks = (
+        ["has_schema_privilege(current_schema(), 'CREATE')"]
+        if len(tables) < len({*OPTUNA_TABLES, *STORE_TABLES})
+        else []
+    )
+    checks += [f"has_table_privilege('{table}', 'INSERT, UPDATE')" for table in tables]
+    needed = "create or write the study tables"
+    with engine.connect() as connection:
+        allowed = bool(connection.execute(sa.text("SELECT " + " AND ".join(checks))).scalar())
+    if not allowed:
+        raise StoreError(
+            f"--storage {shown}: this database user may not {needed}; grant it, or use a user "
+            "that may"
+        )
+
+
+def inspect_database(url: str, access: Access) -> DatabaseSchema:
+    """What the database at ``url`` holds, checked for what ``access`` needs; a refusal
+    (StoreError, one line) for a database this program must not read or write. Writes
+    nothing and creates nothing."""
+    url = normalize_url(url)  # refuses a malformed URL, naming it without its password
+    check_backend(url)
+    shown = mask_url(url)
+    file = sqlite_file(url)
+    if file == "":
+        if access is Access.WRITE:
+            raise StoreError(
+                f"{shown} is an in-memory database: the study would vanish with the process; "
+                "give a file, e.g. sqlite:///studies.db"
+            )
+        raise StoreError(f"no such database: {shown} is an empty in-memory database")
+    if isinstance(file, Path):
+        if file.exists() and not file.is_file():
+            raise StoreError(f"--storage {shown}: {file} is a directory, not a database file")
+        if access is Access.WRITE:
+            _check_sqlite_writable(file, shown)
+        if not file.exists():
+            if access is Access.READ:
+                raise StoreError(
+                    f"no such database: {file} (--storage / ZONEOUT_STUDY_STORAGE; "
+                    "`zoneout-study run SPEC.yaml` creates it)"
+                )
+            return DatabaseSchema(SchemaState.NONE, None)
+        return _classify(_sqlite_catalog(file, shown), shown, own_file=True)
+    engine = create_engine_for(url)  # an unreachable server: StoreError, masked URL
+    try:
+        catalog = _server_catalog(engine, shown)
+        schema = _classify(catalog, shown, own_file=False)
+        if access is Access.WRITE:
+            _check_server_writable(engine, catalog, shown)
+    finally:
+        engine.dispose()
+    return schema
 
 
 def open_read_only(url: str) -> Store:
     """The store at ``url`` for a command that only reads: never creates a database or its
-    tables and never migrates. The caller closes it."""
-    url = normalize_url(url)
-    check_backend(url)
-    file = sqlite_file(url)
-    if file == "":
-        raise StoreError(f"no such database: {mask_url(url)} is an empty in-memory database")
-    if isinstance(file, Path) and not file.is_file():
-        where = f"{file} is a directory" if file.is_dir() else f"{file}"
+    tables and never migrates; its SQLite connections refuse writes. The caller closes it."""
+    schema = inspect_database(url, Access.READ)
+    if schema.state is SchemaState.NONE:
         raise StoreError(
-            f"no such database: {where} (--storage / ZONEOUT_STUDY_STORAGE; "
-            "`zoneout-study run SPEC.yaml` creates it)"
+            f"{mask_url(normalize_url(url))} holds no zoneout-study tables (a database no study "
+            "has run in yet)"
         )
-    # A SQLite file is looked at read-only first: the store's connections switch it to WAL.
-    if isinstance(file, Path):
-        require_study_tables(sqlite_tables(file, mask_url(url)), url)
-    store = Store(url)
-    if not isinstance(file, Path):
-        try:
-            try:
-                tables = set(sa.inspect(store.engine).get_table_names())
-            except sa.exc.DBAPIError as error:
-                reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-                raise StoreError(f"cannot read {mask_url(url)}: {reason}") from None
-            require_study_tables(tables, url)
-        except BaseException:
-            store.close()
-            raise
-    return store
+    return Store(url, read_only=True)
 
 
-def check_writable_storage(url: str) -> None:
-    """What `run` (and `db upgrade`) can tell about the database before Ray starts: a URL of a
-    supported backend; for SQLite a database file, or none yet, in a writable directory; for
-    PostgreSQL a server that answers (connecting writes nothing)."""
-    url = normalize_url(url)  # refuses a malformed URL, naming it without its password
-    check_backend(url)
-    file = sqlite_file(url)
-    if file == "":
-        raise StoreError(
-            f"{mask_url(url)} is an in-memory database: the study would vanish with the "
-            "process; give a file, e.g. sqlite:///studies.db"
-        )
-    if isinstance(file, Path):
-        if file.exists() and not file.is_file():
-            raise StoreError(f"--storage {mask_url(url)}: {file} is not a file")
-        parent = file.absolute().parent
-        if not parent.is_dir():
-            raise StoreError(
-                f"--storage {mask_url(url)}: directory {parent} does not exist (create it first)"
-            )
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise StoreError(f"--storage {mask_url(url)}: directory {parent} is not writable")
-        if file.is_file() and file.stat().st_size > 0:
-            with file.open("rb") as handle:
-                if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                    raise StoreError(f"--storage {mask_url(url)}: {file} is not SQLite")
-    else:
-        create_engine_for(url).dispose()  # an unreachable server: StoreError, masked URL
+def check_writable_storage(url: str) -> DatabaseSchema:
+    """What `run` (and `db upgrade`) can tell about the database before Ray starts: one this
+    program may create, upgrade or write, by a user who may write it."""
+    return inspect_database(url, Access.WRITE)

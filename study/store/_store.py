@@ -230,6 +230,12 @@ def _typed_frame(
     return frame
 
 
+def _raw_time(conn: sa.Connection) -> sa.types.TypeEngine[Any]:
+    """The type a time column is read as when the frame converts it (``_typed_frame``'s
+    ``times``): SQLite's text as it is, PostgreSQL's timestamptz as the driver returns it."""
+    return sa.String() if conn.dialect.name == "sqlite" else sa.DateTime(timezone=True)
+
+
 # ---------------------------------------------------------------- the store
 class Store:
     """The service's tables (``zs_studies``, ``zs_trials``, ``zs_epochs``, ``zs_runs``) in one
@@ -243,9 +249,9 @@ class Store:
     url: str
     engine: sa.Engine
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = normalize_url(url)
-        self.engine = create_engine_for(self.url)
+        self.engine = create_engine_for(self.url, read_only=read_only)
         dialect = self.engine.dialect.name
         if dialect not in ("sqlite", "postgresql"):
             self.engine.dispose()
@@ -563,6 +569,18 @@ class Store:
 
         return self._read(_run)
 
+    def optuna_study_id(self, study: str) -> int | None:
+        """The id of the Optuna study this store's study row was linked to; None for a study
+        the store does not know or never linked."""
+
+        def _run(conn: sa.Connection) -> int | None:
+            value = conn.execute(
+                sa.select(StudyRow.optuna_study_id).where(StudyRow.name == study)
+            ).scalar()
+            return None if value is None else int(value)
+
+        return self._read(_run)
+
     def studies_frame(self) -> pd.DataFrame:
         """One row per study: name, direction, metric, status, created_at, finished_at,
         optuna_study_id, versions (dict), n_trials and n_running / n_complete / n_pruned /
@@ -695,7 +713,10 @@ class Store:
                     EpochRow.seed,
                     EpochRow.epoch,
                     *(getattr(EpochRow, m) for m in _EPOCH_METRICS),
-                    EpochRow.recorded_at,
+                    # The raw column, converted for the whole frame at once below: the column
+                    # type's per-row conversion cost seconds at 100k epochs (SQLite stores UTC
+                    # wall time as text, PostgreSQL returns aware datetimes).
+                    sa.type_coerce(EpochRow.recorded_at, _raw_time(conn)).label("recorded_at"),
                 )
                 .join(TrialRow, TrialRow.id == EpochRow.trial_id)
                 .where(TrialRow.study_id == study_id)

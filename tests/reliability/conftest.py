@@ -94,9 +94,13 @@ def _external_outcomes(session: pytest.Session) -> dict[str, dict[str, float | s
 _FILE_ORDER = (
     "test_worker_kill.py",
     "test_postgres.py",
+    "test_quiet_terminal.py",
     "test_load.py",
     "test_trial_failures.py",
+    "test_databases.py",
     "test_bad_input.py",
+    "test_bad_files.py",
+    "test_spec_values.py",
 )
 
 

@@ -18,7 +18,7 @@ from tests.support import UNCLIPPED_SGD_PTB_BASE, driver_env, kill_process_tree,
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 NAME = "all-failed"
-REASON = "too few for batch size 4000"
+REASON = "300,000 streams need at least 600,000 validation tokens"
 
 
 def _cli() -> list[str]:
@@ -33,15 +33,15 @@ def test_a_study_whose_trials_all_fail_reports_what_failed(
     spec = write_spec(
         {
             "name": NAME,
-            # 2,000 training characters cannot fill a batch of 4,000 streams: every trial's
-            # train() raises on its worker, before its first epoch.
-            "base": {
-                **UNCLIPPED_SGD_PTB_BASE,
-                "train_tokens": 2_000,
-                "valid_tokens": 1_000,
-                "batch_size": 4_000,
+            # 300,000 evaluation streams need 600,000 validation characters; PTB's has 393,042.
+            # The base passes the driver's data check; what the searched value needs of the
+            # data is found where the data is loaded, on the worker: every trial raises there
+            # before its first epoch.
+            "base": UNCLIPPED_SGD_PTB_BASE,
+            "search": {
+                "zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5},
+                "eval_streams": {"type": "categorical", "choices": [300_000]},
             },
-            "search": {"zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5}},
             "sampler": {"name": "random", "seed": 0},
             "scheduler": {"name": "none"},
             "n_trials": 2,
@@ -104,7 +104,7 @@ def test_a_study_whose_trials_all_fail_reports_what_failed(
     reliability_record(
         "No trial finishes",
         "a real PTB-char study whose every trial (2 of 2) raises on its worker before its "
-        "first epoch (a batch of 4,000 streams over 2,000 training characters); "
+        "first epoch (300,000 evaluation streams over PTB's 393,042 validation characters); "
         "failure.max_retries 0; `zoneout-study run`, then `zoneout-study report`",
         f"run: exit {run.returncode} in {run_seconds:.0f} s, no traceback, '0 complete, 0 "
         f"pruned, 2 failed'; report: exit 0 in {report_seconds:.1f} s, no traceback, HTML with "

@@ -1,8 +1,10 @@
-"""A real study on PostgreSQL with a password in its URL, and the server restarted while it runs.
+"""A real study on PostgreSQL with a password in its URL, and the server stopped for a while and
+started again while it runs.
 
 One driver subprocess (``zoneout-study run --storage postgresql+psycopg://postgres:<pw>@...``)
-serves two checks: the study survives the restart with every trial and epoch stored, and the
-password appears in no output, file, table or attribute the study produced.
+serves two checks: the study survives the outage with every trial and epoch stored, saying it in
+one line when it starts and one when it ends (nothing else from the outage on the terminal), and
+the password appears in no output, file, table or attribute the study produced.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ NAME = "pg-restart"
 N_TRIALS, EPOCHS = 3, 3
 PASSWORD = "Sup3rS3cretPw"
 PG_CTLCLUSTER = shutil.which("pg_ctlcluster")
+# How long the server stays down: long enough for many connection attempts (a bare restart
+# took one), short enough for the store's 60 s reconnection window.
+OUTAGE_S = 15.0
 
 
 def _spec(directory: Path) -> Path:
@@ -78,6 +83,7 @@ class PgRun:
     epochs_then: int
     before: Any
     after: Any
+    down_s: float
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +100,8 @@ def pg_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgRun]:
         driver = subprocess.Popen(
             [*_cli(), "run", str(_spec(directory)), "--storage", url, "--no-report"],
             cwd=directory,
-            env=driver_env(ray_tmpdir),
+            # Wide: the summary lines are not folded, so lines are counted as printed.
+            env=driver_env(ray_tmpdir, COLUMNS="400"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -115,13 +122,15 @@ def pg_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgRun]:
                     break
             assert driver.poll() is None, "the driver ended before the restart"
             assert epochs_then >= 1, "no epoch reached the store in time"
-            restart = subprocess.run(
-                [PG_CTLCLUSTER, "15", "main", "restart"],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert restart.returncode == 0, restart.stderr
+            stopped = time.monotonic()
+            try:
+                stop = _pg_ctl("stop")
+                assert stop.returncode == 0, stop.stderr
+                time.sleep(OUTAGE_S)
+            finally:
+                start = _pg_ctl("start")
+            down_s = time.monotonic() - stopped
+            assert start.returncode == 0, start.stderr
             output, _ = driver.communicate(timeout=400)
         finally:
             if driver.poll() is None:
@@ -137,11 +146,19 @@ def pg_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgRun]:
             epochs_then=epochs_then,
             before=before,
             after=_server_started(admin),
+            down_s=down_s,
         )
 
 
 def _cli() -> list[str]:
     return [sys.executable, "-m", "study.cli"]
+
+
+def _pg_ctl(action: str) -> subprocess.CompletedProcess[str]:
+    """``pg_ctlcluster 15 main ACTION`` (stop / start) on this machine's server."""
+    return subprocess.run(
+        [PG_CTLCLUSTER, "15", "main", action], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_postgres_restart_mid_study(pg_run: PgRun, reliability_record: Any) -> None:
@@ -161,16 +178,38 @@ def test_postgres_restart_mid_study(pg_run: PgRun, reliability_record: Any) -> N
     assert len(epochs) == N_TRIALS * EPOCHS
     assert not epochs.duplicated(["number", "seed", "epoch"]).any()
     assert status == "finished"
-    waits = pg_run.output.count("retrying the connection")
+
+    # The terminal: the progress, the summary, and the outage in two lines (start, end).
+    output = pg_run.output
+    assert "(raylet)" not in output and "performance bottleneck" not in output, output[-3000:]
+    lines = [line for line in output.splitlines() if line.strip()]
+    starts = [line for line in lines if " unreachable (" in line]
+    ends = [line for line in lines if " reachable again after " in line]
+    assert len(starts) == 1 and len(ends) == 1, lines
+    assert "retrying the connection" in starts[0] and "***" in starts[0], starts
+    waited = float(ends[0].rsplit("after ", 1)[1].split(" s")[0])
+    assert 0 < waited <= pg_run.down_s + 30, (ends, pg_run.down_s)
+    run_lines = (
+        "trials ",
+        f"study '{NAME}' finished: ",
+        "store: ",
+        "best trial #",
+        "database: ",
+        "the --storage URL holds a password",
+    )
+    others = [line for line in lines if not line.startswith(run_lines)]
+    assert others == [*starts, *ends], lines
     reliability_record(
-        "PostgreSQL restarted",
-        f"`pg_ctlcluster 15 main restart` while `zoneout-study run` on PostgreSQL ran "
-        f"({pg_run.epochs_then} epoch(s) stored at that moment)",
-        f"server restarted ({pg_run.before:%H:%M:%S} -> {pg_run.after:%H:%M:%S}); driver exit "
-        f"{pg_run.returncode}; {len(trials)}/{N_TRIALS} Optuna trials COMPLETE with "
-        f"{EPOCHS} intermediate values each; store {len(frame)} trials, "
-        f"{len(epochs)}/{N_TRIALS * EPOCHS} epochs, no duplicates; the driver waited out the "
-        f"restart ({waits} connection retry warning(s), masked URL)",
+        "PostgreSQL down mid-study",
+        f"`pg_ctlcluster 15 main stop`, {OUTAGE_S:.0f} s, `start` while `zoneout-study run` on "
+        f"PostgreSQL ran ({pg_run.epochs_then} epoch(s) stored at that moment)",
+        f"server down {pg_run.down_s:.0f} s ({pg_run.before:%H:%M:%S} -> "
+        f"{pg_run.after:%H:%M:%S}); driver exit {pg_run.returncode}; {len(trials)}/{N_TRIALS} "
+        f"Optuna trials COMPLETE with {EPOCHS} intermediate values each; store {len(frame)} "
+        f"trials, {len(epochs)}/{N_TRIALS * EPOCHS} epochs, no duplicates; the terminal: "
+        f"{len(lines)} lines, the outage in two (masked URL): "
+        f"{starts[0].split(' (')[0]!r} ... 'reachable again after {waited:.0f} s'; no Ray "
+        "warning",
     )
 
 

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import subprocess
 import sys
 import time
@@ -20,11 +22,27 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from study.cli import app
+from study.spec import (
+    FailureSpec,
+    FloatParam,
+    IntParam,
+    PromoteSpec,
+    ResourcesSpec,
+    SamplerSpec,
+    SchedulerSpec,
+    SpecError,
+    StudySpec,
+    validate_spec,
+)
 from tests.study.test_cli_errors import GOOD
 from tests.support import driver_env
+from trials.config import TrialConfig, declared_kind
 
 CLI = [sys.executable, "-m", "study.cli"]
 
@@ -180,3 +198,169 @@ def test_relative_paths_work_from_another_working_directory(
         f"{len(trials)} of {len(trials)} trials COMPLETE ({run_seconds:.0f} s), checkpoints "
         "under A/runs; the export names A/corpus.txt absolute; `train` exit 0",
     )
+
+
+# ------------------------------------------------------------------ numbers as declared
+# Every number and boolean field of a spec, read from the models (a field added later is
+# covered): its location in a spec, and what it declares.
+_MODELS: dict[str, type[BaseModel]] = {
+    "": StudySpec,
+    "base": TrialConfig,
+    "sampler": SamplerSpec,
+    "scheduler": SchedulerSpec,
+    "resources": ResourcesSpec,
+    "failure": FailureSpec,
+    "promote": PromoteSpec,
+    "search.zoneout_cell": FloatParam,
+    "search.hidden_size": IntParam,
+}
+_FIELDS: dict[str, str | None] = {
+    f"{prefix}.{name}".lstrip("."): declared_kind(field.annotation)
+    for prefix, model in _MODELS.items()
+    for name, field in model.model_fields.items()
+}
+_NUMBERS = sorted(f for f, kind in _FIELDS.items() if kind in ("integer", "number"))
+_BOOLEANS = sorted(f for f, kind in _FIELDS.items() if kind == "boolean")
+_SPEC_WITH_RANGES = {
+    **GOOD,
+    "search": {
+        "zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5},
+        "hidden_size": {"type": "int", "low": 4, "high": 8},
+    },
+}
+# Its own words: null or 'forever' is how this field says "no limit".
+_WAIT = "resources.wait_for_nodes_s"
+_WAIT_REASON = "must be a number of seconds, or null / 'forever' for no limit, got "
+
+
+def _spec_setting(location: str, value: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(_SPEC_WITH_RANGES)
+    if location.startswith("promote."):
+        spec["promote"] = {"study": "other"}
+    *parents, name = location.split(".")
+    node = spec
+    for parent in parents:
+        node = node.setdefault(parent, {})
+    node[name] = value
+    return spec
+
+
+def _refusal(location: str, value: Any) -> str:
+    with pytest.raises(SpecError) as refused:
+        validate_spec(_spec_setting(location, value))
+    message = str(refused.value)
+    # One field is wrong, and it is the one named first, right after the source.
+    assert message.startswith(f"spec: {location}: "), (location, value, message)
+    assert "\n" not in message and len(message) < 400, message
+    return message
+
+
+_non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
+_texts = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**6), 10**6).map(str),
+    st.sampled_from(["1e-3", "2E5", "1.0e3", "0x10", "1_000", "", " 1 "]),
+    st.text(max_size=12),
+).filter(lambda text: text.strip().lower() != "forever")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(location=st.sampled_from(_NUMBERS), value=_non_finite)
+def test_no_number_field_takes_nan_or_infinity(location: str, value: float) -> None:
+    message = _refusal(location, value)
+    if location == _WAIT:
+        assert _WAIT_REASON + str(value) in message, message
+    elif math.isnan(value):
+        assert "must be a finite number, got nan (not a number)" in message, message
+    else:
+        assert f"must be a finite number, got {value}" in message, message
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(location=st.sampled_from(_NUMBERS), value=st.booleans())
+def test_no_number_field_takes_a_boolean(location: str, value: bool) -> None:
+    message = _refusal(location, value)
+    word = "true" if value else "false"
+    if location == _WAIT:
+        assert _WAIT_REASON + word in message, message
+    else:
+        assert f"got {word}: a boolean is not a number" in message, message
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(location=st.sampled_from(_NUMBERS), value=_texts)
+def test_no_number_field_takes_text(location: str, value: str) -> None:
+    """Not even text that spells a number: '0.1' and 0.1 would be two categorical choices of one
+    value, and a quoted number is a typo worth naming."""
+    message = _refusal(location, value)
+    assert (_WAIT_REASON if location == _WAIT else "got the text ") + repr(value) in message
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    location=st.sampled_from(_BOOLEANS),
+    value=st.one_of(st.integers(), st.floats(allow_nan=False), st.sampled_from(["yes", "true"])),
+)
+def test_no_boolean_field_takes_a_number_or_text(location: str, value: Any) -> None:
+    message = _refusal(location, value)
+    assert "must be true or false, got " in message, message
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    location=st.sampled_from(sorted(_FIELDS)),
+    length=st.sampled_from([300, 5_000, 200_000]),
+    char=st.sampled_from(["z", "9", "/"]),
+)
+def test_a_long_value_anywhere_is_accepted_or_refused_in_a_short_line(
+    location: str, length: int, char: str
+) -> None:
+    """Text fields (a description, a storage URL) may hold a long value; where it is refused,
+    the message echoes it cut: its start and its length."""
+    try:
+        validate_spec(_spec_setting(location, char * length))
+    except SpecError as error:
+        message = str(error)
+        # The field, by its location (a search parameter's 'type': "search.x: type must be").
+        *parents, name = location.split(".")
+        assert message.startswith(f"spec: {'.'.join(parents) or name}") and name in message
+        assert "\n" not in message and len(message) < 600, message[:1000]
+
+
+def test_the_classes_of_bad_numbers_are_refused_at_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reliability_record: Callable[..., None]
+) -> None:
+    """One example of each class end to end: exit 2, one line naming the field, no database."""
+    monkeypatch.setattr("study.runner.run_study", _never)
+    monkeypatch.chdir(tmp_path)
+    classes = {
+        "NaN": ("base.zoneout_cell", math.nan, "must be a finite number, got nan (not a number)"),
+        "infinity": ("scheduler.reduction_factor", math.inf, "must be a finite number, got inf"),
+        "boolean": ("resources.cpu", True, "must be a number, got true: a boolean is not a number"),
+        "text": ("n_trials", "3", "must be an integer, got the text '3'; write the number without"),
+        "number for a boolean": ("search.zoneout_cell.log", 1, "must be true or false, got 1"),
+        "threads": ("base.threads", 1000, "1000 threads, but a trial reserves resources.cpu 1"),
+    }
+    observed = []
+    for label, (location, value, reason) in classes.items():
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump(_spec_setting(location, value)), encoding="utf-8")
+        database = tmp_path / "store.db"
+        result = CliRunner().invoke(app, ["run", str(spec), "--storage", f"sqlite:///{database}"])
+        output = " ".join(result.output.split())
+        assert result.exit_code == 2 and output.startswith("error:"), (label, output)
+        assert f"{location}: {reason}" in output, (label, output)
+        assert not database.exists(), label
+        observed.append(f"{label}: {output.split(': ', 2)[-1]}")
+    reliability_record(
+        "Numbers as declared (NaN, infinity, booleans, text, threads)",
+        f"hypothesis over the {len(_NUMBERS)} number and {len(_BOOLEANS)} boolean fields of a "
+        "spec and its base (NaN, +-inf, true/false, numbers as text, numbers for booleans, "
+        "200,000-character values anywhere); `zoneout-study run` on one spec per class",
+        "every example refused naming its field first, one line under 600 characters; "
+        + "; ".join(observed),
+    )
+
+
+def _never(*_: Any, **__: Any) -> Any:
+    raise AssertionError("a spec with a bad number started a study")

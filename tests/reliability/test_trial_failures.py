@@ -27,11 +27,13 @@ def test_raising_and_diverging_trials_fail_with_their_reason(
     spec = validate_spec(
         {
             "name": "failing",
-            "base": {**UNCLIPPED_SGD_PTB_BASE, "train_tokens": 2_000, "valid_tokens": 1_000},
-            # 2,000 training characters cannot fill a batch of 4,000 streams: train() raises.
-            # A learning rate of 1e12 without clipping drives the loss to nan/inf.
+            "base": {**UNCLIPPED_SGD_PTB_BASE, "train_tokens": 2_000},
+            # 300,000 evaluation streams need 600,000 validation characters and PTB's has
+            # 393,042: found where the data is loaded, on the worker, so train() raises there
+            # (the driver checks the base's data only). A learning rate of 1e12 without
+            # clipping drives the loss to nan/inf.
             "search": {
-                "batch_size": {"type": "categorical", "choices": [8, 4_000]},
+                "eval_streams": {"type": "categorical", "choices": [64, 300_000]},
                 "learning_rate": {"type": "categorical", "choices": [0.5, 1e12]},
             },
             "sampler": {"name": "grid"},
@@ -45,15 +47,15 @@ def test_raising_and_diverging_trials_fail_with_their_reason(
     outcome = run_study(spec, storage=url)
     assert outcome.status == "finished"
     trials = optuna.load_study(study_name=spec.name, storage=url).get_trials()
-    by_params = {(t.params["batch_size"], t.params["learning_rate"]): t for t in trials}
+    by_params = {(t.params["eval_streams"], t.params["learning_rate"]): t for t in trials}
     assert len(by_params) == 4
-    good = by_params[(8, 0.5)]
-    raising = [by_params[(4_000, 0.5)], by_params[(4_000, 1e12)]]
-    diverging = by_params[(8, 1e12)]
+    good = by_params[(64, 0.5)]
+    raising = [by_params[(300_000, 0.5)], by_params[(300_000, 1e12)]]
+    diverging = by_params[(64, 1e12)]
     assert good.state == TrialState.COMPLETE
     for trial in raising:
         assert trial.state == TrialState.FAIL
-        assert "too few for batch size 4000" in trial.user_attrs["fail_reason"]
+        assert "300,000 streams need at least 600,000" in trial.user_attrs["fail_reason"]
     assert diverging.state == TrialState.FAIL
     assert "diverged" in diverging.user_attrs["fail_reason"]
 
@@ -68,13 +70,13 @@ def test_raising_and_diverging_trials_fail_with_their_reason(
     assert result.exit_code == 0, result.output
     flat = "".join(result.output.split())  # the table folds long reasons over lines
     assert "FAIL" in flat
-    assert "toofewforbatchsize4000" in flat and "diverged" in flat
+    assert "300,000streamsneedatleast600,000" in flat and "diverged" in flat
 
     reason = raising[0].user_attrs["fail_reason"]
     reliability_record(
         "Trial raises",
-        "a trial whose batch size (4,000 streams) exceeds its 2,000 training characters, so "
-        "train() raises ValueError on the worker; failure.max_retries 0",
+        "a trial whose 300,000 evaluation streams exceed what PTB's 393,042 validation "
+        "characters allow, so train() raises on the worker; failure.max_retries 0",
         f"both such trials FAIL with reason {reason!r} in Optuna's fail_reason, the store's "
         "error column and `status`; the other trials ran on",
     )

@@ -1,5 +1,7 @@
 """A trial's worker process killed with SIGKILL mid-epoch: Ray retries the trial, which resumes
-from its last checkpoint at the next epoch; the store holds each epoch once."""
+from its last checkpoint at the next epoch; the store holds each epoch once. The terminal shows
+one line for it (no traceback, no `(raylet)` line): Ray's report of it is in the run's Ray
+output file."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Any
 import optuna
 import pytest
 from optuna.trial import TrialState
+from rich.console import Console
 
-from study.runner import run_study
+from study.runner import RAY_OUTPUT_NAME, run_study
 from study.spec import validate_spec
 from study.store import Store, StoreError
 
@@ -121,7 +124,10 @@ class _Killer(threading.Thread):
 
 
 def test_worker_sigkill_mid_epoch_resumes_from_its_checkpoint(
-    ray_local: None, tmp_path: Path, reliability_record: Any
+    ray_local: None,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    reliability_record: Any,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     runs = tmp_path / "runs"
@@ -152,14 +158,33 @@ def test_worker_sigkill_mid_epoch_resumes_from_its_checkpoint(
     )
     killer = _Killer(url, spec.name, runs)
     killer.start()
+    capfd.readouterr()  # what came before the run is not its terminal
     try:
-        outcome = run_study(spec, storage=url)
+        # The console a pipe gets (plain lines), on this process's stdout like Ray's output.
+        outcome = run_study(spec, storage=url, console=Console(markup=False, width=400))
     finally:
         killer.done.set()
         killer.join(timeout=30)
+    terminal = capfd.readouterr()
     assert killer.error is None, killer.error
     assert killer.killed_pid is not None
     assert outcome.status == "finished"
+
+    # The terminal: the progress lines and one line for the dead worker, naming the run's Ray
+    # output file, which holds what Ray and Tune said about it.
+    text = terminal.out + terminal.err
+    assert "Traceback" not in text and "(raylet)" not in text, text
+    assert "\tWARNING " not in text and "\tERROR " not in text, text  # Ray's log records
+    lines = [line for line in text.splitlines() if line.strip()]
+    progress = [line for line in lines if line.startswith("trials ")]
+    (ray_output,) = runs.glob(f"*/{RAY_OUTPUT_NAME}")
+    (fault,) = [line for line in lines if line not in progress]
+    assert fault.startswith(f"trial 0 seed 3: its Ray worker died (pid {killer.killed_pid}"), fault
+    assert "Ray restarts it from its last checkpoint (retry 1 of 2)" in fault, fault
+    assert fault.endswith(f"; details in {ray_output}"), fault
+    assert 1 <= len(progress) <= 3, lines
+    said = ray_output.read_text(encoding="utf-8")
+    assert "(raylet) A worker died" in said and "ActorDiedError" in said, said[-3000:]
 
     # Optuna: COMPLETE with every epoch's intermediate value.
     (trial,) = optuna.load_study(study_name=spec.name, storage=url).get_trials()
@@ -210,5 +235,9 @@ def test_worker_sigkill_mid_epoch_resumes_from_its_checkpoint(
         f"Ray restarted the trial in a new worker (pid {killer.killed_pid} -> "
         f"{pids[-1]}), which resumed at epoch {resumed_at} from its checkpoint; Optuna trial "
         f"COMPLETE with intermediate values for epochs {sorted(trial.intermediate_values)}; "
-        f"store holds {len(epochs)} epoch rows, one per epoch, epoch 1 written once",
+        f"store holds {len(epochs)} epoch rows, one per epoch, epoch 1 written once; the "
+        f"terminal: {len(lines)} lines ({len(progress)} of progress), no traceback, no "
+        f"(raylet) line, one for the kill: "
+        f"{fault.replace(str(tmp_path), '<tmp>').split('; details')[0]!r}; Ray's report of it "
+        f"in {RAY_OUTPUT_NAME} ({len(said.splitlines())} lines)",
     )

@@ -70,7 +70,66 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
         {**GOOD, "base": {"task": "text-char", "text_path": "/nonexistent/text8"}},
         ("text corpus not found", "/nonexistent"),
     ),
+    # Numbers: finite where they must be, types as declared, resources bounded, the right field.
+    "NaN rate": (
+        {**GOOD, "base": {**GOOD["base"], "zoneout_cell": float("nan")}},
+        ("base.zoneout_cell: must be a finite number, got nan (not a number)",),
+    ),
+    "infinite learning rate": (
+        {**GOOD, "base": {**GOOD["base"], "learning_rate": float("inf")}},
+        ("base.learning_rate: must be a finite number, got inf",),
+    ),
+    "infinite scheduler factor": (
+        {**GOOD, "scheduler": {"name": "asha", "reduction_factor": float("inf")}},
+        ("scheduler.reduction_factor: must be a finite number, got inf",),
+    ),
+    "booleans as rate choices": (
+        {**GOOD, "search": {"zoneout_cell": {"type": "categorical", "choices": [True, False]}}},
+        ("search.zoneout_cell.choices[0]: must be a number, got true: a boolean is not a number",),
+    ),
+    "boolean as a count": (
+        {**GOOD, "n_trials": True},
+        ("n_trials: must be an integer, got true: a boolean is not a number",),
+    ),
+    "a number and its text as choices": (
+        {**GOOD, "search": {"zoneout_cell": {"type": "categorical", "choices": [0.1, "0.1"]}}},
+        ("search.zoneout_cell.choices[1]: must be a number, got the text '0.1'",),
+    ),
+    "one value twice as choices": (
+        {**GOOD, "search": {"hidden_size": {"type": "categorical", "choices": [8, 8.0]}}},
+        ("search.hidden_size.choices[1]: 8.0 is the value of choices[0] again",),
+    ),
+    "exponent YAML reads as text": (
+        yaml.safe_dump(GOOD).replace("epochs: 1", "epochs: 1\n  learning_rate: 1e-3"),
+        ("base.learning_rate: must be a number, got the text '1e-3'", "write 1.0e-3"),
+    ),
+    "more threads than a trial's CPUs": (
+        {**GOOD, "base": {**GOOD["base"], "threads": 1000}},
+        ("base.threads: 1000 threads, but a trial reserves resources.cpu 1 CPU", "os.cpu_count()"),
+    ),
+    "a 200,000-character choice": (
+        {**GOOD, "search": {"zoneout_cell": {"type": "categorical", "choices": ["x" * 200_000]}}},
+        ("search.zoneout_cell.choices[0]: must be a number, got the text 'xxx", "xxx'... (200,000"),
+    ),
+    "a file name longer than NAME_MAX": (
+        {**GOOD, "base": {"task": "text-char", "text_path": "x" * 300}},
+        ("base.text_path:", "has a name of 300 bytes; a file name has at most 255 (NAME_MAX)"),
+    ),
+    "validation cut below its streams": (
+        {**GOOD, "base": {**GOOD["base"], "task": "ptb-char", "valid_tokens": 1}},
+        ("valid_tokens 1 is too few for eval_streams 1", "valid_tokens must be at least 2"),
+    ),
+    "more evaluation streams than the text holds": (
+        {**GOOD, "base": {**GOOD["base"], "task": "ptb-char", "eval_streams": 300_000}},
+        (
+            "eval_streams: 300,000 streams need at least 600,000 validation tokens",
+            "at most 196,521",
+        ),
+    ),
 }
+
+# Every message echoes a value cut to its start and its length: one line, never a 200 KB one.
+MAX_MESSAGE_CHARS = 600
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -81,7 +140,35 @@ def test_bad_spec_exits_2_with_one_line_and_writes_nothing(tmp_path: Path, case:
         tmp_path, "run", str(_write(tmp_path, data)), "--storage", f"sqlite:///{database}"
     )
     _assert_one_line_error(result, *expected)
+    assert len(result.output) < MAX_MESSAGE_CHARS + len(str(tmp_path)), result.output[:1000]
     assert not database.exists()
+
+
+_LONG = "y" * 200_000
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": _LONG}, "name: study name 'yyy"),
+        ({_LONG: 1}, "unknown key 'yyy"),
+        ({"search": {_LONG: {"type": "float", "low": 0.0, "high": 0.5}}}, "search: 'yyy"),
+        ({"sampler": {"name": "tpe", "options": {_LONG: 1}}}, "sampler.options: "),
+        ({"base": {**GOOD["base"], "cell": _LONG}}, "base.cell: "),
+        ({"base": {**GOOD["base"], "data_dir": "/" + _LONG}}, "base.data_dir: /yyy"),
+        ({"points": [{"zoneout_cell": _LONG}]}, "points[0].zoneout_cell: "),
+        ({"points": [{"zoneout_cell": 0.1, _LONG: 1}]}, "points[0]: a point gives"),
+        ({"resources": {"wait_for_nodes_s": _LONG}}, "resources.wait_for_nodes_s: "),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None,
+)
+def test_a_long_value_is_echoed_cut(tmp_path: Path, change: dict[str, Any], field: str) -> None:
+    """A 200,000-character value is named by its field and echoed by its start and length."""
+    result = _run(tmp_path, "run", str(_write(tmp_path, {**GOOD, **change})))
+    _assert_one_line_error(result, field)
+    assert len(result.output) < MAX_MESSAGE_CHARS + len(str(tmp_path)), result.output[:1000]
+    if field.endswith("yyy"):
+        assert "(200,00" in result.output, result.output  # the value's length, cut to its start
 
 
 def test_missing_spec_file(tmp_path: Path) -> None:
@@ -212,7 +299,7 @@ def test_a_database_without_study_tables_is_named_not_migrated(tmp_path: Path) -
         connection.execute("CREATE TABLE notes (text TEXT)")
     before = other.read_bytes()
     result = _run(tmp_path, "list", "--storage", f"sqlite:///{other}")
-    _assert_one_line_error(result, "holds no zoneout-study tables")
+    _assert_one_line_error(result, "holds another program's tables (notes)")
     assert other.read_bytes() == before
 
 
@@ -478,7 +565,10 @@ def test_train_with_a_batch_larger_than_its_data_exits_2(tmp_path: Path) -> None
         "config.yaml",
     )
     result = _run(tmp_path, "train", str(config))
-    _assert_one_line_error(result, "too few for batch size 4000")
+    # Named by the fields to change, not by the batch the data is too small for.
+    _assert_one_line_error(
+        result, "train_tokens 2000 is too few for batch_size 4000", "at least 8,000"
+    )
 
 
 def test_rays_notices_are_silenced_where_ray_logs_them() -> None:

@@ -65,7 +65,8 @@ def test_promote_a_small_study_into_a_larger_one(ray_local: None, tmp_path: Path
     big_path = tmp_path / "big.yaml"
     made = subprocess.run(
         [*CLI, "promote", "small", "--top", "4", "--point", "zoneout_cell=0,zoneout_hidden=0",
-         "--set", "epochs=3", "--out", str(big_path), "--storage", url],
+         "--set", "epochs=3", "--set", "learning_rate=3e-3", "--out", str(big_path),
+         "--storage", url],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert made.returncode == 0, made.stdout + made.stderr
@@ -76,6 +77,7 @@ def test_promote_a_small_study_into_a_larger_one(ray_local: None, tmp_path: Path
         "points": [{"zoneout_cell": 0, "zoneout_hidden": 0}],
     }
     assert written["base"]["epochs"] == 3 and written["repeats"] == 3
+    assert written["base"]["learning_rate"] == 0.003  # 3e-3 is a number on a command line
 
     big = load_spec(big_path)
     outcome = run_study(big, storage=url)

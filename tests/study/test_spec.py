@@ -385,7 +385,10 @@ def test_integer_search_bounds_fit_optunas_float_column(
         ({"zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5}},
          [{"zoneout_cell": 0.1}, {"zoneout_cell": 0.1}], "points[1]: the same point as points[0]"),
         ({"zoneout_cell": {"type": "float", "low": 0.0, "high": 0.5}},
-         [{"zoneout_cell": "0.1"}], "points[0].zoneout_cell: '0.1' is not a number"),
+         [{"zoneout_cell": "0.1"}], "points[0].zoneout_cell: must be a number, got the text '0.1'"),
+        # One configuration however it is spelled: 8 and 8.0 hidden units are one point.
+        ({"hidden_size": {"type": "int", "low": 8, "high": 16}},
+         [{"hidden_size": 8}, {"hidden_size": 8.0}], "points[1]: the same point as points[0]"),
     ],
 )  # fmt: skip
 def test_a_grid_or_point_that_optuna_would_reshape_is_refused(

@@ -515,3 +515,80 @@ def test_values_the_run_would_fold_or_diverge_on_are_refused(field: str, value: 
     """A YAML `true` is no seed 1, and no float field means anything at inf or nan."""
     with pytest.raises(ValidationError, match=field):
         TrialConfig.model_validate({"task": "digits", field: value})
+
+
+# ------------------------------------------------------------------ numbers as declared
+def test_threads_are_bounded_by_this_machine_when_the_config_runs_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train` (load_config) runs the config here: torch.set_num_threads(1000) on a small
+    machine ends in a MemoryError. A config read anywhere else is not held to the reader's."""
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    path = write(tmp_path / "c.yaml", "task: digits\n")
+    assert load_config(path, ["threads=4"]).threads == 4
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, ["threads=1000"])
+    message = str(raised.value)
+    assert f"{path}: threads: 1000 threads, but this machine has 4 CPUs (os.cpu_count())" in message
+    assert "use at most 4" in message
+    assert TrialConfig(task="digits", threads=1000).threads == 1000  # e.g. a stored snapshot
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"valid_tokens": 1}, "valid_tokens 1 is too few for eval_streams 1"),
+        ({"test_tokens": 5, "eval_streams": 3}, "test_tokens 5 is too few for eval_streams 3"),
+        ({"train_tokens": 2000, "batch_size": 4000}, "train_tokens 2000 is too few for batch_size"),
+    ],
+)
+def test_a_split_cut_below_its_streams_names_the_cut(changes: dict[str, int], message: str) -> None:
+    """Not "too few for batch size" from inside the training loop: the field that cut the split
+    and the stream count it cannot fill, before any data is read."""
+    with pytest.raises(ConfigError) as raised:
+        load_config_from_dict({"task": "ptb-char", **changes})
+    assert message in str(raised.value) and "must be at least" in str(raised.value)
+    # The image tasks read no token splits: the same numbers are no error there.
+    assert TrialConfig(task="digits", **changes)
+
+
+def test_a_path_no_file_system_holds_is_refused_by_its_length() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config_from_dict({"task": "text-char", "text_path": "/tmp/" + "x" * 200_000})
+    message = str(raised.value)
+    assert "text_path: /tmp/xxx" in message and "(200,005 characters)" in message
+    assert "has a name of 200,000 bytes; a file name has at most 255 (NAME_MAX)" in message
+    assert len(message) < 400
+    with pytest.raises(ConfigError, match=r"data_dir: .* a path has at most 4096 \(PATH_MAX\)"):
+        load_config_from_dict({"task": "ptb-char", "data_dir": "/tmp" + "/x" * 3000})
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("learning_rate=nan", "learning_rate: must be a finite number, got nan (not a number)"),
+        ("zoneout_cell=true", "zoneout_cell: must be a number, got true: a boolean is not a"),
+        ("tie_weights=1", "tie_weights: must be true or false, got 1"),
+        ("hidden_size=eight", "hidden_size: must be an integer, got the text 'eight'"),
+    ],
+)
+def test_set_values_are_typed_as_declared(tmp_path: Path, override: str, message: str) -> None:
+    """A number typed on the command line is a number (learning_rate=1e-3 above, which YAML 1.1
+    reads as text); a boolean, a word or NaN where a number is declared is named."""
+    path = write(tmp_path / "c.yaml", "task: digits\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, [override])
+    assert f"{path}: {message}" in str(raised.value)
+
+
+def test_a_long_set_item_or_duplicate_key_is_echoed_cut(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        apply_overrides({}, ["x" * 300])
+    assert "(300 characters)" in str(raised.value) and len(str(raised.value)) < 200
+    key = "k" * 1000  # YAML's longest plain key is 1024 characters
+    path = write(tmp_path / "c.yaml", f"task: digits\n{key}: 1\n{key}: 2\n")
+    with pytest.raises(ConfigError) as raised:
+        read_yaml(path)
+    message = str(raised.value)
+    assert "line 3: duplicate key 'kkk" in message and "(1,000 characters)" in message
+    assert len(message) < 300 + len(str(path))

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from trials.config import shown
 from trials.data._idx import read_idx
 from trials.data._stamp import FileStamp, stamp
 from trials.data._types import DataNotFoundError, SequenceDataset
@@ -155,7 +156,7 @@ def _idx_not_found(
     source: str, directory: Path | None, missing: Sequence[str]
 ) -> DataNotFoundError:
     looked = ", ".join(f"{n}[.gz]" for n in missing)
-    where = f"in {directory}" if directory is not None else "(no data dir given)"
+    where = f"in {shown(directory)}" if directory is not None else "(no data dir given)"
     if source == "fashion":
         how = (
             "Install the Debian package (apt-get install dataset-fashion-mnist, which puts the "

