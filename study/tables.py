@@ -193,9 +193,9 @@ def _check(path: Path, frame: pd.DataFrame, table: _Table) -> None:
 def _bad_cell(spec: ColumnSpec, column: pd.Series) -> tuple[int, object] | None:
     """(1-based row, value) of the first non-empty cell that is not of ``spec``'s kind."""
     values = column.dropna()
-    if spec.kind == "state":
+    if spec.kind == "state":  # frame-contract: not a column (a Kind)
         bad = values[~values.astype(str).isin([state.value for state in TrialState])]
-    elif spec.kind in ("number", "integer"):
+    elif spec.kind in ("number", "integer"):  # frame-contract: not a column (Kinds)
         if pd.api.types.is_bool_dtype(column):
             bad = values
         else:
@@ -213,9 +213,14 @@ def _bad_cell(spec: ColumnSpec, column: pd.Series) -> tuple[int, object] | None:
 
 
 def _expected(spec: ColumnSpec) -> str:
-    if spec.kind == "state":
+    if spec.kind == "state":  # frame-contract: not a column (a Kind)
         return "a trial state (" + ", ".join(state.value for state in TrialState) + ")"
-    return {"integer": "whole numbers", "number": "numbers", "text": "text"}[spec.kind]
+    kinds = {
+        "integer": "whole numbers",
+        "number": "numbers",  # frame-contract: not a column (a Kind)
+        "text": "text",
+    }
+    return kinds[spec.kind]
 
 
 def _quote(value: object, most: int = _QUOTE_CHARS) -> str:

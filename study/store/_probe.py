@@ -59,10 +59,12 @@ OPTUNA_TABLES: Mapping[str, frozenset[str]] = {
     "study_directions": frozenset({"study_direction_id", "study_id"}),
     "study_user_attributes": frozenset({"study_user_attribute_id", "study_id"}),
     "study_system_attributes": frozenset({"study_system_attribute_id", "study_id"}),
-    "trials": frozenset({"trial_id", "number", "study_id", "state"}),
+    "trials": frozenset(
+        {"trial_id", "study_id"} | {"number", "state"}  # frame-contract: not a column
+    ),
     "trial_user_attributes": frozenset({"trial_user_attribute_id", "trial_id"}),
     "trial_system_attributes": frozenset({"trial_system_attribute_id", "trial_id"}),
-    "trial_params": frozenset({"param_id", "trial_id"}),
+    "trial_params": frozenset({"param_id", "trial_id"}),  # frame-contract: not a column
     "trial_values": frozenset({"trial_value_id", "trial_id"}),
     "trial_intermediate_values": frozenset({"trial_intermediate_value_id", "trial_id"}),
     "trial_heartbeats": frozenset({"trial_heartbeat_id", "trial_id"}),

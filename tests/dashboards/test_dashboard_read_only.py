@@ -15,6 +15,7 @@ import optuna
 import pytest
 
 from dashboards import serve_dashboard
+from tests.reliability.conftest import record_external
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow
@@ -92,6 +93,16 @@ def test_every_write_route_is_refused_and_the_study_is_intact(tmp_path: Path) ->
     assert set(statuses.values()) == {403}, statuses
     assert _contents(url) == before
     assert hashlib.sha256(database.read_bytes()).hexdigest() == digest
+    methods = sorted({method for method, _, _ in requests})
+    record_external(
+        "tests/dashboards/test_dashboard_read_only.py::"
+        "test_every_write_route_is_refused_and_the_study_is_intact",
+        "Dashboard writes (read-only by default)",
+        f"{len(requests)} requests ({', '.join(methods)}) to every write route optuna-dashboard "
+        "registers, DELETE /api/studies/<id> included, on `zoneout-study dashboard`'s server",
+        f"all {len(statuses)} answered 403; the study's trials, notes and attributes unchanged "
+        "and the database file byte-identical (with --allow-writes the same requests succeed)",
+    )
 
 
 def test_allow_writes_lets_the_same_requests_through(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ EXTERNAL_FILES = (
     "tests/study/test_study_is_its_spec.py",
     "tests/study/test_plan_coverage.py",
     "tests/study/test_scheduler.py",
+    "tests/dashboards/test_dashboard_read_only.py",
 )
 
 
