@@ -63,8 +63,10 @@ def test_tpe_asha_and_repeats_complete_and_prune_configurations(
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert len(complete) + len(pruned) == 3
-    # The first configuration has nothing to be compared with at any rung: it completes.
-    assert complete and complete[0].number == 0
+    # The first configuration to reach a rung has nothing to be compared with there, so some
+    # configuration completes (which one depends on the order two concurrent trials reach
+    # their rungs: timing, not the spec).
+    assert complete
     with Store(store_url) as store:
         runs = store.runs_frame(spec.name)
     seed_epochs = {
