@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study import keys
 from study.disk import DiskFullError, disk_line, is_disk_full
-from study.store import normalize_url, retry_call, retry_connect
+from study.store import StoreError, mask_url, normalize_url, retry_call, retry_connect
 
 __all__ = [
     "FinishedValues",
@@ -102,18 +102,55 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": 30}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    storage = retry_call(
-        lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs),
-        retry_if=lambda error: isinstance(
-            error, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
-        ),
-        attempts=5,
-        first_delay=0.5,
-    )
+    try:
+        storage = retry_call(
+            lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs),
+            retry_if=lambda error: isinstance(
+                error, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
+            ),
+            attempts=5,
+            first_delay=0.5,
+        )
+    except RuntimeError as error:
+        raise _unknown_schema(url, error) from None
     # The database answered just now: from here on a restart (pool_pre_ping finds the dead
     # connection, the server is not back yet) is waited out instead of failing the study.
     retry_connect(storage.engine)
     return storage
+
+
+def check_schema(url: str) -> None:
+    """Optuna's tables at ``url`` are of the schema this Optuna reads (StoreError otherwise,
+    saying what to do); creates and changes nothing."""
+    storage = optuna.storages.RDBStorage(
+        normalize_url(url), skip_table_creation=True, skip_compatibility_check=True
+    )
+    try:  # the comparison Optuna's own check makes, without leaving its engine open
+        current, head = storage.get_current_version(), storage.get_head_version()
+        known = current in storage.get_all_versions()
+    finally:
+        storage.engine.dispose()
+    if current == head:
+        return
+    if known:
+        raise StoreError(
+            f"Optuna's tables in {mask_url(url)} are of an older Optuna schema ({current}; "
+            f"Optuna {optuna.__version__} reads {head}): upgrade them with `optuna storage "
+            "upgrade --storage URL`"
+        )
+    raise _unknown_schema(url, RuntimeError("version"))
+
+
+def _unknown_schema(url: str, error: RuntimeError) -> Exception:
+    """Optuna's compatibility check failed: its tables are of a schema this Optuna does not
+    know (a newer Optuna's, or another program's under Optuna's names)."""
+    if "compatible" not in str(error) and "version" not in str(error):
+        return error
+    return StoreError(
+        f"Optuna's tables in {mask_url(url)} are of a schema Optuna {optuna.__version__} does "
+        "not know (written by a newer Optuna, or by another program): use the Optuna version "
+        "that wrote them, or a database of its own (--storage)"
+    )
 
 
 def open_study(

@@ -47,6 +47,7 @@ from dashboards import (
 from study import optuna_study
 from study.space import distributions
 from study.spec import StudySpec, load_spec
+from study.store import StoreError
 from study.tables import read_tables
 from trials.tasks import metric_for_task
 
@@ -83,6 +84,19 @@ def _scheduler(spec: StudySpec | None) -> tuple[int | None, float | None]:
     if spec is None or spec.scheduler.name != "asha":
         return None, None
     return int(spec.scheduler.grace_period), float(spec.scheduler.reduction_factor)
+
+
+def _study_to_save_into(storage_url: str, study_name: str) -> optuna.Study:
+    """The Optuna study the figures are saved into; one line where another client deleted
+    it (the store's records, which the report reads, remain)."""
+    try:
+        return optuna_study.load_study(storage_url, study_name)
+    except KeyError:
+        raise StoreError(
+            f"study {study_name!r} is not in Optuna's tables (deleted by another client, "
+            "e.g. optuna-dashboard or optuna.delete_study): the report can be written without "
+            "--save-to-study, which needs it"
+        ) from None
 
 
 def load_study_frames(storage_url: str, study_name: str) -> StudyFrames:
@@ -329,7 +343,7 @@ def write_study_report(
     no figure) and its summary; ``messages`` says why there is no figure. ``importance_cache``:
     a directory where the computed importance is kept (see :func:`default_cache_dir`)."""
     frames = load_study_frames(storage_url, study_name)
-    study = optuna_study.load_study(storage_url, study_name) if save_to_optuna else None
+    study = _study_to_save_into(storage_url, study_name) if save_to_optuna else None
     trials = complete_trials(frames)  # importance's input, from the store
     if trials is None and study is None:
         try:  # the store cannot stand in: the real study's trials, as before

@@ -157,6 +157,17 @@ def _short_error(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+def _numpy_rng_globals() -> list[Any]:
+    """What unpickling numpy's RNG state (``numpy.random.get_state()``: a tuple with a uint32
+    array) needs beyond torch's weights-only allowlist: the array's class, its dtype's, and the
+    function an array pickles through (taken from the array's own ``__reduce__``: its module
+    is private to numpy and moved between numpy 1 and 2)."""
+    import numpy as np
+
+    state = np.zeros(1, dtype=np.uint32)
+    return [np.dtype, np.ndarray, state.__reduce__()[0], type(state.dtype)]
+
+
 def _load(path: Path, *, weights_only: bool, map_location: Any) -> Any:
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
@@ -190,7 +201,12 @@ def read_checkpoint(path: Path, config: TrialConfig) -> dict[str, Any]:
     with a config that resumes as ``config``; else :class:`CheckpointError`."""
     # Loaded on the CPU: the RNG states must stay CPU ByteTensors (torch.set_rng_state rejects
     # a CUDA tensor); the model and optimizer copy their tensors onto the device themselves.
-    saved = _load(path, weights_only=False, map_location="cpu")
+    # weights_only: a checkpoint is a file from a directory anyone may have written to (a
+    # shared checkpoint_path, one copied from elsewhere); a full unpickle would run whatever
+    # code it names before any check here could refuse it. Beside tensors and plain containers
+    # a checkpoint holds numpy's RNG state, whose three classes are allowed by name.
+    with torch.serialization.safe_globals(_numpy_rng_globals()):
+        saved = _load(path, weights_only=True, map_location="cpu")
     if not isinstance(saved, dict):
         raise CheckpointError(
             f"{path}: not a training checkpoint (it holds a {type(saved).__name__}); move it "

@@ -29,6 +29,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The longest error line: every message cuts the values it quotes; this cuts what slips past.
+MAX_ERROR_CHARS = 1000
 
 
 _open_resources: list[contextlib.ExitStack] = []
@@ -115,9 +117,23 @@ def _root() -> None:
     """Hyperparameter studies for zoneout RNNs."""
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with its control characters (an escape sequence that clears the screen, a
+    newline that splits a row) written out as escapes: the terminal shows names and reasons
+    from databases and files, which any program or client may have written."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 def fail(message: str) -> NoReturn:
     """One clear line and exit status 2: the contract for every user error."""
-    line = " ".join(message.split())  # one line, whatever the message carried
+    # One line, whatever the message carried: no control characters (a name from a database
+    # may hold an escape sequence), and never longer than a screenful however long the values
+    # it quotes (each message cuts its own; this is the backstop).
+    from trials.config import cut_text
+
+    line = cut_text(terminal_safe(" ".join(message.split())), MAX_ERROR_CHARS, middle=True)
     # The message is the user's words (a key, a path, a YAML fragment): never read as markup.
     error_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)

@@ -19,7 +19,10 @@ def db_upgrade(storage: Annotated[str | None, storage_option()] = None) -> None:
     from study.store import check_writable_storage, current_revision, mask_url, upgrade
 
     url = resolve_storage(storage)
-    check_writable_storage(url)
+    if check_writable_storage(url).has_optuna_tables:
+        from study.optuna_study import check_schema
+
+        check_schema(url)  # before the store's tables change
     upgrade(url)
     console.print(f"{mask_url(url)} at revision {current_revision(url)}")
     # The data follow the schema: every study's values are brought to the one score.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Collection
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ import typer
 
 from dashboards import Col, TrialState
 from study.cli._base import app, console, error_console
-from study.cli._paths import check_input_file, check_output_dir
+from study.cli._paths import check_input_file, check_output_dir, written_or_removed
 from study.cli._storage import storage_option
 from study.cli._words import FailureWords, retired_words
 
@@ -60,19 +61,26 @@ def run(
     check_input_file(spec_path, "study spec", MAX_SPEC_BYTES)
     spec = load_spec(spec_path)
     url = resolve_storage(spec, storage)
-    check_writable_storage(url)
+    if check_writable_storage(url).has_optuna_tables:
+        from study.optuna_study import check_schema
+
+        check_schema(url)  # before Ray starts
     report_path = report_dir or Path("reports") / spec.name
     if not no_report:
         check_output_dir(report_path, "--report-dir")
     _check_data(spec.base)
-    outcome = run_study(
-        spec,
-        storage=storage,
-        ray_address=ray_address,
-        n_trials=n_trials,
-        console=console,
-        accept_changes=accept_change,
-    )
+    # A run refused after it made the checkpoint directory (a trial no node fits, a study
+    # deleted elsewhere) leaves no empty directory behind.
+    checkpoints = spec.checkpoint_path or str(Path.cwd() / "runs")
+    with nullcontext() if "://" in checkpoints else written_or_removed(Path(checkpoints)):
+        outcome = run_study(
+            spec,
+            storage=storage,
+            ray_address=ray_address,
+            n_trials=n_trials,
+            console=console,
+            accept_changes=accept_change,
+        )
     if not outcome.opened:  # stopped while Ray was starting
         console.print(
             f"interrupted before study {spec.name!r} was opened; nothing was run or written",

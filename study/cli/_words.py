@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dashboards import Col
+from study.cli._base import terminal_safe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,10 +20,17 @@ if TYPE_CHECKING:
     from study.plan import Retired
 
 
+class _SafeTable(Table):
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        cells = [terminal_safe(c) if isinstance(c, str) else c for c in renderables]
+        super().add_row(*cells, **kwargs)
+
+
 def plain_table(title: str) -> Table:
     """A table that reads at 80 columns: a rule under the header, one space of padding
-    between columns (the box's separator adds the other), long cells folded, never cut."""
-    return Table(
+    between columns (the box's separator adds the other), long cells folded, never cut; text
+    cells shown with their control characters escaped (:func:`terminal_safe`)."""
+    return _SafeTable(
         title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False
     )
 

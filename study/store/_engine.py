@@ -52,6 +52,13 @@ def _parse(url: str) -> URL:
         ) from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.host and "@" in parsed.host:
+        # user:p@ss@host: SQLAlchemy ends the password at the first '@' and takes the rest of
+        # it for the host, which every later message would print.
+        raise StoreError(
+            f"invalid storage URL {mask_url(text)!r}: more than one '@' before the host; an "
+            "'@' in the user name or password is written %40"
+        )
     check_url_options(parsed, text)
     return parsed
 

@@ -97,6 +97,8 @@ class SchemaState(enum.Enum):
 class DatabaseSchema:
     state: SchemaState
     revision: str | None
+    # Optuna's tables are there: their schema is Optuna's to check (study.optuna_study).
+    has_optuna_tables: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,17 +178,29 @@ def _sqlite_catalog(path: Path, shown: str) -> _Catalog:
                 )
                 for table in tables
             }
-            revision = None
+            revisions: list[str] = []
             if VERSION_TABLE in columns and "version_num" in columns[VERSION_TABLE]:
-                row = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
-                revision = None if row is None else str(row[0])
+                rows = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}")
+                revisions = [str(row[0]) for row in rows]
     except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
         # A damaged schema page makes SQLite's own error text undecodable: still damage.
         reason = "unreadable schema" if isinstance(error, UnicodeDecodeError) else str(error)
         raise StoreError(
             f"{shown} is damaged or not a database ({reason[:120]}): restore it from a backup"
         ) from None
-    return _Catalog(columns, revision)
+    return _Catalog(columns, _one_revision(revisions, shown))
+
+
+def _one_revision(revisions: list[str], shown: str) -> str | None:
+    """The store's schema revision from its version table's rows: none, or exactly one."""
+    if len(revisions) > 1:
+        listed = ", ".join(repr(revision[:40]) for revision in revisions[:4])
+        raise StoreError(
+            f"{shown} has {len(revisions)} schema revisions in {VERSION_TABLE} ({listed}), "
+            "where zoneout-study writes one: another program changed it; give zoneout-study a "
+            "database of its own (--storage)"
+        )
+    return revisions[0] if revisions else None
 
 
 def _server_catalog(engine: sa.Engine, shown: str) -> _Catalog:
@@ -199,17 +213,15 @@ def _server_catalog(engine: sa.Engine, shown: str) -> _Catalog:
             for table in names & (set(OPTUNA_TABLES) | set(STORE_TABLES))
         }
         columns.update({table: frozenset() for table in names - set(columns)})
-        revision = None
+        revisions: list[str] = []
         if "version_num" in columns.get(VERSION_TABLE, frozenset()):
             with engine.connect() as connection:
-                value = connection.execute(
-                    sa.text(f"SELECT version_num FROM {VERSION_TABLE}")
-                ).scalar()
-            revision = None if value is None else str(value)
+                rows = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
+                revisions = [str(row[0]) for row in rows]
     except sa.exc.DBAPIError as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
         raise StoreError(f"cannot read {shown}: {reason[:200]}") from None
-    return _Catalog(columns, revision)
+    return _Catalog(columns, _one_revision(revisions, shown))
 
 
 def _listed(names: set[str]) -> str:
@@ -248,7 +260,7 @@ def _classify(catalog: _Catalog, shown: str, *, own_file: bool) -> DatabaseSchem
                 f"{shown} has zoneout-study tables but no schema revision in {VERSION_TABLE} "
                 f"(a set-up that was cut off, or another program); {other_program}"
             )
-        return DatabaseSchema(SchemaState.NONE, None)
+        return DatabaseSchema(SchemaState.NONE, None, has_optuna_tables=bool(optuna))
     if catalog.revision not in SCHEMA_REVISIONS:
         raise StoreError(
             f"{shown} was written by a newer zoneout-study (schema revision "
@@ -256,7 +268,8 @@ def _classify(catalog: _Catalog, shown: str, *, own_file: bool) -> DatabaseSchem
             "zoneout-study to read or run it"
         )
     current = catalog.revision == SCHEMA_REVISIONS[-1]
-    return DatabaseSchema(SchemaState.CURRENT if current else SchemaState.OLDER, catalog.revision)
+    state = SchemaState.CURRENT if current else SchemaState.OLDER
+    return DatabaseSchema(state, catalog.revision, has_optuna_tables=bool(optuna))
 
 
 def _check_sqlite_writable(file: Path, shown: str) -> None:

@@ -39,7 +39,9 @@ def _seconds(value: str) -> str | None:
 
 
 def _count(value: str) -> str | None:
-    return None if value.isdigit() else "a whole number >= 0"
+    # SQLite's C API takes an int: a larger number would overflow inside the driver.
+    fits = value.isascii() and value.isdigit() and int(value) < 2**31
+    return None if fits else "a whole number from 0 to 2147483647"
 
 
 def _one_of(*choices: str) -> Callable[[str], str | None]:
@@ -82,6 +84,13 @@ def check_url_options(url: URL, text: str) -> None:
     if url.get_backend_name() != "sqlite":
         return
     as_uri = str(url.query.get("uri", "false")).lower() in _TRUE
+    if as_uri and not (url.database or "").startswith("file:"):
+        # SQLAlchemy appends the other options to the path and SQLite, seeing no file: URI,
+        # would create a file named e.g. "studies.db?mode=ro".
+        raise StoreError(
+            "invalid storage URL: uri=true needs a file: URI as the database, e.g. "
+            "sqlite:///file:studies.db?uri=true&mode=ro"
+        )
     for key, raw in url.query.items():
         values = (raw,) if isinstance(raw, str) else tuple(raw)
         check = _DIALECT_OPTIONS.get(key) or (_URI_OPTIONS.get(key) if as_uri else None)

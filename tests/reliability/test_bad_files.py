@@ -387,6 +387,23 @@ def _saved_object(value: Any) -> Edit:
     return lambda directory: torch.save(value, directory / CHECKPOINT_FILE)
 
 
+class _RunsCode:
+    """Unpickled, this creates ``marker``: what a checkpoint someone else planted in a shared
+    checkpoint directory could do with any code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def _planted(directory: Path) -> None:
+    torch.save(
+        {"epoch": 1, "model": _RunsCode(directory.parent / "ran")}, directory / CHECKPOINT_FILE
+    )
+
+
 # name -> (edits of the checkpoint directory, `train` arguments, fragments of the message)
 CHECKPOINT_CASES: dict[str, tuple[tuple[Edit, ...], tuple[str, ...], tuple[str, ...]]] = {
     "another zoneout_cell": (
@@ -450,6 +467,11 @@ CHECKPOINT_CASES: dict[str, tuple[tuple[Edit, ...], tuple[str, ...], tuple[str, 
         (_saved_object({"epoch": 1}),),
         (),
         (CHECKPOINT_FILE, "not a training checkpoint", "'optimizer'"),
+    ),
+    "a pickle that runs code when loaded": (
+        (_planted,),
+        (),
+        (CHECKPOINT_FILE, "not a readable checkpoint", "Weights only load failed"),
     ),
     "garbage best model": (
         (_text(BEST_MODEL_FILE, BINARY),),
