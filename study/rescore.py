@@ -103,7 +103,8 @@ def rescore_study(url: str, name: str, store: Store) -> RescoreResult:
             RunEnd.CONVERGED if finished else _run_end(trial, curve, max_epochs)
             for curve, finished in zip(seed_curves, done, strict=True)
         ]
-        store.upsert_trial(name, trial.number, best_value=_finite(_score_so_far(seed_curves)))
+        best = _score_so_far(seed_curves, done)
+        store.upsert_trial(name, trial.number, best_value=_finite(best))
         store.record_runs(
             name,
             trial.number,
@@ -145,8 +146,11 @@ def _value(trial: FrozenTrial, curves: list[Mapping[int, float]], done: list[boo
     return None
 
 
-def _score_so_far(curves: list[Mapping[int, float]]) -> float | None:
-    curve = score_curve(curves, [False] * len(curves))
+def _score_so_far(curves: list[Mapping[int, float]], done: list[bool]) -> float | None:
+    """The score at the trial's last epoch; a run that converged (``done``) holds its best
+    beyond its own last epoch, as the live score does (a continued trial's seeds can stop at
+    different epochs)."""
+    curve = score_curve(curves, done)
     return curve[max(curve)] if curve else None
 
 
