@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,9 +156,20 @@ def unreadable_reason(location: str) -> str | None:
 
 
 def plan_starts(
-    stored: Any, seeds: list[int], *, replaces: int | None, max_epochs: int
+    stored: Any,
+    seeds: list[int],
+    *,
+    replaces: int | None,
+    max_epochs: int,
+    recorded: Callable[[int], frozenset[int]] | None = None,
 ) -> list[SeedStart]:
-    """One start per seed from the replaced trial's stored resume points."""
+    """One start per seed from the replaced trial's stored resume points.
+
+    ``recorded(seed)`` gives the epochs of the replaced trial's seed that are in the store. A
+    checkpoint is continued only when every epoch up to it is on record: the replacement's
+    curve is the replaced one's stored epochs plus what it trains, so a checkpoint that ran
+    ahead of the store (the database's disk filled while training went on) would leave a
+    trial COMPLETE with epochs missing. Such a seed starts fresh: the same numbers again."""
     if replaces is None:
         return [SeedStart() for _ in seeds]
     points = stored if isinstance(stored, list) else []
@@ -182,6 +194,22 @@ def plan_starts(
             )
         elif (reason := unreadable_reason(point.checkpoint)) is not None:
             starts.append(SeedStart(skipped=reason))
+        elif recorded is not None and (
+            missing := sorted(set(range(1, point.epoch + 1)) - recorded(seed))
+        ):
+            starts.append(
+                SeedStart(
+                    skipped=f"trial {replaces}'s epochs {_span(missing)} of seed {seed} are "
+                    f"not in the store (its checkpoint at epoch {point.epoch} ran ahead of it)"
+                )
+            )
         else:
             starts.append(SeedStart(point=point))
     return starts
+
+
+def _span(epochs: list[int]) -> str:
+    """``[1, 2, 3]`` as ``1-3``, ``[2]`` as ``2``, ``[1, 3]`` as ``1, 3``."""
+    if len(epochs) > 1 and epochs == list(range(epochs[0], epochs[-1] + 1)):
+        return f"{epochs[0]}-{epochs[-1]}"
+    return ", ".join(str(e) for e in epochs)

@@ -6,6 +6,7 @@ below it, in the order it runs.
 
 from __future__ import annotations
 
+import functools
 import platform
 import signal
 import sys
@@ -397,7 +398,12 @@ def _tune(
     """Ray Tune with our searcher (ask/tell), ASHA, the store, heartbeat and progress
     callbacks. Whatever is still open when it stops (Ctrl-C) is retired and queued to
     continue from its checkpoints."""
-    searcher = OptunaSearcher(study, spec, driver_id=driver_id)
+    searcher = OptunaSearcher(
+        study,
+        spec,
+        driver_id=driver_id,
+        recorded_epochs=functools.partial(store.recorded_epochs, spec.name),
+    )
     store_callback = StoreCallback(store, searcher, spec.name)
     progress = ProgressCallback(
         searcher,

@@ -25,8 +25,10 @@ Differences from Ray's own ``OptunaSearch`` that this service depends on:
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,9 +176,19 @@ class _Configuration:
 class OptunaSearcher(Searcher):
     """Ray Tune searcher backed by an Optuna study (ask/tell)."""
 
-    def __init__(self, study: optuna.Study, spec: StudySpec, *, driver_id: str) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        spec: StudySpec,
+        *,
+        driver_id: str,
+        recorded_epochs: Callable[[int, int], frozenset[int]] | None = None,
+    ) -> None:
         super().__init__(metric=METRIC, mode="min")
         self._study = study
+        # (trial number, seed) -> the epochs the store holds: a replacement continues a
+        # checkpoint only when all epochs up to it are on record (study.resume.plan_starts).
+        self._recorded_epochs = recorded_epochs
         self._spec = spec
         self._driver_id = driver_id
         self._distributions = distributions(spec)
@@ -205,6 +217,7 @@ class OptunaSearcher(Searcher):
         state = dict(self.__dict__)
         state["_study"] = None
         state["_configurations"] = {}  # their optuna Trials hold the study, hence the storage
+        state["_recorded_epochs"] = None  # a store's method: its engine and URL
         if self._spec.storage:
             state["_spec"] = self._spec.model_copy(update={"storage": mask_url(self._spec.storage)})
         return state
@@ -469,6 +482,11 @@ class OptunaSearcher(Searcher):
             seeds,
             replaces=replaces,
             max_epochs=self._spec.max_epochs,
+            recorded=(
+                None
+                if replaces is None or self._recorded_epochs is None
+                else functools.partial(self._recorded_epochs, replaces)
+            ),
         )
         base = self._spec.base
         runs = [

@@ -702,6 +702,25 @@ class Store:
 
         return self._read(_run)
 
+    def recorded_epochs(self, study: str, number: int, seed: int) -> frozenset[int]:
+        """The epochs of trial ``number``'s ``seed`` that are on record (empty for an unknown
+        trial): a replacement continues a checkpoint only when every epoch up to it is."""
+
+        def _run(conn: sa.Connection) -> frozenset[int]:
+            rows = conn.execute(
+                sa.select(EpochRow.epoch)
+                .join(TrialRow, TrialRow.id == EpochRow.trial_id)
+                .join(StudyRow, StudyRow.id == TrialRow.study_id)
+                .where(
+                    StudyRow.name == study,
+                    TrialRow.number == int(number),
+                    EpochRow.seed == int(seed),
+                )
+            ).scalars()
+            return frozenset(int(e) for e in rows)
+
+        return self._read(_run)
+
     def epochs_frame(self, study: str) -> pd.DataFrame:
         """One row per (trial number, seed, epoch) of ``study``, ordered that way."""
 

@@ -542,6 +542,7 @@ def test_train_refuses_config_files_by_kind_size_and_encoding(
 def test_pyproject_license_installs_without_a_deprecation_banner() -> None:
     """setuptools >= 77 warns (a banner on every install, four times in `make demo`) about a
     TOML-table ``project.license``; an SPDX string reads cleanly."""
+    import gc
     import warnings
 
     import tomllib
@@ -552,10 +553,13 @@ def test_pyproject_license_installs_without_a_deprecation_banner() -> None:
     data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     assert data["project"]["license"] == "MIT"
     assert "setuptools>=77" in data["build-system"]["requires"]
+    gc.collect()  # earlier tests' unclosed objects warn when collected, not setuptools
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         apply_configuration(Distribution(), pyproject)  # what every install runs
-    assert [str(w.message) for w in caught] == []
+    # A ResourceWarning here is the garbage collector finishing another test's connection
+    # during this call (seen in CI: psycopg's "deleted while still open"), not the install.
+    assert [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)] == []
 
 
 def test_train_with_a_batch_larger_than_its_data_exits_2(tmp_path: Path) -> None:

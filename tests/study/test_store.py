@@ -984,6 +984,18 @@ def test_carry_epochs_copies_a_seeds_rows_up_to_the_checkpoint_once(store_url: s
         assert store.trials_frame("s")["number"].tolist() == [0, 1]
 
 
+def test_recorded_epochs_are_one_seeds_epochs_of_one_trial(store_url: str) -> None:
+    with _open(store_url) as store:
+        for epoch in (1, 2, 4):
+            _epoch(store, 0, epoch, seed=7)
+        _epoch(store, 0, 3, seed=8)
+        _epoch(store, 1, 3, seed=7)
+        assert store.recorded_epochs("s", 0, 7) == frozenset({1, 2, 4})
+        assert store.recorded_epochs("s", 0, 8) == frozenset({3})
+        assert store.recorded_epochs("s", 0, 9) == frozenset()
+        assert store.recorded_epochs("s", 42, 7) == frozenset()  # no such trial: nothing
+
+
 # ---------------------------------------------------------------- layer paths (migration 0005)
 def test_migration_0005_adds_the_runs_layer_path_and_keeps_its_rows(store_url: str) -> None:
     _store_at_0003(store_url)
