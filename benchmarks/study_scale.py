@@ -22,7 +22,11 @@ in a fresh database:
 3. **read commands**: ``zoneout-study list``, ``status STUDY``, ``export STUDY --top 3`` and
    ``report STUDY`` (PNGs included, the default) each as a whole process, wall time, median of
    ``--repeats`` (3), on the study as it is after step 2 (N + 20 trials).
-4. **long run** (on the sizes in ``--run-sizes``; default the smallest): a fresh study
+4. **trial load** (``--parts load``): every trial of the study read once, as a driver's first
+   TPE ask and any full read do, through Optuna's own ``RDBStorage`` and through the service's
+   (``study.optuna_study.load_study``, whose loader skips the ORM); alternated in this
+   process, median of ``--repeats``, and the ratio.
+5. **long run** (on the sizes in ``--run-sizes``; default the smallest): a fresh study
    populated to N, then ``--run-trials`` (1500) trials in ONE ``run_study`` call, one at a
    time (max_concurrent_trials 1). From the store's per-trial start/finish timestamps: seconds
    per trial over the first and the last ``--window`` (200) trials, and their ratio (target:
@@ -807,6 +811,35 @@ def profile_command(command: str, url: str, name: str, workdir: Path) -> None:
 
 
 # --------------------------------------------------------------------- one storage
+def time_trial_load(url: str, name: str, repeats: int) -> tuple[float, float]:
+    """Seconds to read every trial of ``name`` through Optuna's own storage and through the
+    service's, alternated (this machine is shared: both see the same noise); medians. The two
+    must read the same trials."""
+    import optuna
+
+    from study import optuna_study as ostudy
+
+    def optunas() -> optuna.Study:
+        return optuna.load_study(study_name=name, storage=url)
+
+    def ours() -> optuna.Study:
+        return ostudy.load_study(url, name)
+
+    times: dict[str, list[float]] = {"optuna": [], "ours": []}
+    read: dict[str, list[Any]] = {}
+    for _ in range(max(repeats, 1)):
+        for label, opener in (("optuna", optunas), ("ours", ours)):
+            study = opener()
+            started = time.perf_counter()
+            trials = study.get_trials(deepcopy=False)
+            times[label].append(time.perf_counter() - started)
+            read[label] = [(t.number, t.state, t.values, t.params) for t in trials]
+            _dispose(study)
+    if read["optuna"] != read["ours"]:
+        raise AssertionError("the service's storage read other trials than Optuna's")
+    return statistics.median(times["optuna"]), statistics.median(times["ours"])
+
+
 @dataclass
 class SizeRow:
     size: int
@@ -815,13 +848,14 @@ class SizeRow:
     read_trials: int | None = None
     reads: dict[str, tuple[float | None, list[float], str]] = field(default_factory=dict)
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    trial_load: tuple[float, float] | None = None  # Optuna's storage, the service's (s)
 
 
 def one_storage(kind: str, args: argparse.Namespace, workdir: Path, dbs: Databases) -> None:
     trainable = make_trainable(args.epochs, args.epoch_seconds, not args.no_checkpoints)
     rows: list[SizeRow] = []
     parts = set(args.parts)
-    for size in args.sizes if parts & {"startup", "reads"} else []:
+    for size in args.sizes if parts & {"startup", "reads", "load"} else []:
         print(f"  {kind}, N={size}:", flush=True)
         row = SizeRow(size=size)
         url = dbs.new(kind, f"scale-{size}")
@@ -830,6 +864,14 @@ def one_storage(kind: str, args: argparse.Namespace, workdir: Path, dbs: Databas
         row.populate = populate(
             url, spec, size, epoch_seconds=args.epoch_seconds, api_trials=args.api_trials
         )
+        if "load" in parts:
+            row.trial_load = time_trial_load(url, spec.name, args.repeats)
+            optuna_s, ours_s = row.trial_load
+            print(
+                f"    trial load: Optuna's storage {optuna_s:.2f} s, the service's "
+                f"{ours_s:.2f} s ({optuna_s / max(ours_s, 1e-9):.1f}x faster)",
+                flush=True,
+            )
         if "startup" in parts:
             row.startup = timed_run(url, spec, args.startup_trials, trainable)
             s = row.startup
@@ -918,7 +960,8 @@ def print_table(kind: str, rows: list[SizeRow], args: argparse.Namespace) -> Non
         f"\n{kind}: start-up ({args.startup_trials} trials of {args.epochs} x "
         f"{args.epoch_seconds} s) and read commands (median of {args.repeats}, s)"
     )
-    head = ["N", "populate s", "to 1st trial s", "to 1st result s", "s/trial"]
+    head = ["N", "populate s", "trial load Optuna / ours s", "to 1st trial s"]
+    head += ["to 1st result s", "s/trial"]
     head += ["trials at reads", *args.commands, "load 1/5/15"]
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("--:" for _ in head) + "|")
@@ -927,6 +970,7 @@ def print_table(kind: str, rows: list[SizeRow], args: argparse.Namespace) -> Non
         cells = [
             f"{row.size:,}",
             f"{row.populate:.0f}",
+            " / ".join(_fmt(t) for t in row.trial_load) if row.trial_load else "-",
             _fmt(s.to_start if s else None),
             _fmt(s.to_result if s else None),
             _fmt(s.per_trial if s else None),
@@ -979,7 +1023,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epoch-seconds", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each read command")
     parser.add_argument("--commands", default=",".join(COMMANDS))
-    parser.add_argument("--parts", default="startup,reads,run", help="any of startup, reads, run")
+    parser.add_argument(
+        "--parts", default="startup,reads,run", help="any of load, startup, reads, run"
+    )
     parser.add_argument("--pg-url", default="postgresql+psycopg://root@127.0.0.1:5432")
     parser.add_argument("--no-checkpoints", action="store_true", help="trainable saves none")
     parser.add_argument("--profile", action="store_true", help="cProfile each read command")

@@ -20,6 +20,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from study import keys
+from study._optuna_trials import FastTrialsRDBStorage
 from study.disk import DiskFullError, disk_line, is_disk_full
 from study.store import StoreError, mask_url, normalize_url, retry_call, retry_connect
 
@@ -91,7 +92,9 @@ def db_call(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 # --------------------------------------------------------------------- opening
 def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
-    """RDBStorage creates Optuna's schema on first use without a lock: two drivers starting on
+    """Optuna's storage, reading trials without the ORM (study._optuna_trials).
+
+    RDBStorage creates Optuna's schema on first use without a lock: two drivers starting on
     an empty database race (e.g. both CREATE TYPE studydirection). The loser retries and finds
     the schema made."""
     import sqlalchemy.exc
@@ -104,7 +107,7 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
         engine_kwargs["pool_pre_ping"] = True
     try:
         storage = retry_call(
-            lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs),
+            lambda: FastTrialsRDBStorage(url, engine_kwargs=engine_kwargs),
             retry_if=lambda error: isinstance(
                 error, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
             ),
