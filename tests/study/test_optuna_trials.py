@@ -141,3 +141,24 @@ def test_a_study_through_the_cached_storage_reads_the_same_before_and_after_asks
     study.tell(asked[2], state=TrialState.PRUNED)
     _same(own.get_trials(), study.get_trials())
     assert study.best_value == own.best_value
+
+
+def test_the_collector_is_left_as_it_was(
+    filled: tuple[optuna.storages.RDBStorage, FastTrialsRDBStorage],
+) -> None:
+    import gc
+
+    _, fast = filled
+    study_id = fast.get_study_id_from_name("s")
+    assert gc.isenabled()
+    fast._get_trials(study_id, None, set(), -1)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        fast._get_trials(study_id, None, set(), -1)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(KeyError):
+        fast._get_trials(999, None, set(), -1)
+    assert gc.isenabled()  # an error inside restores it too
