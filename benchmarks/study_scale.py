@@ -653,7 +653,14 @@ def timed_run(url: str, spec: Any, more: int, trainable: Any) -> RunTiming:
     timing.states = trials["state"].value_counts().to_dict()
     if trials.empty:
         return timing
-    first = trials.iloc[0]
+    started = trials.dropna(subset=["started_at"])
+    if len(started) < len(trials):
+        # A trial that stepped back (a point another trial holds, beyond the budget) never
+        # started: it is not the first trial of the run.
+        print(f"    {len(trials) - len(started)} new trial(s) never started", flush=True)
+    if started.empty:
+        return timing
+    first = started.iloc[0]
     timing.to_start = first["started_at"].timestamp() - called
     first_epochs = epochs[epochs["number"] == first["number"]]
     if not first_epochs.empty:

@@ -288,9 +288,13 @@ def _open_study(
         attrs[keys.GRACE_PERIOD] = spec.scheduler.grace_period
         attrs[keys.REDUCTION_FACTOR] = spec.scheduler.reduction_factor
     ostudy.set_study_attrs(study, attrs)
+    # The snapshot is the spec's: --n-trials (n_trials=) limits this run and leaves the spec's
+    # n_trials as it is (a run_study(n_trials=0) that only opens the study stored a snapshot
+    # that its own schema refused, and every report then read it as loose data).
+    snapshot = spec.model_copy(update={"n_trials": file_spec.n_trials})
     store.register_study(
         spec.name,
-        spec=scrub_secrets(spec.model_dump(mode="json")),
+        spec=scrub_secrets(snapshot.model_dump(mode="json")),
         versions=package_versions(),
         direction="minimize",
         metric=spec.metric,

@@ -157,3 +157,19 @@ def test_failing_trials_are_fail_with_reason_and_the_study_goes_on(
     result = CliRunner().invoke(app, ["status", spec.name, "--storage", url])
     assert result.exit_code == 0, result.output
     assert "FAIL" in result.output and "diverged" in result.output
+
+
+def test_a_run_limited_by_n_trials_stores_the_specs_own_snapshot(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """n_trials= limits one run (--n-trials): the stored snapshot keeps the spec's n_trials, so
+    reports read it as a spec (a snapshot of n_trials 0 was refused by the schema and read as
+    loose data)."""
+    from rich.console import Console
+
+    spec = small_ptb_spec("limited", tmp_path)
+    outcome = run_study(spec, storage=sqlite_url, n_trials=0, console=Console(quiet=True))
+    assert outcome.opened
+    with Store(sqlite_url) as store:
+        stored = validate_spec(store.study_spec("limited"), "stored")
+    assert stored.n_trials == spec.n_trials > 0
