@@ -207,6 +207,21 @@ def write_spec(data: dict[str, Any], directory: Path) -> Path:
 
 
 # ------------------------------------------------------------------ HTTP
+def one_line_error(result: Any, *expected: str, single_line: bool = False) -> str:
+    """A CLI result that refused: exit 2, ``error:`` first, no traceback, each of ``expected``
+    in the message; returned with its whitespace folded (the terminal may wrap it).
+    ``single_line``: the output must also be one physical line."""
+    output = result.output.strip()
+    assert result.exit_code == 2, output
+    assert output.startswith("error:") and "Traceback" not in output, output
+    if single_line:
+        assert len(output.splitlines()) == 1, output
+    flat = " ".join(output.split())
+    for text in expected:
+        assert text in flat, flat
+    return flat
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for optuna-dashboard, Ray's ports)."""
     with socket.socket() as probe:

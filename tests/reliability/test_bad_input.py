@@ -15,17 +15,10 @@ from typer.testing import CliRunner
 from dashboards import serve_dashboard
 from study.cli import app
 from tests.study.test_cli_errors import CASES, GOOD, make_store
-from tests.support import free_port
+from tests.support import free_port, one_line_error
 
 PASSWORD = "s3cret-pw"
 UNREACHABLE = f"postgresql+psycopg://zoneout:{PASSWORD}@127.0.0.1:1/studies"
-
-
-def _one_line_error(result: Any) -> str:
-    output = result.output.strip()
-    assert result.exit_code == 2, output
-    assert output.startswith("error:") and "Traceback" not in output, output
-    return " ".join(output.split())
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -35,7 +28,7 @@ def test_bad_spec_is_refused(tmp_path: Path, case: str, reliability_record: Any)
     spec.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
     database = tmp_path / "store.db"
     result = CliRunner().invoke(app, ["run", str(spec), "--storage", f"sqlite:///{database}"])
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert all(text in message for text in expected), message
     assert not database.exists()
     message = message.replace(str(spec), "spec.yaml").replace(str(tmp_path), "<tmp>")
@@ -55,7 +48,7 @@ def test_unreachable_database_for_run(
     spec.write_text(yaml.safe_dump({**GOOD, "checkpoint_path": str(runs)}), encoding="utf-8")
     before = sorted(tmp_path.iterdir())
     result = CliRunner().invoke(app, ["run", str(spec), "--storage", UNREACHABLE])
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert "127.0.0.1:1" in message and "***" in message
     assert PASSWORD not in result.output
     assert sorted(tmp_path.iterdir()) == before and not runs.exists()
@@ -68,7 +61,7 @@ def test_unreachable_database_for_run(
 
 def test_unreachable_database_for_status(tmp_path: Path, reliability_record: Any) -> None:
     result = CliRunner().invoke(app, ["status", "--storage", UNREACHABLE])
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert PASSWORD not in result.output
     reliability_record(
         "Unreachable database (status)",
@@ -84,7 +77,7 @@ def test_read_only_commands_never_create_a_database(
     outputs = []
     for command in (["list"], ["status"], ["export", "known"], ["dashboard"]):
         result = CliRunner().invoke(app, [*command, "--storage", f"sqlite:///{typo}"])
-        outputs.append(_one_line_error(result))
+        outputs.append(one_line_error(result))
     assert all("no such database" in output for output in outputs), outputs
     assert list(tmp_path.iterdir()) == []
     reliability_record(
@@ -102,7 +95,7 @@ def test_missing_study_is_named_with_the_studies_there(
     result = CliRunner().invoke(
         app, ["status", "nope", "--storage", f"sqlite:///{database}", "--csv", "x/t.csv"]
     )
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert "no study named 'nope'" in message and "studies there: known" in message
     assert database.read_bytes() == before and not (tmp_path / "x").exists()
     reliability_record(
@@ -121,7 +114,7 @@ def test_busy_dashboard_port(tmp_path: Path, reliability_record: Any) -> None:
         result = CliRunner().invoke(
             app, ["dashboard", "--storage", f"sqlite:///{database}", "--port", str(port)]
         )
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert f"port {port}" in message and "--port" in message
     reliability_record(
         "Dashboard port in use",

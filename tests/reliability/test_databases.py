@@ -30,7 +30,7 @@ from study.cli import app
 from study.store import OPTUNA_TABLES, SCHEMA_REVISIONS, VERSION_TABLE, Store
 from tests.reliability.conftest import fresh_pg_database
 from tests.study.test_cli_errors import GOOD, make_store
-from tests.support import pg_url
+from tests.support import one_line_error, pg_url
 
 READ_COMMANDS: dict[str, list[str]] = {
     "list": ["list"],
@@ -206,14 +206,6 @@ def _files(directory: Path) -> dict[str, str]:
     }
 
 
-def _one_line_error(result: Any) -> str:
-    output = result.output.strip()
-    assert result.exit_code == 2, output
-    assert output.startswith("error:") and "Traceback" not in output, output
-    assert len(output.splitlines()) == 1, output
-    return output
-
-
 @pytest.fixture
 def in_tmp(tmp_path: Path) -> Iterator[Path]:
     """The test's directory as the working directory (relative outputs land there), holding a
@@ -239,7 +231,7 @@ def test_a_database_that_is_not_what_it_seems_is_refused(
     url = CASES[case].build(in_tmp)
     before = _files(in_tmp)
     result = CliRunner().invoke(app, [*ALL_COMMANDS[command], "--storage", url])
-    message = _one_line_error(result)
+    message = one_line_error(result, single_line=True)
     assert CASES[case].expected in message, message
     assert _files(in_tmp) == before, "a refused command wrote or changed a file"
     if command == "run":  # one row per class (the other commands give the same line)
@@ -277,7 +269,7 @@ def test_a_read_only_database_file(
     messages = []
     for command in WRITE_COMMANDS.values():
         result = CliRunner().invoke(app, [*command, "--storage", url])
-        messages.append(_one_line_error(result))
+        messages.append(one_line_error(result, single_line=True))
         assert "read-only for this user" in messages[-1], messages[-1]
         assert _files(in_tmp) == before
     # Reading needs no write: the read commands work on it and leave it as it was.
@@ -332,12 +324,12 @@ def test_a_stored_name_that_would_leave_the_output_directory(
     before = _files(in_tmp)
     arguments = [command, "../../escaped", "--storage", f"sqlite:///{database}"]
     result = CliRunner().invoke(app, [*arguments, "--out", str(work / "out")])
-    message = _one_line_error(result)
+    message = one_line_error(result, single_line=True)
     assert "not a safe file name" in message, message
     assert _files(in_tmp) == before
     if command == "report":  # without --out: reports/<name>
         result = CliRunner().invoke(app, arguments)
-        assert "not a safe file name" in _one_line_error(result)
+        assert "not a safe file name" in one_line_error(result, single_line=True)
         assert _files(in_tmp) == before
     reliability_record(
         f"Stored study name '../../escaped' ({command})",
@@ -413,7 +405,7 @@ def test_postgres_database_that_is_not_what_it_seems(
     messages = []
     for command in ALL_COMMANDS.values():
         result = CliRunner().invoke(app, [*command, "--storage", url])
-        messages.append(_one_line_error(result))
+        messages.append(one_line_error(result, single_line=True))
         assert expected in messages[-1], messages[-1]
     assert _pg_dump(engine) == before and _files(in_tmp) == files
     reliability_record(
@@ -436,7 +428,7 @@ def test_a_study_deleted_through_another_client(
     with sqlite3.connect(in_tmp / "studies.db") as connection:
         before = list(connection.iterdump())
     result = CliRunner().invoke(app, ["run", str(spec), "--storage", url, "--no-report"])
-    message = _one_line_error(result)
+    message = one_line_error(result, single_line=True)
     assert "deleted from Optuna's tables" in message, message
     with sqlite3.connect(in_tmp / "studies.db") as connection:
         assert list(connection.iterdump()) == before
@@ -447,7 +439,7 @@ def test_a_study_deleted_through_another_client(
     saved = CliRunner().invoke(
         app, ["report", "known", "--storage", url, "--out", "rep", "--save-to-study"]
     )
-    assert "not in Optuna's tables" in _one_line_error(saved)
+    assert "not in Optuna's tables" in one_line_error(saved, single_line=True)
     assert not (in_tmp / "rep").exists()
     reliability_record(
         "Study deleted through another client",
@@ -465,7 +457,7 @@ def test_a_refused_run_leaves_no_checkpoint_directory(ray_local: None, in_tmp: P
     )
     url = f"sqlite:///{in_tmp / 'studies.db'}"
     result = CliRunner().invoke(app, ["run", str(spec), "--storage", url, "--no-report"])
-    assert "64" in _one_line_error(result)
+    assert "64" in one_line_error(result, single_line=True)
     assert sorted(p.name for p in in_tmp.iterdir()) == ["big.yaml", "spec.yaml"]
 
 
@@ -473,7 +465,7 @@ def test_a_password_with_an_unencoded_at_is_refused_whole() -> None:
     result = CliRunner().invoke(
         app, ["list", "--storage", "postgresql://postgres:p@ss-word@127.0.0.1/x"]
     )
-    message = _one_line_error(result)
+    message = one_line_error(result, single_line=True)
     assert "written %40" in message and "ss-word" not in message, message
 
 
@@ -494,5 +486,5 @@ def test_names_from_a_database_reach_the_terminal_as_text(in_tmp: Path) -> None:
 def test_an_error_line_stays_short_whatever_it_quotes(in_tmp: Path) -> None:
     long_name = "x" * 5000
     result = CliRunner().invoke(app, ["list", "--storage", f"sqlite:///{long_name}.db"])
-    message = _one_line_error(result)
+    message = one_line_error(result, single_line=True)
     assert len(message) < 1100, len(message)

@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from study.cli import app
+from tests.support import one_line_error
 
 GOOD: dict[str, Any] = {
     "name": "bad-input",
@@ -27,16 +28,6 @@ def _write(tmp_path: Path, data: Any, name: str = "spec.yaml") -> Path:
 
 def _run(tmp_path: Path, *args: str) -> Any:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
-
-
-def _assert_one_line_error(result: Any, *expected: str) -> None:
-    assert result.exit_code == 2, result.output
-    output = result.output.strip()
-    assert output.startswith("error:"), output
-    assert "Traceback" not in output
-    flat = " ".join(output.split())
-    for text in expected:
-        assert text in flat, flat
 
 
 CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
@@ -139,7 +130,7 @@ def test_bad_spec_exits_2_with_one_line_and_writes_nothing(tmp_path: Path, case:
     result = _run(
         tmp_path, "run", str(_write(tmp_path, data)), "--storage", f"sqlite:///{database}"
     )
-    _assert_one_line_error(result, *expected)
+    one_line_error(result, *expected)
     assert len(result.output) < MAX_MESSAGE_CHARS + len(str(tmp_path)), result.output[:1000]
     assert not database.exists()
 
@@ -165,7 +156,7 @@ _LONG = "y" * 200_000
 def test_a_long_value_is_echoed_cut(tmp_path: Path, change: dict[str, Any], field: str) -> None:
     """A 200,000-character value is named by its field and echoed by its start and length."""
     result = _run(tmp_path, "run", str(_write(tmp_path, {**GOOD, **change})))
-    _assert_one_line_error(result, field)
+    one_line_error(result, field)
     assert len(result.output) < MAX_MESSAGE_CHARS + len(str(tmp_path)), result.output[:1000]
     if field.endswith("yyy"):
         assert "(200,00" in result.output, result.output  # the value's length, cut to its start
@@ -173,13 +164,13 @@ def test_a_long_value_is_echoed_cut(tmp_path: Path, change: dict[str, Any], fiel
 
 def test_missing_spec_file(tmp_path: Path) -> None:
     result = _run(tmp_path, "run", str(tmp_path / "absent.yaml"))
-    _assert_one_line_error(result, "no such file")
+    one_line_error(result, "no such file")
 
 
 def test_unreachable_database_names_it_without_the_password(tmp_path: Path) -> None:
     url = "postgresql+psycopg://zoneout:s3cret-pw@127.0.0.1:1/studies"
     result = _run(tmp_path, "status", "--storage", url)
-    _assert_one_line_error(result, "127.0.0.1:1")
+    one_line_error(result, "127.0.0.1:1")
     assert "s3cret-pw" not in result.output
 
 
@@ -188,14 +179,14 @@ def test_impossible_resources_exit_2_before_the_store(tmp_path: Path, ray_local:
     database = tmp_path / "store.db"
     spec = _write(tmp_path, {**GOOD, "resources": {"cpu": 64}})
     result = _run(tmp_path, "run", str(spec), "--storage", f"sqlite:///{database}")
-    _assert_one_line_error(result, "resources.cpu is 64", "largest Ray node")
+    one_line_error(result, "resources.cpu is 64", "largest Ray node")
     assert not database.exists()
 
 
 def test_bad_trial_config_for_train_exits_2(tmp_path: Path) -> None:
     config = _write(tmp_path, {"task": "digits", "zoneout_cell": 1.5}, "config.yaml")
     result = _run(tmp_path, "train", str(config))
-    _assert_one_line_error(result, "zoneout_cell")
+    one_line_error(result, "zoneout_cell")
 
 
 # ------------------------------------------------------------------ a store with one study
@@ -261,7 +252,7 @@ def test_export_of_an_unknown_study_names_the_studies_there(tmp_path: Path) -> N
     result = _run(
         tmp_path, "export", "nope", "--storage", f"sqlite:///{database}", "--out", str(out)
     )
-    _assert_one_line_error(result, "no study named 'nope' in sqlite:///", "studies there: known")
+    one_line_error(result, "no study named 'nope' in sqlite:///", "studies there: known")
     assert "register_study" not in result.output
     assert _snapshot(tmp_path) == before  # no empty output directory left behind
 
@@ -273,7 +264,7 @@ def test_export_with_nothing_to_export_leaves_no_directory(tmp_path: Path) -> No
     result = _run(
         tmp_path, "export", "known", "--storage", f"sqlite:///{database}", "--out", str(out)
     )
-    _assert_one_line_error(result, "no COMPLETE trial")
+    one_line_error(result, "no COMPLETE trial")
     assert _snapshot(tmp_path) == before
 
 
@@ -286,7 +277,7 @@ def test_read_only_commands_never_create_a_database(tmp_path: Path, command: lis
     result = _run(tmp_path, *command, "--storage", f"sqlite:///{missing}", "--out", str(tmp_path))
     if command[0] in ("list", "status"):  # no --out: run again without it
         result = _run(tmp_path, *command, "--storage", f"sqlite:///{missing}")
-    _assert_one_line_error(result, "no such database", str(missing))
+    one_line_error(result, "no such database", str(missing))
     assert not missing.exists()
     assert sorted(tmp_path.iterdir()) == []
 
@@ -299,7 +290,7 @@ def test_a_database_without_study_tables_is_named_not_migrated(tmp_path: Path) -
         connection.execute("CREATE TABLE notes (text TEXT)")
     before = other.read_bytes()
     result = _run(tmp_path, "list", "--storage", f"sqlite:///{other}")
-    _assert_one_line_error(result, "holds another program's tables (notes)")
+    one_line_error(result, "holds another program's tables (notes)")
     assert other.read_bytes() == before
 
 
@@ -322,7 +313,7 @@ def test_output_paths_of_the_wrong_kind_exit_2_and_write_nothing(
     before = _snapshot(tmp_path)
     filled = [a.format(file=tmp_path / "a-file", dir=tmp_path / "a-dir") for a in args]
     result = _run(tmp_path, *filled, "--storage", f"sqlite:///{database}")
-    _assert_one_line_error(result, expected)
+    one_line_error(result, expected)
     assert _snapshot(tmp_path) == before
 
 
@@ -443,7 +434,7 @@ def test_a_busy_dashboard_port_is_named_with_the_way_out(tmp_path: Path) -> None
         result = _run(
             tmp_path, "dashboard", "--storage", f"sqlite:///{database}", "--port", str(port)
         )
-    _assert_one_line_error(result, f"port {port} on 127.0.0.1 is in use", "--port")
+    one_line_error(result, f"port {port} on 127.0.0.1 is in use", "--port")
     assert "optuna-dashboard on" not in result.output
 
 
@@ -463,7 +454,7 @@ def test_a_tiny_grid_step_is_refused_by_count_without_building(tmp_path: Path) -
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    _assert_one_line_error(result, "the grid has more than 100,000 points", "search.zoneout_cell")
+    one_line_error(result, "the grid has more than 100,000 points", "search.zoneout_cell")
     assert seconds < 5 and peak < 50e6, (seconds, peak)
 
 
@@ -474,7 +465,7 @@ def test_a_10_mb_spec_is_refused_by_size_before_parsing(tmp_path: Path) -> None:
     big.write_text("name: x\ndescription: '" + "a" * 10_000_000 + "'\n", encoding="utf-8")
     started = time.perf_counter()
     result = _run(tmp_path, "run", str(big))
-    _assert_one_line_error(result, "10,000,024 bytes", "at most 262,144 bytes")
+    one_line_error(result, "10,000,024 bytes", "at most 262,144 bytes")
     assert time.perf_counter() - started < 2
 
 
@@ -482,7 +473,7 @@ def test_duplicate_keys_name_the_key_and_line(tmp_path: Path) -> None:
     text = yaml.safe_dump(GOOD) + "n_trials: 5\n"
     result = _run(tmp_path, "run", str(_write(tmp_path, text)))
     line = text.splitlines().index("n_trials: 5") + 1
-    _assert_one_line_error(result, f"line {line}: duplicate key 'n_trials'")
+    one_line_error(result, f"line {line}: duplicate key 'n_trials'")
 
 
 def test_an_alias_bomb_is_refused_by_its_expanded_size(tmp_path: Path) -> None:
@@ -490,7 +481,7 @@ def test_an_alias_bomb_is_refused_by_its_expanded_size(tmp_path: Path) -> None:
     for level in range(1, 9):
         rows.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
     result = _run(tmp_path, "run", str(_write(tmp_path, "\n".join([*rows, "name: x"]))))
-    _assert_one_line_error(result, "once aliases are expanded")
+    one_line_error(result, "once aliases are expanded")
 
 
 @pytest.mark.parametrize(
@@ -509,7 +500,7 @@ def test_resources_and_device_must_agree(
     result = _run(
         tmp_path, "run", str(_write(tmp_path, spec)), "--storage", f"sqlite:///{database}"
     )
-    _assert_one_line_error(result, expected)
+    one_line_error(result, expected)
     assert not database.exists()
 
 
@@ -535,7 +526,7 @@ def test_train_refuses_config_files_by_kind_size_and_encoding(
     config = tmp_path / "config.yaml"
     make(config)
     result = _run(tmp_path, "train", str(config))
-    _assert_one_line_error(result, expected)
+    one_line_error(result, expected)
 
 
 # ------------------------------------------------------------------ make demo: no banners
@@ -570,9 +561,7 @@ def test_train_with_a_batch_larger_than_its_data_exits_2(tmp_path: Path) -> None
     )
     result = _run(tmp_path, "train", str(config))
     # Named by the fields to change, not by the batch the data is too small for.
-    _assert_one_line_error(
-        result, "train_tokens 2000 is too few for batch_size 4000", "at least 8,000"
-    )
+    one_line_error(result, "train_tokens 2000 is too few for batch_size 4000", "at least 8,000")
 
 
 def test_rays_notices_are_silenced_where_ray_logs_them() -> None:
