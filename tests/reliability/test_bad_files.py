@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from study.cli import app
-from tests.reliability.test_bad_input import _one_line_error
 from tests.study.test_cli_errors import make_store
+from tests.support import one_line_error
 from trials.checkpoints import FINGERPRINT_KEY, CheckpointError
 from trials.config import load_config
 from trials.train import BEST_MODEL_FILE, CHECKPOINT_FILE, train
@@ -250,7 +250,7 @@ def _refused_table(
     before = _state(root)
     out = root / "reports" / "out"
     result = CliRunner().invoke(app, _table_args(command, tables, out))
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert all(text in message for text in expected), message
     assert len(message) < 600, message  # a huge cell is cut, never echoed
     assert _state(root) == before, f"{name}: files changed or written"
@@ -495,7 +495,7 @@ def test_a_checkpoint_that_cannot_resume_is_refused(
     result = CliRunner().invoke(
         app, ["train", "config.yaml", "--checkpoint-dir", str(checkpoints), *args]
     )
-    message = _one_line_error(result)
+    message = one_line_error(result)
     assert all(text in message for text in expected), message
     assert len(message) < 600, message
     assert _state(confined) == before, f"{case}: files changed or written"
