@@ -4,6 +4,7 @@ The few things a user calls:
 
 - :func:`analyze` -> :class:`StudyAnalysis` (pure data) and :func:`report_figures` (plotly);
 - :func:`build_report` -> :class:`ReportResult`: an offline HTML report, PNGs and a summary;
+  :func:`start_png_renderer` -> :class:`PngRenderer`: its browser session, started early;
 - :func:`save_figures_to_study`, :func:`save_note_section`, :func:`serve_dashboard`: the
   bridge into optuna-dashboard;
 - :func:`seed_interval` / :func:`paired_difference` -> :class:`Interval`: means over seeds and
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         serve_dashboard,
     )
     from ._outcomes import RETIRED_KINDS, retired_kinds
+    from ._png import PngRenderer, start_png_renderer
     from ._promotion import ScaleFrames, promotion_section
     from ._report import ReportResult, build_report
     from ._runs import EpochChoice
@@ -87,6 +89,7 @@ _LAZY = {
     "MethodResult": "_compare",
     "MetricInfo": "_common",
     "ParamImportance": "_importance",
+    "PngRenderer": "_png",
     "RETIRED_KINDS": "_outcomes",
     "ReportResult": "_report",
     "ScaleAgreement": "_ladder",
@@ -105,6 +108,7 @@ _LAZY = {
     "seed_interval": "_stats",
     "select_configuration": "_compare",
     "serve_dashboard": "_optuna_bridge",
+    "start_png_renderer": "_png",
     "write_comparison": "_compare",
 }
 
@@ -129,6 +133,7 @@ __all__ = [
     "MethodResult",
     "MetricInfo",
     "ParamImportance",
+    "PngRenderer",
     "ReportResult",
     "ScaleAgreement",
     "ScaleFrames",
@@ -151,6 +156,7 @@ __all__ = [
     "seed_interval",
     "select_configuration",
     "serve_dashboard",
+    "start_png_renderer",
     "write_comparison",
 ]
 

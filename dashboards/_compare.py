@@ -17,7 +17,8 @@ import plotly.graph_objects as go
 from ._common import PARAM_PREFIX, Direction, MetricInfo, sanitize_name
 from ._configs import config_table
 from ._frame import Col, check_frames
-from ._report import markdown_to_html, write_pngs
+from ._png import write_pngs
+from ._report import markdown_to_html
 from ._runs import EpochChoice, StudyRuns, study_runs
 from ._stats import LEVEL, Interval, paired_difference
 

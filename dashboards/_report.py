@@ -1,25 +1,17 @@
 """One self-contained HTML report (plotly.js inlined, opens offline) plus a PNG per figure.
 
 The PNGs come from kaleido and a Chromium found on the machine, one browser session for all
-figures. :func:`build_report` opens that session in a thread of its own before the analysis
-(``_Renderer``), so the browser starts while the analysis runs on another core; it renders the
-figures while the HTML is written.
+figures (:mod:`dashboards._png`). :func:`build_report` takes a session its caller started
+earlier, or opens one itself before the analysis, so the browser starts while the analysis runs
+on another core; it renders the figures while the HTML is written.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import html
-import logging
 import os
-import queue
-import shutil
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
@@ -31,19 +23,9 @@ from ._common import Direction, sanitize_name
 from ._figures import report_figures
 from ._frame import Col, TrialState, check_frames
 from ._importance import cached_importance, importance_key, keep_importance
+from ._png import PngRenderer, export_pngs, start_png_renderer
 
-__all__ = ["ReportResult", "build_report", "find_browser", "markdown_to_html", "write_pngs"]
-
-_log = logging.getLogger(__name__)
-
-#: Executables searched on PATH (after the ``BROWSER_PATH`` environment variable).
-BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-_INSTALL_HINT = (
-    "install Chromium to get PNGs (Debian/Ubuntu: `apt-get install chromium`) or point the "
-    "BROWSER_PATH environment variable at a Chrome/Chromium executable"
-)
-_SIZES = {"surface": (1300, 600), "differences": (1100, 700)}
-_DEFAULT_SIZE = (1000, 560)
+__all__ = ["ReportResult", "build_report", "markdown_to_html"]
 
 
 @dataclass(frozen=True)
@@ -56,18 +38,6 @@ class ReportResult:
     summary_path: Path | None = None
     analysis: StudyAnalysis | None = None
     figures: dict[str, go.Figure] = field(default_factory=dict)
-
-
-def find_browser() -> str | None:
-    """A Chrome/Chromium executable: ``BROWSER_PATH`` if it is one, else the first on PATH."""
-    env = os.environ.get("BROWSER_PATH")
-    if env and os.path.isfile(env) and os.access(env, os.X_OK):
-        return env
-    for name in BROWSER_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def markdown_to_html(text: str) -> str:
@@ -115,142 +85,6 @@ def render_html(title: str, summary_markdown: str, figures: dict[str, go.Figure]
     return "\n".join(parts)
 
 
-class _Renderer:
-    """A kaleido session (Chromium) opened in a thread of its own ahead of the figures: the
-    browser starts while the caller works, then renders the jobs :meth:`submit` hands it (what
-    ``kaleido.write_fig_from_object_sync`` does, which starts the browser only when called)
-    while the caller goes on; :meth:`result` waits for them. :meth:`close` ends the session,
-    used or not."""
-
-    def __init__(self, browser: str) -> None:
-        self._jobs: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=1)
-        self._done: queue.Queue[BaseException | None] = queue.Queue(maxsize=1)
-        self._submitted = False
-        self._thread = threading.Thread(
-            target=self._run, args=(browser,), name="kaleido-session", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, browser: str) -> None:
-        try:
-            asyncio.run(self._session(browser))
-        except BaseException as exc:  # handed to result(); kaleido raises many kinds
-            self._done.put(exc)
-
-    async def _session(self, browser: str) -> None:
-        import kaleido
-
-        async with kaleido.Kaleido(path=browser, mathjax=False) as k:
-            jobs = await asyncio.to_thread(self._jobs.get)
-            if jobs is None:
-                return
-            await k.write_fig_from_object(jobs)
-        self._done.put(None)
-
-    def submit(self, jobs: list[dict[str, Any]]) -> None:
-        """Render ``jobs`` (kaleido's ``fig``/``path``/``opts`` dicts; figures as plain dicts, as
-        the caller's thread goes on with the figure objects)."""
-        self._submitted = True
-        self._jobs.put(jobs)
-
-    def result(self) -> None:
-        """Wait for the submitted jobs; raise what the session raised."""
-        error = self._done.get()
-        if error is not None:
-            raise error
-
-    def close(self) -> None:
-        if not self._submitted:
-            self._submitted = True
-            self._jobs.put(None)
-        self._thread.join(timeout=60)
-
-
-def _start_renderer(browser: str | None) -> _Renderer | None:
-    """A kaleido session started now, or None where the export will say why there is none."""
-    browser = browser or find_browser()
-    if browser is None:
-        return None
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        return None
-    return _Renderer(browser)
-
-
-_PngExport = tuple[dict[str, Path], list[str]]
-
-
-def _export_pngs(
-    figures: dict[str, go.Figure],
-    out_dir: Path,
-    prefix: str,
-    *,
-    browser: str | None,
-    renderer: _Renderer | None,
-) -> Callable[[], _PngExport]:
-    """Start the PNG export of ``figures`` (on ``renderer``'s session when given, which renders
-    while the caller goes on) and return the function that waits for it: paths, messages."""
-    browser = browser or find_browser()
-    if browser is None:
-        msg = f"PNG export skipped: no Chrome/Chromium found; {_INSTALL_HINT}."
-        return lambda: ({}, [msg])
-    try:
-        import kaleido
-    except ImportError:
-        msg = "PNG export skipped: kaleido is not installed (`pip install 'kaleido>=1'`)."
-        return lambda: ({}, [msg])
-    paths = {name: out_dir / f"{prefix}-{sanitize_name(name)}.png" for name in figures}
-    jobs = []
-    for name, fig in figures.items():
-        w, h = _SIZES.get(name.split("-")[0], _DEFAULT_SIZE)
-        w, h = int(fig.layout.width or w), int(fig.layout.height or h)
-        jobs.append(
-            {
-                # kaleido makes the same dict of a figure itself; made here, the session's
-                # thread never touches a figure object this thread still uses.
-                "fig": fig.to_dict() if renderer is not None else fig,
-                "path": str(paths[name]),
-                "opts": {"format": "png", "width": w, "height": h},
-            }
-        )
-    if renderer is not None:
-        renderer.submit(jobs)
-
-    def finish() -> _PngExport:
-        try:
-            if renderer is not None:
-                renderer.result()
-            else:
-                kaleido.write_fig_from_object_sync(jobs, kopts={"path": browser, "mathjax": False})
-        except Exception as exc:  # kaleido/choreographer raise many kinds; report, don't crash
-            _log.warning("PNG export failed: %s", exc)
-            return {}, [f"PNG export failed with {browser}: {type(exc).__name__}: {exc}"]
-        again = [job for job in jobs if not Path(str(job["path"])).is_file()]
-        if again:
-            # On a loaded machine kaleido now and then returns without writing one figure of a
-            # batch (seen for the surface and a marginal, not reproducible alone): one more try
-            # of just those, before saying which are missing.
-            with contextlib.suppress(Exception):
-                kaleido.write_fig_from_object_sync(again, kopts={"path": browser, "mathjax": False})
-        missing = [n for n, p in paths.items() if not p.is_file()]
-        msgs = [f"PNG export produced no file for: {', '.join(missing)}"] if missing else []
-        return {n: p for n, p in paths.items() if p.is_file()}, msgs
-
-    return finish
-
-
-def write_pngs(
-    figures: dict[str, go.Figure],
-    out_dir: Path,
-    prefix: str,
-    *,
-    browser: str | None = None,
-) -> tuple[dict[str, Path], list[str]]:
-    """PNG per figure through kaleido (one browser session for all). Returns paths, messages."""
-    return _export_pngs(figures, out_dir, prefix, browser=browser, renderer=None)()
-
-
 def _draws_something(trials: pd.DataFrame) -> bool:
     """Whether the report will likely have a figure to export (a trial that completed or was
     stopped early): only then is a browser started ahead of the analysis."""
@@ -277,6 +111,7 @@ def build_report(
     extra_markdown: str = "",
     extra_figures: dict[str, go.Figure] | None = None,
     importance_cache: str | os.PathLike[str] | None = None,
+    renderer: PngRenderer | None = None,
 ) -> ReportResult:
     """Analyse the frames and write ``<study>-report.html``, ``<study>-summary.md`` and
     (``png=True``) ``<study>-<figure>.png`` into ``out_dir``.
@@ -288,11 +123,16 @@ def build_report(
     A study with nothing to draw (every trial failed, say) still gets its HTML and summary: the
     table of the trials that did not complete, with their reasons, and the sentence saying why
     there is no figure, which ``messages`` repeats (there are then no PNGs to export).
+
+    ``renderer``: a PNG session the caller started earlier (:func:`start_png_renderer`) and
+    closes; without one, a session is opened here and closed before returning.
     """
     check_frames("dashboards.build_report", trials=trials, epochs=epochs, runs=ends)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    renderer = _start_renderer(browser) if png and _draws_something(trials) else None
+    own = renderer is None
+    if own and png and _draws_something(trials):
+        renderer = start_png_renderer(browser)
     try:
         return _build_report(
             trials,
@@ -306,7 +146,7 @@ def build_report(
             reduction_factor=reduction_factor,
             png=png,
             browser=browser,
-            renderer=renderer,
+            renderer=renderer if png else None,
             study=study,
             baseline_trial=baseline_trial,
             ends=ends,
@@ -315,7 +155,7 @@ def build_report(
             importance_cache=importance_cache,
         )
     finally:
-        if renderer is not None:
+        if own and renderer is not None:
             renderer.close()
 
 
@@ -332,7 +172,7 @@ def _build_report(
     reduction_factor: float | None,
     png: bool,
     browser: str | None,
-    renderer: _Renderer | None,
+    renderer: PngRenderer | None,
     study: optuna.Study | list[FrozenTrial] | None,
     baseline_trial: int | None,
     ends: pd.DataFrame | None,
@@ -369,7 +209,7 @@ def _build_report(
     # The PNGs render in the browser while this thread writes the HTML.
     export = None
     if png and figures:
-        export = _export_pngs(figures, out, prefix, browser=browser, renderer=renderer)
+        export = export_pngs(figures, out, prefix, browser=browser, renderer=renderer)
     title = f"Zoneout sensitivity report: {study_name}"
     html_path = out / f"{prefix}-report.html"
     html_path.write_text(render_html(title, analysis.summary_markdown, figures), encoding="utf-8")

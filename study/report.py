@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial
 from dashboards import (
     Col,
     MetricInfo,
+    PngRenderer,
     ReportResult,
     ScaleFrames,
     TrialState,
@@ -255,6 +256,7 @@ def _report(
     baseline_trial: Baseline,
     source: StudyFrames | None = None,
     importance_cache: str | os.PathLike[str] | None = None,
+    renderer: PngRenderer | None = None,
 ) -> ReportResult:
     states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
     trials = frames.trials[frames.trials[Col.STATE].astype(str).isin(states)]
@@ -288,6 +290,7 @@ def _report(
         baseline_trial=baseline_trial,
         ends=frames.runs,
         importance_cache=importance_cache,
+        renderer=renderer,
         **_promotion(frames, source),
     )
 
@@ -334,10 +337,12 @@ def write_study_report(
     save_to_optuna: bool = True,
     baseline_trial: Baseline = None,
     importance_cache: str | os.PathLike[str] | None = None,
+    renderer: PngRenderer | None = None,
 ) -> ReportResult:
     """Write ``<study>-report.html`` (+ PNGs, summary) for a stored study into ``out_dir`` and,
     with ``save_to_optuna``, save the figures and summary into the Optuna study
-    (optuna-dashboard); without it nothing is written into the database.
+    (optuna-dashboard); without it nothing is written into the database. ``renderer``: a PNG
+    session the caller started before (dashboards.start_png_renderer) and closes.
 
     A study with nothing to draw still gets its HTML (the table of its trials and why there is
     no figure) and its summary; ``messages`` says why there is no figure. ``importance_cache``:
@@ -360,6 +365,7 @@ def write_study_report(
         baseline_trial=baseline_trial,
         source=source,
         importance_cache=importance_cache,
+        renderer=renderer,
     )
     if save_to_optuna and study is not None and result.analysis is not None:
         save_figures_to_study(study, result.figures, result.analysis.summary_markdown)

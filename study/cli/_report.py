@@ -95,19 +95,29 @@ def write_report(
     """The report of the stored study ``study_name`` written into ``out_dir``, its figures and
     summary saved into the Optuna study with ``save_to_study`` (what `run` does at its end);
     its analysis (None when there was nothing to analyse)."""
-    from study.report import default_cache_dir, write_study_report
+    from dashboards import start_png_renderer
 
     check_output_dir(out_dir, "--out")
-    with written_or_removed(out_dir):
-        result = write_study_report(
-            url,
-            study_name,
-            out_dir,
-            png=png,
-            save_to_optuna=save_to_study,
-            baseline_trial=baseline,
-            importance_cache=default_cache_dir(),
-        )
+    # The browser for the PNGs starts first (about 1.5 s here), while the analysis is imported
+    # and the study read.
+    renderer = start_png_renderer() if png else None
+    try:
+        from study.report import default_cache_dir, write_study_report
+
+        with written_or_removed(out_dir):
+            result = write_study_report(
+                url,
+                study_name,
+                out_dir,
+                png=png,
+                save_to_optuna=save_to_study,
+                baseline_trial=baseline,
+                importance_cache=default_cache_dir(),
+                renderer=renderer,
+            )
+    finally:
+        if renderer is not None:
+            renderer.close()
     console.print(f"report: {result.html_path}")
     for message in result.messages:
         console.print(message, markup=False)

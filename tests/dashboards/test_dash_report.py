@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import dashboards as d
-from dashboards._report import find_browser
+from dashboards._png import find_browser
 from study.report import write_table_report
 
 Frames = tuple[pd.DataFrame, pd.DataFrame]
@@ -71,6 +71,30 @@ def test_pngs_written(report: d.ReportResult) -> None:
     assert set(report.png_paths) == set(report.figures)
     for path in report.png_paths.values():
         assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 5_000
+
+
+def test_a_session_started_by_the_caller_renders_the_pngs_and_stays_the_callers(
+    study_frames: Frames, tmp_path: Path
+) -> None:
+    """The report command starts the browser before it imports the analysis; build_report
+    renders with that session and leaves closing it to the caller."""
+    _browser_or_skip()
+    trials, epochs = study_frames
+    renderer = d.start_png_renderer()
+    assert isinstance(renderer, d.PngRenderer)
+    closed: list[bool] = []
+    close = renderer.close
+    renderer.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    result = d.build_report(
+        trials, epochs, study_name="s", metric="bpc", max_epochs=9, out_dir=tmp_path,
+        renderer=renderer,
+    )  # fmt: skip
+    assert not closed  # the caller's to close
+    close()
+    assert not result.messages, result.messages
+    assert set(result.png_paths) == set(result.figures) and result.figures
+    for path in result.png_paths.values():
+        assert path.read_bytes()[:8] == PNG_MAGIC
 
 
 def test_missing_browser_still_writes_html(
