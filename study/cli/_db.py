@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from study.cli._base import app, console, sub_app
-from study.cli._storage import resolve_storage, storage_option
+from study.cli._storage import check_writable, resolve_storage, storage_option
 
 db_app = sub_app("Database schema commands.")
 app.add_typer(db_app, name="db")
@@ -16,13 +16,10 @@ app.add_typer(db_app, name="db")
 def db_upgrade(storage: Annotated[str | None, storage_option()] = None) -> None:
     """Create or upgrade the store's schema (Alembic) to the newest revision, and bring every
     study's trial values to the one score (the mean over seeds of each seed's best)."""
-    from study.store import check_writable_storage, current_revision, mask_url, upgrade
+    from study.store import current_revision, mask_url, upgrade
 
     url = resolve_storage(storage)
-    if check_writable_storage(url).has_optuna_tables:
-        from study.optuna_study import check_schema
-
-        check_schema(url)  # before the store's tables change
+    check_writable(url)  # before the store's tables change
     upgrade(url)
     console.print(f"{mask_url(url)} at revision {current_revision(url)}")
     # The data follow the schema: every study's values are brought to the one score.

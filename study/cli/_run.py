@@ -14,7 +14,7 @@ import typer
 from dashboards import Col, TrialState
 from study.cli._base import app, console, error_console
 from study.cli._paths import check_input_file, check_output_dir, written_or_removed
-from study.cli._storage import storage_option
+from study.cli._storage import check_writable, storage_option
 from study.cli._words import FailureWords, retired_words
 
 
@@ -56,15 +56,12 @@ def run(
     disk, a trial cut off again and again): running the spec again continues it in each case."""
     from study.runner import resolve_storage, run_study
     from study.spec import MAX_SPEC_BYTES, load_spec
-    from study.store import check_writable_storage, mask_url
+    from study.store import mask_url
 
     check_input_file(spec_path, "study spec", MAX_SPEC_BYTES)
     spec = load_spec(spec_path)
     url = resolve_storage(spec, storage)
-    if check_writable_storage(url).has_optuna_tables:
-        from study.optuna_study import check_schema
-
-        check_schema(url)  # before Ray starts
+    check_writable(url)  # before Ray starts
     report_path = report_dir or Path("reports") / spec.name
     if not no_report:
         check_output_dir(report_path, "--report-dir")

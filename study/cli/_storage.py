@@ -24,6 +24,18 @@ def resolve_storage(storage: str | None) -> str:
     return storage or default_storage_url()
 
 
+def check_writable(url: str) -> None:
+    """The database at ``url`` is one `run` and `db upgrade` may change: the store's check
+    (what the file or server holds, and that this user may write it), then, where Optuna's
+    tables are there, Optuna's schema, before anything is changed or Ray starts."""
+    from study.store import check_writable_storage
+
+    if check_writable_storage(url).has_optuna_tables:
+        from study.optuna_study import check_schema
+
+        check_schema(url)
+
+
 def open_store(storage: str | None) -> Any:
     """The store for a command that only reads: never creates a database or its tables (a
     mistyped SQLite path is 'no such database', not a new empty one) and never migrates. It is
