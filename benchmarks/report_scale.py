@@ -11,7 +11,6 @@ a report under 10 s.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import tempfile
 import time
@@ -114,10 +113,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--png", action="store_true", help="also time the PNG export (kaleido)")
+    ap.add_argument("--png", action="store_true", help="also time the PNG export (Chromium)")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("kaleido").setLevel(logging.WARNING)
     print(f"{args.trials} trials x {args.epochs} epochs, {os.cpu_count()} CPUs")
     (trials, epochs), _ = timed("synthetic frames", lambda: synthetic(args.trials, args.epochs))
     print(f"  ({len(epochs)} epoch rows, {(trials['state'] == 'PRUNED').sum()} pruned)")

@@ -126,7 +126,7 @@ def nothing_to_draw(title: str, why: str) -> go.Figure:
 
 def metric_colors(lo: float, hi: float, metric: MetricInfo, *, showscale: bool) -> dict:
     """The metric's one colour scale and range, set on each trace. (Not a shared coloraxis:
-    markers and a contour on one coloraxis hang plotly.js in kaleido's Chromium.)"""
+    markers and a contour on one coloraxis hang plotly.js in headless Chromium.)"""
     return dict(
         colorscale=METRIC_COLORSCALE,
         zmin=lo,

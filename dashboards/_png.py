@@ -1,25 +1,25 @@
-"""PNGs of plotly figures: kaleido driving a Chromium found on the machine, one browser session
-for all figures of a report.
+"""PNGs of plotly figures: a headless Chromium found on the machine draws all figures of a report
+in one page (plotly.js's own ``Plotly.toImage``), in a process of its own.
 
-The browser takes about 1.5 s to start here. :func:`start_png_renderer` opens the session in a
-thread of its own so that it starts while the caller works: the report command starts it before
-importing the analysis and reading the study, so the browser is up by the time the figures are.
-This module imports nothing heavy (kaleido only inside the session's thread) for that reason.
+The browser takes about 1.5-2 s to start here. :func:`start_png_renderer` starts that process
+so that the browser starts while the caller works: the report command starts it before importing
+the analysis and reading the study, so the browser is up by the time the figures are. This
+module imports nothing heavy for that reason; the process is ``_png_session.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib.util
+import json
 import logging
 import os
-import queue
 import shutil
-import threading
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._common import sanitize_name
 
@@ -38,6 +38,12 @@ INSTALL_HINT = (
 )
 _SIZES = {"surface": (1300, 600), "differences": (1100, 700)}
 _DEFAULT_SIZE = (1000, 560)
+_SESSION_SCRIPT = Path(__file__).with_name("_png_session.py")
+# What _png_session.py prints: a line per figure it could not draw, then RENDERED.
+_RENDERED = b"rendered\n"
+_FAILED = b"failed\t"
+# How long close() waits for the browser to shut down before killing its process.
+_CLOSE_TIMEOUT_S = 60
 
 
 def find_browser() -> str | None:
@@ -53,63 +59,78 @@ def find_browser() -> str | None:
 
 
 class PngRenderer:
-    """A kaleido session (Chromium) opened in a thread of its own ahead of the figures: the
-    browser starts while the caller works, then renders the jobs :meth:`submit` hands it (what
-    ``kaleido.write_fig_from_object_sync`` does, which starts the browser only when called)
-    while the caller goes on; :meth:`result` waits for them. :meth:`close` ends the session,
-    used or not."""
+    """A headless Chromium started in a process of its own ahead of the figures: the browser
+    starts while the caller works, then draws the figures :meth:`submit` hands it while the
+    caller goes on; :meth:`result` waits for them. :meth:`close` ends the session, used or not.
+    One session draws one batch of figures."""
 
     def __init__(self, browser: str) -> None:
-        self._jobs: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=1)
-        self._done: queue.Queue[BaseException | None] = queue.Queue(maxsize=1)
-        self._submitted = False
-        self._thread = threading.Thread(
-            target=self._run, args=(browser,), name="kaleido-session", daemon=True
+        self.browser = browser
+        # The worker's errors go to a file: a pipe nobody reads until the end could fill.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._proc = subprocess.Popen(
+            [sys.executable, str(_SESSION_SCRIPT), browser],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
         )
-        self._thread.start()
+        self._submitted = False
 
-    def _run(self, browser: str) -> None:
-        try:
-            asyncio.run(self._session(browser))
-        except BaseException as exc:  # handed to result(); kaleido raises many kinds
-            self._done.put(exc)
-
-    async def _session(self, browser: str) -> None:
-        import kaleido
-
-        async with kaleido.Kaleido(path=browser, mathjax=False) as k:
-            jobs = await asyncio.to_thread(self._jobs.get)
-            if jobs is None:
-                return
-            await k.write_fig_from_object(jobs)
-        self._done.put(None)
-
-    def submit(self, jobs: list[dict[str, Any]]) -> None:
-        """Render ``jobs`` (kaleido's ``fig``/``path``/``opts`` dicts; figures as plain dicts, as
-        the caller's thread goes on with the figure objects)."""
+    def submit(self, figures: dict[Path, tuple[go.Figure, int, int]]) -> None:
+        """Draw each figure (with its width and height in pixels) into its path."""
+        if self._submitted:
+            raise RuntimeError("a PNG session draws one batch; start another for more")
         self._submitted = True
-        self._jobs.put(jobs)
+        jobs = [
+            {"fig": fig.to_json(), "path": str(path), "width": w, "height": h}
+            for path, (fig, w, h) in figures.items()
+        ]
+        assert self._proc.stdin is not None
+        # A worker that died already has its reason in stderr, which result() reports.
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.write(json.dumps(jobs).encode())
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.close()
 
-    def result(self) -> None:
-        """Wait for the submitted jobs; raise what the session raised."""
-        error = self._done.get()
-        if error is not None:
-            raise error
+    def result(self) -> list[str]:
+        """Wait for the submitted figures: one message per figure that could not be drawn.
+        Raises RuntimeError with the session's own reason when it failed as a whole."""
+        assert self._proc.stdout is not None
+        failed = []
+        for line in self._proc.stdout:  # whatever else the browser prints, then ours
+            if line.startswith(_FAILED):
+                _, path, reason = line.decode(errors="replace").rstrip("\n").split("\t", 2)
+                failed.append(f"{Path(path).name}: {reason}")
+            elif line == _RENDERED:
+                return failed  # the browser closes while the caller goes on
+        code = self._proc.wait()
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        reason = lines[-1] if lines else f"exit status {code}"
+        raise RuntimeError(f"the PNG session failed: {reason}")
 
     def close(self) -> None:
+        """End the session: an unused one stops at once, a used one once its browser closed."""
         if not self._submitted:
             self._submitted = True
-            self._jobs.put(None)
-        self._thread.join(timeout=60)
+            assert self._proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=_CLOSE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._stderr.close()
 
 
 def start_png_renderer(browser: str | None = None) -> PngRenderer | None:
-    """A kaleido session starting now in its own thread (the caller closes it), or None where
-    the export will say why there is none (no browser, no kaleido)."""
+    """A PNG session starting now in its own process (the caller closes it), or None where the
+    export will say why there is none (no browser)."""
     browser = browser or find_browser()
-    if browser is None or importlib.util.find_spec("kaleido") is None:
-        return None
-    return PngRenderer(browser)
+    return PngRenderer(browser) if browser is not None else None
 
 
 _PngExport = tuple[dict[str, Path], list[str]]
@@ -123,52 +144,36 @@ def export_pngs(
     browser: str | None,
     renderer: PngRenderer | None,
 ) -> Callable[[], _PngExport]:
-    """Start the PNG export of ``figures`` (on ``renderer``'s session when given, which renders
-    while the caller goes on) and return the function that waits for it: paths, messages."""
-    browser = browser or find_browser()
-    if browser is None:
+    """Start the PNG export of ``figures`` (on ``renderer``'s session when given, else on one of
+    its own, closed when done) and return the function that waits for it: paths, messages. The
+    figures are drawn while the caller goes on."""
+    own = renderer is None
+    if renderer is None:
+        renderer = start_png_renderer(browser)
+    if renderer is None:
         msg = f"PNG export skipped: no Chrome/Chromium found; {INSTALL_HINT}."
         return lambda: ({}, [msg])
-    try:
-        import kaleido
-    except ImportError:
-        msg = "PNG export skipped: kaleido is not installed (`pip install 'kaleido>=1'`)."
-        return lambda: ({}, [msg])
     paths = {name: out_dir / f"{prefix}-{sanitize_name(name)}.png" for name in figures}
-    jobs = []
+    sized = {}
     for name, fig in figures.items():
         w, h = _SIZES.get(name.split("-")[0], _DEFAULT_SIZE)
-        w, h = int(fig.layout.width or w), int(fig.layout.height or h)
-        jobs.append(
-            {
-                # kaleido makes the same dict of a figure itself; made here, the session's
-                # thread never touches a figure object this thread still uses.
-                "fig": fig.to_dict() if renderer is not None else fig,
-                "path": str(paths[name]),
-                "opts": {"format": "png", "width": w, "height": h},
-            }
-        )
-    if renderer is not None:
-        renderer.submit(jobs)
+        sized[paths[name]] = (fig, int(fig.layout.width or w), int(fig.layout.height or h))
+    session = renderer
+    session.submit(sized)
 
     def finish() -> _PngExport:
         try:
-            if renderer is not None:
-                renderer.result()
-            else:
-                kaleido.write_fig_from_object_sync(jobs, kopts={"path": browser, "mathjax": False})
-        except Exception as exc:  # kaleido/choreographer raise many kinds; report, don't crash
+            failed = session.result()
+        except Exception as exc:  # the session says why; report it, don't crash the report
             _log.warning("PNG export failed: %s", exc)
-            return {}, [f"PNG export failed with {browser}: {type(exc).__name__}: {exc}"]
-        again = [job for job in jobs if not Path(str(job["path"])).is_file()]
-        if again:
-            # On a loaded machine kaleido now and then returns without writing one figure of a
-            # batch (seen for the surface and a marginal, not reproducible alone): one more try
-            # of just those, before saying which are missing.
-            with contextlib.suppress(Exception):
-                kaleido.write_fig_from_object_sync(again, kopts={"path": browser, "mathjax": False})
+            return {}, [f"PNG export failed with {session.browser}: {type(exc).__name__}: {exc}"]
+        finally:
+            if own:
+                session.close()
+        msgs = [f"PNG export could not draw {f}" for f in failed]
         missing = [n for n, p in paths.items() if not p.is_file()]
-        msgs = [f"PNG export produced no file for: {', '.join(missing)}"] if missing else []
+        if missing and not failed:
+            msgs.append(f"PNG export produced no file for: {', '.join(missing)}")
         return {n: p for n, p in paths.items() if p.is_file()}, msgs
 
     return finish
@@ -181,5 +186,5 @@ def write_pngs(
     *,
     browser: str | None = None,
 ) -> tuple[dict[str, Path], list[str]]:
-    """PNG per figure through kaleido (one browser session for all). Returns paths, messages."""
+    """PNG per figure, all drawn in one browser page. Returns paths, messages."""
     return export_pngs(figures, out_dir, prefix, browser=browser, renderer=None)()

@@ -1,9 +1,9 @@
 """One self-contained HTML report (plotly.js inlined, opens offline) plus a PNG per figure.
 
-The PNGs come from kaleido and a Chromium found on the machine, one browser session for all
-figures (:mod:`dashboards._png`). :func:`build_report` takes a session its caller started
-earlier, or opens one itself before the analysis, so the browser starts while the analysis runs
-on another core; it renders the figures while the HTML is written.
+The PNGs come from a Chromium found on the machine, one browser page for all figures
+(:mod:`dashboards._png`). :func:`build_report` takes a session its caller started earlier, or
+opens one itself before the analysis, so the browser starts while the analysis runs on another
+core; the figures are drawn while the HTML is written.
 """
 
 from __future__ import annotations

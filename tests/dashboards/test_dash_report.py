@@ -1,4 +1,4 @@
-"""build_report: offline HTML, PNGs through kaleido, and the reports opened in headless Chromium,
+"""build_report: offline HTML, PNGs (plotly.js in Chromium), and the reports opened in Chromium,
 where every figure must show data (not just axes) and a colour bar where colour carries value.
 
 Screenshots of each rendered report are saved under $ZONEOUT_SCREENSHOTS (else the test's
@@ -95,6 +95,56 @@ def test_a_session_started_by_the_caller_renders_the_pngs_and_stays_the_callers(
     assert set(result.png_paths) == set(result.figures) and result.figures
     for path in result.png_paths.values():
         assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_session_that_cannot_start_its_browser_says_why_and_html_is_still_written(
+    study_frames: Frames, tmp_path: Path
+) -> None:
+    """The session's process fails (its "browser" is not one): the report names the failure
+    and the HTML is written all the same."""
+    fake = tmp_path / "not-a-browser"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    trials, epochs = study_frames
+    renderer = d.PngRenderer(str(fake))
+    try:
+        result = d.build_report(
+            trials, epochs, study_name="s", metric="bpc", max_epochs=9, out_dir=tmp_path,
+            renderer=renderer, browser=str(fake),
+        )  # fmt: skip
+    finally:
+        renderer.close()
+    assert result.html_path.is_file() and not result.png_paths
+    assert len(result.messages) == 1, result.messages
+    assert result.messages[0].startswith(f"PNG export failed with {fake}: RuntimeError: ")
+
+
+def test_a_figure_the_browser_cannot_draw_is_named_and_the_others_are_written(
+    tmp_path: Path,
+) -> None:
+    """Plotly.toImage refuses a 0-pixel width: that figure gets a message saying why, the
+    other of the same batch its PNG."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2]))
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    renderer = d.PngRenderer(_browser_or_skip())
+    try:
+        renderer.submit({good: (fig, 400, 300), bad: (fig, 0, 300)})
+        failed = renderer.result()
+    finally:
+        renderer.close()
+    assert good.read_bytes()[:8] == PNG_MAGIC and not bad.exists()
+    assert failed == ["bad.png: Error: Height and width should be pixel values."]
+
+
+def test_a_session_closed_unused_ends_its_process() -> None:
+    """The report command may stop before it has figures (an empty study, an error): closing
+    the session it started ends the browser's process with nothing rendered."""
+    renderer = d.PngRenderer(_browser_or_skip())
+    proc = renderer._proc
+    renderer.close()
+    assert proc.returncode == 0
 
 
 def test_missing_browser_still_writes_html(
