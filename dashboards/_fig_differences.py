@@ -44,8 +44,10 @@ def get_differences_info(
     labels = [
         ", ".join(_param_text(p, r[param_column(p)]) for p in table.params) for _, r in c.iterrows()
     ]
+    lo, hi = int(c["diff_n"].min()), int(c["diff_n"].max())
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
     what = (
-        f"{LEVEL:.0%} Student-t over paired seeds"
+        f"{LEVEL:.0%} Student-t over {seeds} paired seeds"
         if IntervalKind.STUDENT_T.value in set(c["diff_kind"])
         else "n = 2 seeds: both differences shown, no interval"
     )

@@ -62,7 +62,7 @@ def test_titles_fit_and_explanations_go_to_the_subtitle(make_grid) -> None:  # t
         assert len(fig.layout.title.text) <= 50, (name, fig.layout.title.text)
         assert fig.layout.title.subtitle.text, name
     sub = figs["differences"].layout.title.subtitle.text
-    assert "95% Student-t over paired seeds" in sub and "unregularized" in sub
+    assert "95% Student-t over 3 paired seeds" in sub and "unregularized" in sub
 
 
 def test_two_seed_differences_show_both_values_not_an_interval(make_grid) -> None:  # type: ignore[no-untyped-def]

@@ -37,4 +37,6 @@ for study in "${STUDIES[@]}"; do
     "$ZS" status "$study" --csv "$OUT/$study-trials.csv"
     "$ZS" report "$study" --out "$OUT"
 done
+# The three studies' curves from epoch 10, where they differ (the README's first figure).
+python "$OUT/late_curves.py"
 echo "=== $(date -u +%FT%TZ) done"
