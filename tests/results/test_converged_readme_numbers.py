@@ -494,3 +494,39 @@ def test_paper_numbers_are_quoted_word_for_word() -> None:
             assert any(f == line[2:] or f.startswith(line[2:]) for f in facts), line
     for number in ("1.358", "1.362", "1.27", "1.321"):
         assert number in " ".join(quoted)
+
+
+def test_the_remaining_numbers_of_the_text() -> None:
+    """Counts, dates and the few numbers quoted outside the tables."""
+    assert _within(f"the interval is {stats.t.ppf(0.975, 2):.1f} standard errors wide")
+    runs = {
+        s: sum(len(r) for r in d.values())
+        for s, d in ((ZONEOUT, ZO), (RECURRENT_DROPOUT, RD), (DROPOUT, DO))
+    }
+    assert [row[-1] for row in _rows("# PTB characters at mid scale, to convergence")] == [
+        str(runs[ZONEOUT]), str(runs[RECURRENT_DROPOUT]), str(runs[DROPOUT])
+    ]  # fmt: skip
+    regret = paired(ZO[("0", "0.05")], ZO[("0.5", "0.05")])
+    _, lo, hi = _t_interval(regret)
+    gap = f"by {sum(regret) / 3:.3f} BPC against (0.5, 0.05)"
+    assert _within(f"{gap}, with a paired interval of ({lo:+.4f}, {hi:+.4f})")
+    stop = sorted(r.epochs for r in ZO[("0", "0.05")])
+    assert _within(f"It stops by patience at epochs {stop[0]}-{stop[-1]}, when the other three")
+    with _connect() as db:
+        retired = dict(
+            db.execute(
+                "SELECT s.name, COUNT(*) FROM zs_trials t JOIN zs_studies s ON s.id = t.study_id "
+                "WHERE s.name LIKE 'ptb-char-converged-%' AND t.state = 'FAIL' GROUP BY s.name"
+            ).fetchall()
+        )
+    assert retired == {ZONEOUT: 7, RECURRENT_DROPOUT: 1, DROPOUT: 2}
+    assert _within(
+        "7 zoneout trials, 1 recurrent dropout trial and 2 dropout trials are such retired"
+    )
+    log = (OUT / "run.log").read_text()
+    first = log[log.index("=== ") + 4 :][:20]
+    last = log[log.rindex("=== ") + 4 :][:20]
+    assert (first[11:16], last[11:16]) == ("06:59", "19:54") and first[:10] == last[
+        :10
+    ] == "2026-12-05"
+    assert _within("between 2026-12-05 06:59 and 19:54 UTC")
