@@ -8,6 +8,9 @@
 # reads its source there) to an 80-epoch cap with early stopping and 3 seeds. Running it again
 # resumes: finished trials are kept, interrupted runs continue from their checkpoints (Ctrl-C or
 # SIGTERM stops it cleanly). STAGE=report skips training and only regenerates the outputs.
+# STAGE=compare writes Table 1 (`zoneout-study compare`) with each selected configuration's test
+# BPC: from its runs' checkpoints where they are on this machine, else by training it again
+# (about an hour on 2 cores for the configurations without checkpoints).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +27,12 @@ STAGE="${STAGE:-all}"
 
 STUDIES=(ptb-char-converged-zoneout ptb-char-converged-recurrent-dropout ptb-char-converged-dropout)
 read -r -a TO_RUN <<< "${STUDIES_TO_RUN:-${STUDIES[*]}}"
+
+if [[ "$STAGE" == "compare" ]]; then
+    echo "=== $(date -u +%FT%TZ) compare"
+    "$ZS" compare "${STUDIES[@]}" --test auto-or-retrain --out "$OUT"
+    exit 0
+fi
 
 if [[ "$STAGE" != "report" ]]; then
     for study in "${TO_RUN[@]}"; do
