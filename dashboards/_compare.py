@@ -212,6 +212,23 @@ def comparison_markdown(c: Comparison) -> str:
     return "\n".join(out) + "\n"
 
 
+#: The table figure's width in pixels (write_comparison draws it so), and roughly what one
+#: character of its 12-pixel font takes: enough to tell how many lines a cell wraps to.
+TABLE_WIDTH_PX = 1400
+_CHAR_PX = 7.0
+_LINE_PX = 17
+
+
+def _row_px(cells: list[str], widths: list[float]) -> int:
+    """Height of a table row whose cells wrap within columns of relative ``widths``."""
+    usable = TABLE_WIDTH_PX - 40
+    lines = 1
+    for text, w in zip(cells, widths, strict=False):
+        chars = max(8, int(usable * w / sum(widths) / _CHAR_PX) - 2)
+        lines = max(lines, -(-len(text) // chars))
+    return max(34, 14 + _LINE_PX * lines)
+
+
 def comparison_figure(c: Comparison) -> go.Figure:
     m = c.metric
     cols = _columns(c)
@@ -219,16 +236,20 @@ def comparison_figure(c: Comparison) -> go.Figure:
     for r in c.rows:
         for i, v in enumerate(_row_cells(c, r, with_source=False)):
             cells[i].append(v)
-    # The figure is sized to its rows; the two tables share its height as their rows do.
-    main_px = 40 + 40 * len(c.rows)
+    # The figure is sized to its rows, and a row to its longest cell as it wraps in its column
+    # (a row drawn taller than the table's share of the figure is cut off); the two tables
+    # share the height as their rows do.
+    widths = [1.2, 2.0, 2.4, 2.6, 2.4, 2.4]
+    main_px = 40 + sum(_row_px([col[i] for col in cells], widths) for i in range(len(c.rows)))
     pairs_px = 40 + 34 * len(c.pairs) if c.pairs else 0
-    split = pairs_px / (main_px + pairs_px + 30) if c.pairs else 0.0
-    height = 160 + 40 * len(c.rows) + (80 + 40 * len(c.pairs) if c.pairs else 0)
+    gap_px = 30 if c.pairs else 0
+    split = pairs_px / (main_px + pairs_px + gap_px) if c.pairs else 0.0
+    height = 100 + main_px + pairs_px + gap_px + 20
     fig = go.Figure(
         go.Table(
             header=dict(values=cols, fill_color="#e8eef5", align="left"),
             cells=dict(values=cells, align="left", height=34),
-            columnwidth=[1.2, 2.0, 2.4, 2.6, 2.4, 2.4],
+            columnwidth=widths,
             domain=dict(y=[split + (0.04 if c.pairs else 0.0), 1.0]),
         )
     )
@@ -300,7 +321,7 @@ def write_comparison(
     messages: list[str] = []
     if png:
         fig = comparison_figure(c)
-        fig.update_layout(width=1400)
+        fig.update_layout(width=TABLE_WIDTH_PX)
         pngs, messages = write_pngs({"table": fig, **extra}, out, prefix)
         paths.update({f"png-{k}": v for k, v in pngs.items()})
     return paths, messages

@@ -530,3 +530,55 @@ def test_the_remaining_numbers_of_the_text() -> None:
         :10
     ] == "2026-12-05"
     assert _within("between 2026-12-05 06:59 and 19:54 UTC")
+
+
+COMPARE = (
+    OUT / "compare-ptb-char-converged-zoneout-vs-ptb-char-converged-recurrent-dropout-vs-pt.md"
+)
+
+
+def _compare_rows(nth: int) -> list[list[str]]:
+    """Rows of the ``nth`` table of the compare output (`zoneout-study compare`)."""
+    tables: list[list[list[str]]] = []
+    inside = False
+    for line in COMPARE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("|"):
+            if not inside:
+                tables.append([])
+                inside = True
+                continue
+            if not set(line) <= set("|-: "):
+                tables[-1].append([c.strip() for c in line.strip().strip("|").split("|")])
+        else:
+            inside = False
+    return tables[nth]
+
+
+def test_test_bpc_is_what_compare_wrote_for_the_same_selection() -> None:
+    """Test BPC cannot be recomputed from the database (it needs the models); the README's is
+    the compare output's, whose validation column is the one recomputed here."""
+    by_method = {r[0]: r for r in _compare_rows(0)}
+    readme = {r[0]: r for r in _rows("## Table 1 at convergence", 1)}
+    ours = table1()
+    names = {"dropout (not in the paper's Table 1)": "dropout"}
+    assert set(readme) == set(ours)
+    means = []
+    for method, (_, runs) in ours.items():
+        row = by_method[names.get(method, method)]
+        assert row[2] == cell([r.best for r in runs]), method  # validation, recomputed
+        test, source = row[3].split(") (", 1)
+        assert readme[method][1] == test + ")", method
+        assert readme[method][2] == ("" if method == "unregularized" else row[5]), method
+        means.append(float(row[2].split()[0]) - float(test.split()[0]))
+        if method in ("unregularized", "recurrent dropout"):
+            assert source.startswith("retrained, 3 seeds"), method
+        else:
+            assert source.startswith("best checkpoint of each of 3 seeds"), method
+    assert _within(f"({min(means):.3f}-{max(means):.3f} here)")
+    assert "validation reproduced exactly" in by_method["unregularized"][3]
+    assert "differs from the study's by up to 0.00098" in by_method["recurrent dropout"][3]
+    assert _within("differ from the study's by up to 0.00098 BPC on validation")
+    pair = {(r[0], r[1]): r for r in _compare_rows(1)}[("zoneout", "recurrent dropout")]
+    assert _within(f"Zoneout minus recurrent dropout on test, paired by seed: {pair[3]}")
+    lo, hi = pair[3].split("[")[1].split("]")[0].split(", ")
+    assert _within(f"paired interval {lo} to {hi})")

@@ -256,3 +256,18 @@ def test_a_report_during_a_study_leaves_running_trials_out(tmp_path: Path) -> No
     curves = result.analysis.curves
     assert curves.n_stopped_early == 0 and curves.n_unfinished == 0
     assert running not in set(curves.final["number"])
+
+
+def test_a_row_is_as_tall_as_its_longest_cell_wraps() -> None:
+    """The table PNG cut off its last row when test sources wrapped to 4 lines (the converged
+    study's Table 1): each row's height follows its longest cell in its column's width."""
+    from dashboards._compare import _row_px
+
+    widths = [1.2, 2.0, 2.4, 2.6, 2.4, 2.4]
+    short = ["dropout", "dropout=0.2", "1.8685", "1.8347", "baseline", "baseline"]
+    source = (
+        "1.9578 [1.9443, 1.9712] (95% Student-t, n = 3) (retrained, 3 seeds, best epoch on "
+        "validation; validation reproduced exactly)"
+    )
+    assert _row_px(short, widths) == 34
+    assert _row_px([*short[:3], source, *short[4:]], widths) >= 14 + 17 * 4
