@@ -149,27 +149,6 @@ def _flat() -> str:
     return " ".join(_readme().split())
 
 
-def _table(heading: str) -> list[list[str]]:
-    """The rows of the first table under ``heading`` (header and rule dropped)."""
-    text = _readme()
-    section = text[text.index(heading) :]
-    nxt = section.find("\n## ", 1)
-    section = section if nxt < 0 else section[:nxt]
-    rows: list[list[str]] = []
-    started = False
-    for line in section.splitlines():
-        if line.startswith("|"):
-            if not started:
-                started = True
-                continue  # header
-            if set(line) <= set("|-: "):
-                continue
-            rows.append([c.strip().replace("**", "") for c in line.strip().strip("|").split("|")])
-        elif started:
-            break
-    return rows
-
-
 ZO = _runs(ZONEOUT)
 RD = _runs(RECURRENT_DROPOUT)
 DO = _runs(DROPOUT)
@@ -291,27 +270,30 @@ def _within(text: str) -> bool:
     return text in _flat()
 
 
-def _rows(heading: str, nth: int = 0) -> list[list[str]]:
-    """The rows of the ``nth`` table under ``heading``."""
-    text = _readme()
-    section = text[text.index(heading) :]
-    nxt = section.find("\n## ", 1)
-    section = section if nxt < 0 else section[:nxt]
+def _tables(text: str) -> list[list[list[str]]]:
+    """The Markdown tables of ``text``: their rows (header and rule dropped), bold unmarked."""
     tables: list[list[list[str]]] = []
     inside = False
-    for line in section.splitlines():
+    for line in text.splitlines():
         if line.startswith("|"):
             if not inside:
                 tables.append([])
                 inside = True
                 continue  # header
-            if set(line) <= set("|-: "):
-                continue
-            cells = line.strip().strip("|").split("|")
-            tables[-1].append([c.strip().replace("**", "") for c in cells])
+            if not set(line) <= set("|-: "):
+                cells = line.strip().strip("|").split("|")
+                tables[-1].append([c.strip().replace("**", "") for c in cells])
         else:
             inside = False
-    return tables[nth]
+    return tables
+
+
+def _rows(heading: str, nth: int = 0) -> list[list[str]]:
+    """The rows of the README's ``nth`` table under ``heading``."""
+    text = _readme()
+    section = text[text.index(heading) :]
+    nxt = section.find("\n## ", 1)
+    return _tables(section if nxt < 0 else section[:nxt])[nth]
 
 
 def test_figure3_table() -> None:
@@ -539,19 +521,7 @@ COMPARE = (
 
 def _compare_rows(nth: int) -> list[list[str]]:
     """Rows of the ``nth`` table of the compare output (`zoneout-study compare`)."""
-    tables: list[list[list[str]]] = []
-    inside = False
-    for line in COMPARE.read_text(encoding="utf-8").splitlines():
-        if line.startswith("|"):
-            if not inside:
-                tables.append([])
-                inside = True
-                continue
-            if not set(line) <= set("|-: "):
-                tables[-1].append([c.strip() for c in line.strip().strip("|").split("|")])
-        else:
-            inside = False
-    return tables[nth]
+    return _tables(COMPARE.read_text(encoding="utf-8"))[nth]
 
 
 def test_test_bpc_is_what_compare_wrote_for_the_same_selection() -> None:
